@@ -1,0 +1,58 @@
+"""The ``flowmesh`` command line."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from flowmesh_core import __version__
+from flowmesh_core.cli._cas import cas
+from flowmesh_core.cli._common import CliContext
+from flowmesh_core.cli._doctor import doctor
+from flowmesh_core.cli._key import key
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowmesh")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file (default: $FLOWMESH_CONFIG, else ./flowmesh.toml if present).",
+)
+@click.option("--redis-url", help="Override FLOWMESH_REDIS_URL (memory:// = embedded store).")
+@click.option("--blob-url", help="Override FLOWMESH_BLOB_URL (file:///path or s3://bucket/prefix).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens, to stderr.")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config_file: Path | None,
+    redis_url: str | None,
+    blob_url: str | None,
+    verbose: bool,
+) -> None:
+    """FlowMesh: one shared fabric for LLM workflows.
+
+    Identical work from every tenant runs once (content-addressed op keys and an action
+    cache in Redis), results live in a content-addressable store, and lineage tells each
+    tenant how each of its items was satisfied.
+
+    Settings come from --options, FLOWMESH_* variables and a TOML file, in that order.
+    With no settings at all, everything runs embedded: an in-process Redis and blobs
+    under ~/.local/share/flowmesh/blobs.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides = {"redis_url": redis_url, "blob_url": blob_url}
+    ctx.obj = CliContext(config_file, {k: v for k, v in overrides.items() if v is not None})
+
+
+main.add_command(key)
+main.add_command(cas)
+main.add_command(doctor)

@@ -1,0 +1,135 @@
+"""Every error FlowMesh raises on purpose, under one root.
+
+Errors from redis, botocore and httpx are converted at the boundary where they happen
+into the most specific class below (``raise ... from exc``), so callers catch FlowMesh
+errors only. Each class carries the HTTP status the control plane answers with, so the
+API layer never decides status codes on its own.
+
+    FlowMeshError
+    ├── ConfigError ............................ settings or URLs that cannot work (500 / CLI exit 2)
+    │   ├── UnknownSettingError ................ a key the settings object does not know
+    │   └── UnsupportedSchemeError ............. a store URL whose scheme has no backend
+    ├── InvalidInputError ...................... the caller sent something to fix (400)
+    │   ├── InvalidDigestError ................. not ``sha256:<64 lowercase hex>``
+    │   ├── InputTooLargeError ................. an inline value over the limit (413)
+    │   ├── UnknownKindError ................... no operator kind by that name
+    │   ├── InvalidParamsError ................. params that the kind rejects
+    │   └── InvalidOperatorError ............... an operator or workflow that cannot run
+    ├── NotFoundError .......................... the thing named does not exist (404)
+    │   └── BlobNotFoundError
+    ├── ConflictError .......................... contradicts what is already recorded (409)
+    ├── IntegrityError ......................... stored bytes do not match their address (500)
+    │   └── CorruptBlobError
+    └── ServiceUnavailableError ................ a backing service does not answer (503)
+        ├── StoreUnavailableError .............. Redis (or the embedded store)
+        └── BlobStoreUnavailableError .......... the blob backend (disk or S3)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BlobNotFoundError",
+    "BlobStoreUnavailableError",
+    "ConfigError",
+    "ConflictError",
+    "CorruptBlobError",
+    "FlowMeshError",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidDigestError",
+    "InvalidInputError",
+    "InvalidOperatorError",
+    "InvalidParamsError",
+    "NotFoundError",
+    "ServiceUnavailableError",
+    "StoreUnavailableError",
+    "UnknownKindError",
+    "UnknownSettingError",
+    "UnsupportedSchemeError",
+]
+
+
+class FlowMeshError(Exception):
+    """Root of every error FlowMesh raises on purpose. ``str(err)`` says what to fix."""
+
+    status_code: ClassVar[int] = 500
+
+
+class ConfigError(FlowMeshError):
+    """The configuration cannot work; the message names the setting and what to set."""
+
+
+class UnknownSettingError(ConfigError):
+    """A settings key (file or ``FLOWMESH_*`` variable) that FlowMesh does not know."""
+
+
+class UnsupportedSchemeError(ConfigError):
+    """A store URL whose scheme has no backend."""
+
+
+class InvalidInputError(FlowMeshError):
+    """The caller sent something malformed; nothing was stored."""
+
+    status_code = 400
+
+
+class InvalidDigestError(InvalidInputError):
+    """A digest string that is not ``sha256:`` followed by 64 lowercase hex digits."""
+
+
+class InputTooLargeError(InvalidInputError):
+    """An inline value larger than the configured limit."""
+
+    status_code = 413
+
+
+class UnknownKindError(InvalidInputError):
+    """An operator kind that nothing has registered."""
+
+
+class InvalidParamsError(InvalidInputError):
+    """Operator params that the kind's params model rejects."""
+
+
+class InvalidOperatorError(InvalidInputError):
+    """An operator or workflow that is well-formed JSON but cannot run as written."""
+
+
+class NotFoundError(FlowMeshError):
+    """The thing named does not exist (or is not visible to the caller)."""
+
+    status_code = 404
+
+
+class BlobNotFoundError(NotFoundError):
+    """No blob with that digest in the blob store."""
+
+
+class ConflictError(FlowMeshError):
+    """The request contradicts what is already recorded."""
+
+    status_code = 409
+
+
+class IntegrityError(FlowMeshError):
+    """Stored data does not match its content address."""
+
+
+class CorruptBlobError(IntegrityError):
+    """A blob's bytes do not hash to its digest (corrupt or truncated)."""
+
+
+class ServiceUnavailableError(FlowMeshError):
+    """A backing service does not answer; retrying later may work."""
+
+    status_code = 503
+
+
+class StoreUnavailableError(ServiceUnavailableError):
+    """Redis (or the embedded store) cannot be reached or refused the command."""
+
+
+class BlobStoreUnavailableError(ServiceUnavailableError):
+    """The blob backend (local disk or S3 API) cannot be reached or refused the request."""

@@ -1,0 +1,36 @@
+"""Typed, immutable values that travel between tenants, the control plane and workers."""
+
+from flowmesh_core.models.operator import (
+    BlobInput,
+    LiteralInput,
+    ModelRef,
+    NodeRef,
+    Operator,
+    OperatorInput,
+)
+from flowmesh_core.models.records import (
+    Item,
+    ItemStatus,
+    LineageRecord,
+    Requester,
+    Satisfaction,
+    WorkerProfile,
+)
+from flowmesh_core.models.workflow import Workflow, WorkflowNode
+
+__all__ = [
+    "BlobInput",
+    "Item",
+    "ItemStatus",
+    "LineageRecord",
+    "LiteralInput",
+    "ModelRef",
+    "NodeRef",
+    "Operator",
+    "OperatorInput",
+    "Requester",
+    "Satisfaction",
+    "WorkerProfile",
+    "Workflow",
+    "WorkflowNode",
+]

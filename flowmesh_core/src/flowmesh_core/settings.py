@@ -1,0 +1,150 @@
+"""The one typed settings object, read from arguments, ``FLOWMESH_*`` variables and a file.
+
+Precedence, highest first: values passed to ``load_settings``, environment variables
+(``FLOWMESH_REDIS_URL``...), the TOML config file, the defaults. The file is the path
+given, else ``$FLOWMESH_CONFIG``, else ``./flowmesh.toml`` when it exists.
+
+Unknown keys are errors everywhere, including a ``FLOWMESH_*`` variable that names no
+setting: a typo must not silently fall back to a default. Nothing here reads the
+environment at import time; call ``load_settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flowmesh_core.errors import ConfigError, UnknownSettingError
+
+__all__ = ["DedupDomain", "Settings", "load_settings"]
+
+ENV_PREFIX = "FLOWMESH_"
+CONFIG_ENV = "FLOWMESH_CONFIG"
+DEFAULT_CONFIG_FILE = "flowmesh.toml"
+
+
+class DedupDomain(StrEnum):
+    """Who shares results: everyone, an organisation's tenants, or each tenant alone."""
+
+    GLOBAL = "global"
+    ORGANISATION = "organisation"
+    TENANT = "tenant"
+
+
+def _default_blob_url() -> str:
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return "file://" + str(Path(data_home) / "flowmesh" / "blobs")
+
+
+class Settings(BaseSettings):
+    """Every knob FlowMesh reads. Frozen: pass a new object rather than mutate one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    redis_url: str = Field(
+        default="memory://",
+        description="redis://host:port/db for a Redis server; memory:// (the default) for "
+        "the embedded in-process store, memory://NAME for a separate embedded instance",
+    )
+    blob_url: str = Field(
+        default_factory=_default_blob_url,
+        description="file:///path (default: the user data dir) or s3://bucket/prefix",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint for s3:// blob URLs (MinIO, moto, ...)"
+    )
+    s3_region: str | None = Field(default=None, description="S3 region for s3:// blob URLs")
+    key_prefix: str = Field(
+        default="fm",
+        description="prefix of every Redis key FlowMesh writes (wrap in {} to pin one slot)",
+    )
+    dedup_domain: DedupDomain = Field(
+        default=DedupDomain.GLOBAL, description="global, organisation or tenant"
+    )
+    max_inline_bytes: int = Field(
+        default=1 << 20, gt=0, description="largest inline input; larger goes through the CAS"
+    )
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.{}-]{1,64}", value):
+            raise ValueError("use 1-64 letters, digits, '_', '.', '-', '{', '}'")
+        return value
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    section = data.get("flowmesh", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [flowmesh] must be a table")
+    _reject_unknown(section.keys(), f"config file {path}")
+    return section
+
+
+def _reject_unknown(keys: Any, where: str) -> None:
+    known = set(Settings.model_fields)
+    for key in keys:
+        if key not in known:
+            raise UnknownSettingError(
+                f"{where}: unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
+            )
+
+
+def _check_environment() -> None:
+    names = [
+        name[len(ENV_PREFIX) :].lower()
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() != CONFIG_ENV
+    ]
+    known = set(Settings.model_fields)
+    for name in names:
+        if name not in known:
+            raise UnknownSettingError(
+                f"environment variable {ENV_PREFIX}{name.upper()} names no setting; known: "
+                + ", ".join(ENV_PREFIX + k.upper() for k in sorted(known))
+            )
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings (see the module docstring for precedence).
+
+    Raises UnknownSettingError for unknown keys and ConfigError for values that do not
+    validate, naming the setting and what it accepts.
+    """
+    _reject_unknown(overrides.keys(), "argument")
+    _check_environment()
+    path = config_file or os.environ.get(CONFIG_ENV)
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    file_values = _read_config_file(Path(path)) if path is not None else {}
+    env_set = {k for k in Settings.model_fields if (ENV_PREFIX + k.upper()) in _upper_env()}
+    merged = {k: v for k, v in file_values.items() if k not in env_set}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def _upper_env() -> set[str]:
+    return {name.upper() for name in os.environ}

@@ -1,0 +1,22 @@
+"""Redis as FlowMesh's system of record (a server, or the embedded in-process store)."""
+
+from flowmesh_core.store.keys import KeySpace, domain_for
+from flowmesh_core.store.records import (
+    BlobRecord,
+    CompleteResult,
+    JoinOutcome,
+    JoinResult,
+    WorkflowState,
+)
+from flowmesh_core.store.store import Store
+
+__all__ = [
+    "BlobRecord",
+    "CompleteResult",
+    "JoinOutcome",
+    "JoinResult",
+    "KeySpace",
+    "Store",
+    "WorkflowState",
+    "domain_for",
+]

@@ -1,0 +1,64 @@
+"""Opening the Redis that is FlowMesh's system of record, real or embedded.
+
+``redis://``, ``rediss://`` and ``unix://`` URLs open a real server. ``memory://`` opens
+the embedded default: fakeredis, an in-process implementation of the Redis protocol
+(streams, consumer groups, Lua), driven through the very same redis-py client. So the
+store code has one path, and the embedded default is not a second implementation.
+``memory://NAME`` gives a separate in-process instance (tests use one per test).
+
+The embedded store lives as long as the process: it is for one process on one machine
+(the demo, a laptop, tests). It never spans processes and persists nothing; blobs, which
+live in the blob store, do persist.
+"""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+
+from flowmesh_core.errors import UnsupportedSchemeError
+
+__all__ = ["is_embedded", "open_redis"]
+
+_REAL_SCHEMES = ("redis", "rediss", "unix")
+_embedded_servers: dict[str, object] = {}
+_embedded_lock = threading.Lock()
+
+
+def is_embedded(url: str) -> bool:
+    """Whether ``url`` names the in-process store."""
+    return urlsplit(url).scheme == "memory"
+
+
+def open_redis(url: str) -> aioredis.Redis:
+    """An asyncio Redis client for ``url``. Does no I/O; the first command connects."""
+    scheme = urlsplit(url).scheme
+    if scheme in _REAL_SCHEMES:
+        return aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            max_connections=256,
+        )
+    if scheme == "memory":
+        return _open_embedded(urlsplit(url).netloc or "default")
+    raise UnsupportedSchemeError(
+        f"Redis URL {url!r}: unsupported scheme {scheme!r}; use redis://host:port/db, "
+        "rediss:// (TLS), unix:///path/to/socket, or memory:// for the embedded store"
+    )
+
+
+def _open_embedded(name: str) -> aioredis.Redis:
+    # Imported here so a deployment on a real Redis never loads the embedded store.
+    import fakeredis
+
+    with _embedded_lock:
+        server = _embedded_servers.get(name)
+        if server is None:
+            server = fakeredis.FakeServer(version=(7, 2))
+            _embedded_servers[name] = server
+    client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    return client
