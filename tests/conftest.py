@@ -1,1 +1,63 @@
+"""Shared fixtures: a real Redis (never skipped), the embedded store, a real S3 API.
+
+The Redis server is ``$TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). Every
+test gets its own random key prefix and deletes what it wrote, so tests can share one
+server with each other and with anything else on it. A missing Redis fails the tests
+that need it, with a message that says how to start one; it never skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis
+from flowmesh_core.store import Store
+
 pytest_plugins = ["tests.s3_server"]
+
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The real Redis server's URL, checked to answer."""
+    url = os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS)
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        pytest.fail(
+            f"Redis at {url} does not answer ({exc}). These tests need a real Redis: start "
+            "one (.ci/run shows how) or set TEST_REDIS_URL.",
+            pytrace=False,
+        )
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"fmtest-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["redis", "embedded"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store test runs twice: on the real Redis and on the embedded store."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    return f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def store(store_url: str, key_prefix: str) -> AsyncIterator[Store]:
+    """A store under a fresh prefix; everything it wrote is deleted afterwards."""
+    store = Store.open(store_url, key_prefix)
+    yield store
+    await store.purge()
+    await store.aclose()

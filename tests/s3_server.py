@@ -20,12 +20,12 @@ This plugin must never skip: if moto cannot start, the fixture fails the test.
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,26 +115,30 @@ def _start_moto(logs: Path) -> tuple[subprocess.Popen[bytes], str]:
                 stdin=subprocess.DEVNULL,
             )
         endpoint = f"http://127.0.0.1:{port}"
-        if _wait_ready(proc, endpoint):
+        if _wait_ready(proc, port):
             return proc, endpoint
         proc.kill()
         proc.wait(timeout=10)
-        failures.append(f"port {port}: {log_path.read_text(errors='replace')[-2000:]}")
+        output = log_path.read_text(errors="replace")[-2000:] or "(no output)"
+        failures.append(f"port {port}, exit code {proc.returncode}: {output}")
     pytest.fail("moto S3 server did not start:\n" + "\n".join(failures), pytrace=False)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], endpoint: str) -> bool:
-    """True once moto answers its own API at ``endpoint`` (not just any listener)."""
+def _wait_ready(proc: subprocess.Popen[bytes], port: int) -> bool:
+    """True once moto answers its own API on ``port`` (not just any listener there)."""
     deadline = time.monotonic() + _START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1) as resp:
-                if resp.status == 200:
-                    return True
+            conn.request("GET", "/moto-api/data.json")
+            if conn.getresponse().status == 200:
+                return True
         except OSError:
             pass
+        finally:
+            conn.close()
         time.sleep(0.05)
     return False
 
@@ -152,7 +156,7 @@ def _delete_bucket(client: S3Client, bucket: str) -> None:
     for upload in uploads:
         client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        keys = [obj["Key"] for obj in page.get("Contents", [])]
         if keys:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+            client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in keys]})
     client.delete_bucket(Bucket=bucket)

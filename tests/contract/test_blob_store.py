@@ -5,6 +5,7 @@ harness; the tests themselves only speak the ``BlobStore`` interface.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import os
@@ -19,8 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from flowmesh_core import blobs
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from flowmesh_core.blobs import BlobInfo, BlobStore, PutResult, open_blob_store
 from flowmesh_core.blobs.file import FileBlobStore
 from flowmesh_core.blobs.s3 import S3BlobStore
@@ -34,6 +34,8 @@ from flowmesh_core.errors import (
     UnsupportedSchemeError,
 )
 from flowmesh_core.hashing import digest_bytes
+
+from flowmesh_core import blobs
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -122,16 +124,18 @@ def _s3_backend(url: str, endpoint: str, client: S3Client) -> Backend:
     return Backend("s3", store, tamper, stored, leftovers, mark, still_marked)
 
 
+@pytest.fixture
+def s3_backend(s3_bucket_url: str, s3_endpoint: str, s3_client: S3Client) -> Backend:
+    return _s3_backend(s3_bucket_url, s3_endpoint, s3_client)
+
+
 @pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "file":
         return _file_backend(tmp_path / "cas")
     # Looked up lazily so that file:// runs never start the moto server.
-    return _s3_backend(
-        request.getfixturevalue("s3_bucket_url"),
-        request.getfixturevalue("s3_endpoint"),
-        request.getfixturevalue("s3_client"),
-    )
+    s3: Backend = request.getfixturevalue("s3_backend")
+    return s3
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:
@@ -230,6 +234,64 @@ def test_s3_multipart_upload_above_threshold(s3_bucket_url: str, s3_endpoint: st
     assert not store.put_bytes(data).created
 
 
+@pytest.mark.s3
+def test_s3_small_put_is_conditional_and_server_verified(
+    s3_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto accepts ChecksumSHA256 without checking it, so assert what real S3 would check.
+    backend = s3_backend
+    store = backend.store
+    assert isinstance(store, S3BlobStore)
+    sent: list[dict[str, str]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append({k.lower(): v.decode() for k, v in request.headers.items()})
+
+    store._client.meta.events.register("before-send.s3.PutObject", record)
+    data = b"checked by the server"
+    digest = store.put_bytes(data).digest
+    assert sent[0]["if-none-match"] == "*"
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert sent[0]["x-amz-checksum-sha256"] == checksum
+    # A writer that lost the race between HEAD and PUT gets 412: already stored.
+    backend.mark(digest)
+    monkeypatch.setattr(store, "_head", lambda key, digest: None)
+    assert store.put_bytes(data) == PutResult(digest, len(data), created=False)
+    assert backend.still_marked(digest)
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("code", ["NotImplemented", "ConditionalRequestConflict"])
+def test_s3_put_survives_servers_without_conditional_writes(s3_backend: Backend, code: str) -> None:
+    # Some S3-compatible servers answer If-None-Match with 501; real S3 answers a
+    # concurrent conditional write with 409. Both must still end with the blob stored.
+    store = s3_backend.store
+    assert isinstance(store, S3BlobStore)
+    status = 501 if code == "NotImplemented" else 409
+    body = f"<Error><Code>{code}</Code><Message>no</Message></Error>".encode()
+    refused: list[str] = []
+
+    def refuse_conditional(request: Any, **_: Any) -> Any:  # botocore takes the response
+        if "If-None-Match" not in request.headers or refused:
+            return None
+        refused.append(request.url)
+        return AWSResponse(request.url, status, HTTPHeaders(), _Raw(body))
+
+    store._client.meta.events.register("before-send.s3.PutObject", refuse_conditional)
+    data = os.urandom(1000)
+    assert store.put_bytes(data) == PutResult(digest_bytes(data), len(data), created=True)
+    assert len(refused) == 1
+    assert store.get_bytes(digest_bytes(data)) == data
+
+
 # -- what a store must refuse ------------------------------------------------------------
 
 
@@ -290,6 +352,7 @@ def test_malformed_digest_is_rejected(
     assert not (tmp_path / "out.bin").exists()
 
 
+@pytest.mark.usefixtures("aws_credentials")
 def test_digest_is_validated_before_any_io(tmp_path: Path) -> None:
     # Stores whose backends cannot work: any I/O would raise something other than
     # InvalidDigestError (and the file store would create its root).
@@ -324,7 +387,7 @@ def test_missing_blob(backend: Backend, tmp_path: Path) -> None:
 
 
 def test_bad_inputs_are_invalid_input(backend: Backend, tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="missing.bin"):
+    with pytest.raises(InvalidInputError, match=r"missing\.bin"):
         backend.store.put_file(tmp_path / "missing.bin")
     with pytest.raises(InvalidInputError):
         backend.store.put_stream(b"raw bytes")  # type: ignore[arg-type]
@@ -395,6 +458,7 @@ def test_file_layout_splits_after_two_hex_chars_and_is_read_only(tmp_path: Path)
     assert path.stat().st_mode & 0o777 == 0o444
 
 
+@pytest.mark.usefixtures("aws_credentials")
 def test_s3_key_layout() -> None:
     digest = digest_bytes(b"key")
     hexdigest = digest.removeprefix("sha256:")

@@ -6,7 +6,7 @@ errors only. Each class carries the HTTP status the control plane answers with, 
 API layer never decides status codes on its own.
 
     FlowMeshError
-    ├── ConfigError ............................ settings or URLs that cannot work (500 / CLI exit 2)
+    ├── ConfigError ............................ settings or URLs that cannot work (500)
     │   ├── UnknownSettingError ................ a key the settings object does not know
     │   └── UnsupportedSchemeError ............. a store URL whose scheme has no backend
     ├── InvalidInputError ...................... the caller sent something to fix (400)

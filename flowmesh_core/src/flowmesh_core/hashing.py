@@ -62,9 +62,13 @@ def canonical_json(value: Any) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"value is not valid Unicode text: a lone surrogate at position {exc.start}"
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"value is not plain JSON: {exc}") from exc
-    return text.encode("utf-8")
 
 
 def digest_value(value: Any) -> str:

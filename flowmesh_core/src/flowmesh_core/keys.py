@@ -89,9 +89,10 @@ def expand(
         "version": version,
         "model": op.model.canonical() if op.model else None,
     }
+    # The salt keeps opted-out work private, yet it may still share a batch.
+    signature = key_of({**base, "form": "signature", "params": spec.signature_params(key_params)})
     if salt is not None:
         base["salt"] = salt
-    signature = key_of({**base, "form": "signature", "params": spec.signature_params(key_params)})
     op_key = key_of({**base, "form": "operator", "params": key_params, "inputs": digests})
     items: tuple[Item, ...] = ()
     if spec.batch_input is not None:

@@ -125,7 +125,9 @@ class Registry:
             return self._specs[kind]
         except KeyError:
             known = ", ".join(sorted(self._specs))
-            raise UnknownKindError(f"unknown operator kind {kind!r}; known kinds: {known}") from None
+            raise UnknownKindError(
+                f"unknown operator kind {kind!r}; known kinds: {known}"
+            ) from None
 
     def kinds(self) -> list[str]:
         """Registered kind names, sorted."""

@@ -93,6 +93,12 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     section = data.get("flowmesh", data)
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [flowmesh] must be a table")
+    if "flowmesh" in data and len(data) > 1:
+        stray = sorted(k for k in data if k != "flowmesh")
+        raise UnknownSettingError(
+            f"config file {path}: {', '.join(map(repr, stray))} outside the [flowmesh] table "
+            "would be ignored; move it into [flowmesh]"
+        )
     _reject_unknown(section.keys(), f"config file {path}")
     return section
 

@@ -124,7 +124,7 @@ def verified_chunks(digest: str, chunks: Iterable[bytes], *, where: str) -> Iter
     if hasher.digest != digest:
         raise CorruptBlobError(
             f"blob {digest} in {where} is corrupt: its {hasher.size} stored bytes hash to "
-            f"{hasher.digest}; restore it from another copy or remove it and put it again"
+            f"{hasher.digest}; restore the object from another copy of the store"
         )
 
 

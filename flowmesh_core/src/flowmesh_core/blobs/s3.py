@@ -7,14 +7,16 @@ final key, and uploads only if it is absent: small blobs with one ``PutObject`` 
 (a racing writer gets 412, which means "already there"); large blobs with boto3's managed
 multipart upload and a SHA-256 checksum per part.
 
-This module must never hold a whole blob in memory, never do network I/O when a store is
-constructed, and never let a botocore error escape: each is converted at this boundary
-into BlobNotFoundError or BlobStoreUnavailableError naming the bucket and endpoint.
+This module must never hold more of a blob in memory than the spool bound (or one read
+chunk), never do network I/O when a store is constructed, and never let a botocore error
+escape: each is converted at this boundary into BlobNotFoundError or
+BlobStoreUnavailableError naming the bucket and endpoint.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +24,14 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.loaders
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.loaders import Loader
+
 from flowmesh_core.blobs.base import BlobInfo, BlobStore, PutResult, StreamHasher, check_expected
 from flowmesh_core.errors import (
     BlobNotFoundError,
@@ -43,6 +49,7 @@ __all__ = ["S3BlobStore", "parse_s3_url"]
 _MIB = 1 << 20
 _MIN_PART = 5 * _MIB  # S3 refuses multipart parts smaller than this (except the last)
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_PUT_ATTEMPTS = 3
 _DENIED = frozenset({"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 
 
@@ -114,8 +121,9 @@ class S3BlobStore(BlobStore):
             hasher = _spool(chunks, spool)
             check_expected(hasher.digest, expected)
             key = self.key_of(hasher.digest)
-            created = self._head(key, hasher.digest) is None
-            if created:
+            if self._head(key, hasher.digest) is not None:
+                created = False
+            else:
                 spool.seek(0)
                 created = self._upload(spool, key, hasher)
         return PutResult(digest=hasher.digest, size=hasher.size, created=created)
@@ -178,28 +186,35 @@ class S3BlobStore(BlobStore):
             "ContentLength": hasher.size,
             "ChecksumSHA256": base64.b64encode(hasher.raw).decode("ascii"),
         }
-        return self._put_object(args)
+        return self._put_object(args, hasher.digest)
 
-    def _put_object(self, args: dict[str, Any]) -> bool:
-        if self._conditional_put:
+    def _put_object(self, args: dict[str, Any], digest: str) -> bool:
+        """PutObject, conditional where the server supports it; False if already stored."""
+        for _ in range(_PUT_ATTEMPTS):
+            conditional: dict[str, Any] = {"IfNoneMatch": "*"} if self._conditional_put else {}
+            args["Body"].seek(0)
             try:
-                self._client.put_object(**args, IfNoneMatch="*")
+                self._client.put_object(**args, **conditional)
             except ClientError as exc:
                 if _status(exc) == 412:
                     return False
-                if _status(exc) != 501:
+                if _status(exc) == 501 and conditional:
+                    # No conditional writes on this server: a plain put is still safe,
+                    # since a racing writer stores the very same bytes.
+                    self._conditional_put = False
+                elif _code(exc) != "ConditionalRequestConflict":
                     raise self._convert(exc, "upload", None) from exc
-                # The server does not implement conditional writes: fall back to a plain
-                # put, which is still safe because a racing writer stores the same bytes.
-                self._conditional_put = False
-                args["Body"].seek(0)
+                elif self._head(args["Key"], digest) is not None:
+                    # S3 reports a concurrent conditional write as a 409; only a HEAD
+                    # tells whether that writer finished.
+                    return False
             except BotoCoreError as exc:
                 raise self._convert(exc, "upload", None) from exc
             else:
                 return True
-        with self._boundary("upload", None):
-            self._client.put_object(**args)
-        return True
+        raise BlobStoreUnavailableError(
+            f"S3 kept reporting conflicting writes of {digest} to {self.url!r}; retry later"
+        )
 
     def _missing_bucket(self) -> BlobStoreUnavailableError:
         return BlobStoreUnavailableError(
@@ -234,7 +249,7 @@ class S3BlobStore(BlobStore):
             )
         if not isinstance(exc, ClientError):
             return BlobStoreUnavailableError(f"S3 cannot {action} {where}: {exc}")
-        code = str(exc.response.get("Error", {}).get("Code", ""))
+        code = _code(exc)
         if code == "NoSuchBucket" or (digest is None and code in _NOT_FOUND):
             return self._missing_bucket()
         if code in _NOT_FOUND:
@@ -262,14 +277,23 @@ def _make_client(
         # Custom endpoints (moto, MinIO, Ceph) reliably serve path-style only.
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
-    # A session per store: boto3's default session is not safe to share across threads.
-    session = boto3.session.Session()
+    # A session per store (boto3's default session is not safe to share across threads),
+    # but one loader: re-parsing S3's service model costs ~100 ms per store otherwise.
+    core = botocore.session.Session()
+    core.register_component("data_loader", _shared_loader())
+    session = boto3.session.Session(botocore_session=core)
     try:
         return session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
     except (BotoCoreError, ValueError) as exc:
         raise ConfigError(
             f"cannot configure an S3 client for endpoint {endpoint_url!r}, region {region!r}: {exc}"
         ) from exc
+
+
+@functools.cache
+def _shared_loader() -> Loader:
+    # Built on first use, not at import: it reads AWS_DATA_PATH from the environment.
+    return botocore.loaders.create_loader()
 
 
 def _spool(chunks: Iterator[bytes], spool: IO[bytes]) -> StreamHasher:
@@ -284,6 +308,10 @@ def _spool(chunks: Iterator[bytes], spool: IO[bytes]) -> StreamHasher:
                 f"{tempfile.gettempdir()}: {exc.strerror or exc} (check its free space)"
             ) from exc
     return hasher
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _status(exc: ClientError) -> int | None:

@@ -49,9 +49,7 @@ class CliContext:
 
     def blob_store(self) -> BlobStore:
         s = self.settings
-        return open_blob_store(
-            s.blob_url, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region
-        )
+        return open_blob_store(s.blob_url, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
 
     def store(self) -> Store:
         return Store.open(self.settings.redis_url, self.settings.key_prefix)

@@ -52,6 +52,8 @@ class ModelRef(FrozenModel):
     def _one_source(self) -> ModelRef:
         if (self.name is None) == (self.digest is None):
             raise ValueError("a model names either 'name' (and optional 'revision') or 'digest'")
+        if self.digest is not None and self.revision is not None:
+            raise ValueError("'revision' goes with 'name'; a checkpoint 'digest' is exact already")
         return self
 
     def canonical(self) -> dict[str, str]:
@@ -77,13 +79,14 @@ class NodeRef(FrozenModel):
     ref: Name
 
 
-_FORMS = {"value": LiteralInput, "blob": BlobInput, "ref": NodeRef}
+_FORMS: dict[str, type[FrozenModel]] = {"value": LiteralInput, "blob": BlobInput, "ref": NodeRef}
 
 
 def _form(value: Any) -> str:
     if isinstance(value, dict):
         return "value" if len(value) != 1 else next(iter(value))
-    return {LiteralInput: "value", BlobInput: "blob", NodeRef: "ref"}.get(type(value), "value")
+    forms: dict[type, str] = {LiteralInput: "value", BlobInput: "blob", NodeRef: "ref"}
+    return forms.get(type(value), "value")
 
 
 OperatorInput = Annotated[

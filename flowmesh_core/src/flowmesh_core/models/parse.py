@@ -37,8 +37,7 @@ def parse_document(text: str | bytes, source: str = "input") -> Any:
 def _validate(model: type[_M], data: Any, what: str) -> _M:
     if not isinstance(data, dict):
         raise InvalidOperatorError(
-            f"{what} must be a mapping (fields like 'kind:' or 'nodes:'), got "
-            f"{type(data).__name__}"
+            f"{what} must be a mapping (fields like 'kind:' or 'nodes:'), got {type(data).__name__}"
         )
     try:
         return model.model_validate(data)
@@ -50,8 +49,9 @@ def _convert(exc: ValidationError, what: str) -> InvalidInputError:
     problems = []
     digest_problem = False
     for err in exc.errors():
-        path = ".".join(str(part) for part in err["loc"]) or what
-        problems.append(f"{path}: {err['msg'].removeprefix('Value error, ')}")
+        path = ".".join(str(part) for part in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {msg}" if path else msg)
         digest_problem = digest_problem or err["type"] == "invalid_digest"
     message = f"invalid {what}: " + "; ".join(problems)
     if digest_problem:

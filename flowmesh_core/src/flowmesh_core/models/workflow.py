@@ -100,9 +100,20 @@ class Workflow(FrozenModel):
                 if waiting[reader] == 0:
                     ready.append(reader)
         if len(order) < len(self.nodes):
-            stuck = sorted(name for name, count in waiting.items() if count > 0)
+            cycle = self._find_cycle({name for name, count in waiting.items() if count > 0})
             raise ValueError(
-                f"the workflow has a cycle: nodes {', '.join(stuck)} depend on each other "
-                "(directly or through one another); remove one of the references"
+                f"the workflow has a cycle: {' -> '.join(cycle)}; remove one of these references"
             )
         return order
+
+    def _find_cycle(self, stuck: set[str]) -> list[str]:
+        # Every stuck node reads at least one other stuck node, so walking those reads
+        # from any of them must come back to a node already seen: that loop is a cycle.
+        path: list[str] = []
+        seen: dict[str, int] = {}
+        name = min(stuck)
+        while name not in seen:
+            seen[name] = len(path)
+            path.append(name)
+            name = next(dep for dep in self.nodes[name].dependencies() if dep in stuck)
+        return [*path[seen[name] :], name]

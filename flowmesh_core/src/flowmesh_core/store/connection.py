@@ -14,6 +14,7 @@ live in the blob store, do persist.
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -23,7 +24,7 @@ from flowmesh_core.errors import UnsupportedSchemeError
 __all__ = ["is_embedded", "open_redis"]
 
 _REAL_SCHEMES = ("redis", "rediss", "unix")
-_embedded_servers: dict[str, object] = {}
+_embedded_servers: dict[str, Any] = {}
 _embedded_lock = threading.Lock()
 
 

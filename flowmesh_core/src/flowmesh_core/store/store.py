@@ -13,7 +13,7 @@ redis exception.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -38,6 +38,11 @@ from flowmesh_core.store.records import (
 __all__ = ["Store"]
 
 _SCRIPTS = ("join_or_create", "claim", "requeue", "complete", "fail", "create_workflow")
+
+
+def _strings(raw: Mapping[Any, Any]) -> dict[str, str]:
+    # Clients decode responses, so these are str already; this only narrows the type.
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _lua(name: str) -> str:
@@ -138,18 +143,16 @@ class Store:
     async def cached(self, domain: str, op_key: str) -> str | None:
         """The result digest recorded for ``op_key``, or None."""
         async with self._guard():
-            value: str | None = await self._redis.get(self.keys.action(domain, op_key))
-        return value
+            value = await self._redis.get(self.keys.action(domain, op_key))
+        return None if value is None else str(value)
 
     async def cached_many(self, domain: str, op_keys: Sequence[str]) -> list[str | None]:
         """Result digests for many op keys at once (None where absent)."""
         if not op_keys:
             return []
         async with self._guard():
-            values: list[str | None] = await self._redis.mget(
-                [self.keys.action(domain, k) for k in op_keys]
-            )
-        return values
+            values = await self._redis.mget([self.keys.action(domain, k) for k in op_keys])
+        return [None if v is None else str(v) for v in values]
 
     # -- in-flight ops -----------------------------------------------------------------
 
@@ -194,14 +197,15 @@ class Store:
     async def op_state(self, domain: str, op_key: str) -> dict[str, str]:
         """The in-flight op's hash (empty when nothing is in flight)."""
         async with self._guard():
-            state: dict[str, str] = await self._redis.hgetall(self.keys.op(domain, op_key))
-        return state
+            state = await self._redis.hgetall(self.keys.op(domain, op_key))
+        return _strings(state)
 
     async def inflight(self) -> list[tuple[str, str]]:
         """Every op pending or running, oldest first, as (domain, op_key)."""
         async with self._guard():
-            members: list[str] = await self._redis.zrange(self.keys.inflight(), 0, -1)
-        return [tuple(m.rsplit("|", 1)) for m in members]  # type: ignore[misc]
+            members = await self._redis.zrange(self.keys.inflight(), 0, -1)
+        pairs = (str(m).rsplit("|", 1) for m in members)
+        return [(domain, key) for domain, key in pairs]
 
     async def claim(self, domain: str, op_key: str, batch_id: str, worker: str) -> int:
         """Pending -> running on ``worker``; the attempt number, or 0 if not pending."""
@@ -305,25 +309,25 @@ class Store:
     async def tenant_workflows(self, tenant: str) -> list[str]:
         """The tenant's workflow ids, oldest first."""
         async with self._guard():
-            ids: list[str] = await self._redis.zrange(self.keys.tenant_workflows(tenant), 0, -1)
-        return ids
+            ids = await self._redis.zrange(self.keys.tenant_workflows(tenant), 0, -1)
+        return [str(i) for i in ids]
 
     async def lineage(self, wf_id: str) -> list[LineageRecord]:
         """Every lineage record of a workflow, in request order."""
         async with self._guard():
-            keys: list[str] = await self._redis.zrange(self.keys.workflow_lineage(wf_id), 0, -1)
+            keys = await self._redis.zrange(self.keys.workflow_lineage(wf_id), 0, -1)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.hgetall(key)
+                    pipe.hgetall(str(key))
                 raw = await pipe.execute()
-        return [parse_lineage(r) for r in raw if r]
+        return [parse_lineage(_strings(r)) for r in raw if r]
 
     async def lineage_of(self, requester: Requester) -> LineageRecord | None:
         """One requester's lineage record, or None."""
         key = self.keys.lineage(requester.workflow, requester.node, requester.index)
         async with self._guard():
-            raw: dict[str, str] = await self._redis.hgetall(key)
-        return parse_lineage(raw) if raw else None
+            raw = await self._redis.hgetall(key)
+        return parse_lineage(_strings(raw)) if raw else None
 
     # -- blob index and stats ----------------------------------------------------------
 
@@ -360,11 +364,11 @@ class Store:
     async def tenant_stats(self, tenant: str) -> dict[str, int]:
         """Per-tenant counters: requested, cache_hits, joins, created."""
         async with self._guard():
-            raw: dict[str, str] = await self._redis.hgetall(self.keys.tenant_stats(tenant))
-        return {k: int(v) for k, v in raw.items()}
+            raw = await self._redis.hgetall(self.keys.tenant_stats(tenant))
+        return {str(k): int(v) for k, v in raw.items()}
 
     async def cluster_stats(self) -> dict[str, int]:
         """Cluster-wide counters: executed, failed, claimed."""
         async with self._guard():
-            raw: dict[str, str] = await self._redis.hgetall(self.keys.cluster_stats())
-        return {k: int(v) for k, v in raw.items()}
+            raw = await self._redis.hgetall(self.keys.cluster_stats())
+        return {str(k): int(v) for k, v in raw.items()}

@@ -1,0 +1,35 @@
+# The two commands of the README's quick start, and the steps they are made of.
+# Each target installs what it needs: uv (into .uv-bootstrap/ unless one is on PATH),
+# then the locked environment (.venv/, from uv.lock).
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .uv-bootstrap/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+RUN := $(UV) run --frozen --all-packages --python python3.11
+
+.PHONY: demo test sync lint typecheck pytest redis
+
+demo: sync  ## Run FlowMesh on the embedded default (no Redis server, no S3)
+	@scripts/demo.sh "$(RUN)"
+
+test: sync redis lint typecheck pytest  ## Install everything and run the whole test suite
+
+sync: $(UV)
+	$(UV) sync --frozen --all-packages --python python3.11
+
+.uv-bootstrap/bin/uv:
+	python3 -m venv .uv-bootstrap
+	.uv-bootstrap/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+redis:
+	@scripts/ensure-redis.sh
+
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+typecheck:
+	$(RUN) mypy
+
+pytest:
+	$(RUN) pytest

@@ -1,0 +1,632 @@
+"""Op keys and item keys: what FlowMesh de-duplicates (flowmesh_core.keys).
+
+Each property here is one promise of DESIGN.md: equal meaning gives equal keys whatever
+the spelling (dict order, defaults, inline or blob, how a list was split), and any change
+of meaning gives a different key (kind, version, model, params, inputs, sample).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flowmesh_core.errors import InvalidParamsError
+from flowmesh_core.hashing import digest_value
+from flowmesh_core.keys import Expansion, expand, key_of
+from flowmesh_core.models import Operator
+from flowmesh_core.registry import KindSpec, Registry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+REGISTRY = Registry.default()
+LIMIT = 1 << 20
+EMBED = REGISTRY.get("embed")
+# Built-in kinds cannot change their kind name or version, so these registries hold an
+# exact copy of `embed` that differs only there.
+ALT_KIND = Registry([EMBED, replace(EMBED, kind="embed.alt")])
+NEXT_VERSION = Registry([replace(EMBED, version="2")])
+# A batchable kind with an input that every item shares (no built-in kind has one).
+WITH_CONTEXT = Registry(
+    [
+        KindSpec(
+            kind="rerank",
+            version="1",
+            params_model=EMBED.params_model,
+            required_inputs=frozenset({"docs", "query"}),
+            batch_input="docs",
+            needs_model=True,
+        )
+    ]
+)
+
+PROPERTY = settings(max_examples=60, deadline=None)
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+input_names = st.from_regex(r"[a-z][a-z0-9_]{0,7}", fullmatch=True)
+
+
+def run(data: dict[str, Any] | Operator, registry: Registry = REGISTRY, **kw: Any) -> Expansion:
+    op = data if isinstance(data, Operator) else Operator.model_validate(data)
+    return expand(op, registry, max_inline_bytes=LIMIT, **kw)
+
+
+def item_keys(exp: Expansion) -> list[str]:
+    return [item.op_key for item in exp.items]
+
+
+def embed(texts: list[Any], **params: Any) -> dict[str, Any]:
+    return {"kind": "embed", "model": "mini", "params": params, "inputs": {"texts": texts}}
+
+
+def generate(prompts: list[str], **params: Any) -> dict[str, Any]:
+    return {
+        "kind": "llm.generate",
+        "model": "tiny-lm",
+        "params": params,
+        "inputs": {"prompts": prompts},
+    }
+
+
+def reversed_dicts(value: Any) -> Any:
+    """The same JSON value with every mapping's insertion order reversed, at every depth."""
+    if isinstance(value, dict):
+        return {key: reversed_dicts(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_dicts(element) for element in value]
+    return value
+
+
+# --- canonical form -------------------------------------------------------------------
+
+
+def test_key_of_is_hex_sha256_of_sorted_json() -> None:
+    assert key_of({"b": [1, {"y": 2, "x": 1}], "a": None}) == key_of(
+        {"a": None, "b": [1, {"x": 1, "y": 2}]}
+    )
+    assert HEX64.fullmatch(key_of({"a": 1}))
+    assert key_of({"a": 1}) != key_of({"a": 2})
+
+
+@PROPERTY
+@given(
+    kwargs=st.dictionaries(st.text(max_size=6), json_values, min_size=1, max_size=5),
+    inputs=st.dictionaries(input_names, json_values, min_size=1, max_size=4),
+)
+def test_op_key_ignores_dict_order_in_params_and_inputs(
+    kwargs: dict[str, Any], inputs: dict[str, Any]
+) -> None:
+    data = {
+        "kind": "python",
+        "version": "src-hash-1",
+        "model": {"name": "m", "revision": "r1"},
+        "params": {"function": "pkg.mod:fn", "kwargs": kwargs},
+        "inputs": {name: {"value": value} for name, value in inputs.items()},
+    }
+    first, second = run(data), run(reversed_dicts(data))
+    assert HEX64.fullmatch(first.op_key)
+    assert first.op_key == second.op_key
+    assert first.signature == second.signature
+
+
+@PROPERTY
+@given(
+    pairs=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=10)), min_size=1, max_size=6)
+)
+def test_item_keys_ignore_dict_order_inside_elements(pairs: list[tuple[str, str]]) -> None:
+    forward = {
+        "kind": "score",
+        "model": "rm",
+        "params": {"activation": "sigmoid", "max_length": 256},
+        "inputs": {
+            "pairs": [{"prompt": p, "completion": c, "meta": {"a": 1, "b": 2}} for p, c in pairs]
+        },
+    }
+    first, second = run(forward), run(reversed_dicts(forward))
+    assert first.op_key == second.op_key
+    assert item_keys(first) == item_keys(second)
+    assert len(first.items) == len(pairs)
+
+
+# --- items: splitting and overlap ------------------------------------------------------
+
+
+@PROPERTY
+@given(texts=st.lists(st.text(max_size=12), max_size=10), data=st.data())
+def test_item_keys_do_not_depend_on_how_the_list_was_split(texts: list[str], data: Any) -> None:
+    k = data.draw(st.integers(min_value=0, max_value=len(texts)), label="split")
+    whole = item_keys(run(embed(texts)))
+    assert len(whole) == len(texts)
+    assert whole == item_keys(run(embed(texts[:k]))) + item_keys(run(embed(texts[k:])))
+
+
+@PROPERTY
+@given(data=st.data())
+def test_an_element_has_one_item_key_in_every_list(data: Any) -> None:
+    pool = data.draw(
+        st.lists(st.text(max_size=8), min_size=1, max_size=6, unique=True), label="pool"
+    )
+    lists = [
+        data.draw(st.lists(st.sampled_from(pool), min_size=1, max_size=8), label=f"list {i}")
+        for i in range(2)
+    ]
+    keys_of: dict[str, set[str]] = {}
+    for texts in lists:
+        for text, key in zip(texts, item_keys(run(embed(texts))), strict=True):
+            keys_of.setdefault(text, set()).add(key)
+    assert all(len(keys) == 1 for keys in keys_of.values()), keys_of
+    distinct = [next(iter(keys)) for keys in keys_of.values()]
+    assert len(set(distinct)) == len(distinct)
+
+
+def test_items_keep_their_position_but_not_in_the_key() -> None:
+    first, second = run(embed(["x", "y"])), run(embed(["y", "x"]))
+    assert [item.index for item in first.items] == [0, 1]
+    assert item_keys(first) == item_keys(second)[::-1]
+    assert first.op_key != second.op_key  # the parent covers the list, order included
+
+
+def test_whole_kinds_have_no_items() -> None:
+    exp = run(
+        {
+            "kind": "data.top_k",
+            "params": {"k": 2},
+            "inputs": {"items": [1, 2, 3], "scores": [3, 2, 1]},
+        }
+    )
+    assert not exp.batched
+    assert exp.items == ()
+
+
+# --- every semantic field is in the key ----------------------------------------------
+
+DIGEST = digest_value("checkpoint")
+Case = tuple[dict[str, Any], Registry]
+SEMANTIC_CHANGES: list[tuple[str, Case, Case]] = [
+    ("kind", (embed(["a", "b"]), ALT_KIND), ({**embed(["a", "b"]), "kind": "embed.alt"}, ALT_KIND)),
+    ("kind version", (embed(["a", "b"]), REGISTRY), (embed(["a", "b"]), NEXT_VERSION)),
+    (
+        "model name",
+        (embed(["a", "b"]), REGISTRY),
+        ({**embed(["a", "b"]), "model": "other"}, REGISTRY),
+    ),
+    (
+        "model revision added",
+        (embed(["a", "b"]), REGISTRY),
+        ({**embed(["a", "b"]), "model": {"name": "mini", "revision": "r1"}}, REGISTRY),
+    ),
+    (
+        "model revision changed",
+        ({**embed(["a", "b"]), "model": {"name": "mini", "revision": "r1"}}, REGISTRY),
+        ({**embed(["a", "b"]), "model": {"name": "mini", "revision": "r2"}}, REGISTRY),
+    ),
+    (
+        "model name vs checkpoint digest",
+        (embed(["a", "b"]), REGISTRY),
+        ({**embed(["a", "b"]), "model": DIGEST}, REGISTRY),
+    ),
+    (
+        "embed normalize",
+        (embed(["a", "b"]), REGISTRY),
+        (embed(["a", "b"], normalize=False), REGISTRY),
+    ),
+    (
+        "embed max_seq_length",
+        (embed(["a", "b"]), REGISTRY),
+        (embed(["a", "b"], max_seq_length=128), REGISTRY),
+    ),
+    (
+        "generate max_new_tokens",
+        (generate(["p", "q"], max_new_tokens=16), REGISTRY),
+        (generate(["p", "q"], max_new_tokens=17), REGISTRY),
+    ),
+    (
+        "generate stop",
+        (generate(["p", "q"]), REGISTRY),
+        (generate(["p", "q"], stop=["\n"]), REGISTRY),
+    ),
+    (
+        "generate greedy vs sampled",
+        (generate(["p", "q"]), REGISTRY),
+        (generate(["p", "q"], temperature=0.7), REGISTRY),
+    ),
+    (
+        "generate temperature",
+        (generate(["p", "q"], temperature=0.7), REGISTRY),
+        (generate(["p", "q"], temperature=0.8), REGISTRY),
+    ),
+    (
+        "generate seed under sampling",
+        (generate(["p", "q"], temperature=0.7, seed=1), REGISTRY),
+        (generate(["p", "q"], temperature=0.7, seed=2), REGISTRY),
+    ),
+    (
+        "generate top_p under sampling",
+        (generate(["p", "q"], temperature=0.7), REGISTRY),
+        (generate(["p", "q"], temperature=0.7, top_p=0.9), REGISTRY),
+    ),
+    (
+        "score activation",
+        (
+            {
+                "kind": "score",
+                "model": "rm",
+                "inputs": {"pairs": [{"prompt": "p", "completion": "c"}]},
+            },
+            REGISTRY,
+        ),
+        (
+            {
+                "kind": "score",
+                "model": "rm",
+                "params": {"activation": "softmax"},
+                "inputs": {"pairs": [{"prompt": "p", "completion": "c"}]},
+            },
+            REGISTRY,
+        ),
+    ),
+    (
+        "template text",
+        (
+            {
+                "kind": "data.template",
+                "params": {"template": "Q: {q}"},
+                "inputs": {"records": [{"q": 1}]},
+            },
+            REGISTRY,
+        ),
+        (
+            {
+                "kind": "data.template",
+                "params": {"template": "Q:{q}"},
+                "inputs": {"records": [{"q": 1}]},
+            },
+            REGISTRY,
+        ),
+    ),
+    (
+        "python version",
+        ({"kind": "python", "version": "a1", "params": {"function": "m:f"}}, REGISTRY),
+        ({"kind": "python", "version": "a2", "params": {"function": "m:f"}}, REGISTRY),
+    ),
+    (
+        "python function",
+        ({"kind": "python", "version": "a1", "params": {"function": "m:f"}}, REGISTRY),
+        ({"kind": "python", "version": "a1", "params": {"function": "m:g"}}, REGISTRY),
+    ),
+    (
+        "python kwargs",
+        (
+            {"kind": "python", "version": "a1", "params": {"function": "m:f", "kwargs": {"x": 1}}},
+            REGISTRY,
+        ),
+        (
+            {
+                "kind": "python",
+                "version": "a1",
+                "params": {"function": "m:f", "kwargs": {"x": 1.5}},
+            },
+            REGISTRY,
+        ),
+    ),
+    (
+        "python input value",
+        (
+            {"kind": "python", "version": "a1", "params": {"function": "m:f"}, "inputs": {"x": 1}},
+            REGISTRY,
+        ),
+        (
+            {"kind": "python", "version": "a1", "params": {"function": "m:f"}, "inputs": {"x": 2}},
+            REGISTRY,
+        ),
+    ),
+    (
+        "python input name",
+        (
+            {"kind": "python", "version": "a1", "params": {"function": "m:f"}, "inputs": {"x": 1}},
+            REGISTRY,
+        ),
+        (
+            {"kind": "python", "version": "a1", "params": {"function": "m:f"}, "inputs": {"y": 1}},
+            REGISTRY,
+        ),
+    ),
+    (
+        "shared input of a batched kind",
+        (
+            {"kind": "rerank", "model": "m", "inputs": {"docs": ["d1", "d2"], "query": "q1"}},
+            WITH_CONTEXT,
+        ),
+        (
+            {"kind": "rerank", "model": "m", "inputs": {"docs": ["d1", "d2"], "query": "q2"}},
+            WITH_CONTEXT,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(b, a) for _, b, a in SEMANTIC_CHANGES],
+    ids=[c[0] for c in SEMANTIC_CHANGES],
+)
+def test_a_semantic_change_changes_every_key(before: Case, after: Case) -> None:
+    first, second = run(before[0], before[1]), run(after[0], after[1])
+    assert first.op_key != second.op_key
+    assert len(first.items) == len(second.items)
+    if first.kind != "python":
+        assert first.items, "the case must exercise item keys too"
+    assert not set(item_keys(first)) & set(item_keys(second))
+
+
+def test_changing_one_element_changes_only_its_item_key() -> None:
+    first, second = run(embed(["a", "b", "c"])), run(embed(["a", "X", "c"]))
+    assert first.op_key != second.op_key
+    one, two = item_keys(first), item_keys(second)
+    assert (one[0], one[2]) == (two[0], two[2])
+    assert one[1] != two[1]
+
+
+# --- defaults --------------------------------------------------------------------------
+
+GENERATE_DEFAULTS = {
+    "max_new_tokens": 128,
+    "temperature": 0.0,
+    "top_p": 1.0,
+    "top_k": None,
+    "seed": 0,
+    "n": 1,
+    "stop": [],
+}
+DEFAULTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("embed", embed(["a", "b"]), embed(["a", "b"], normalize=True, max_seq_length=None)),
+    ("generate", generate(["p"]), generate(["p"], **GENERATE_DEFAULTS)),
+    (
+        "generate sampled, int vs float",
+        generate(["p"], temperature=1, n=2),
+        generate(["p"], **{**GENERATE_DEFAULTS, "temperature": 1.0, "n": 2}),
+    ),
+    (
+        "score",
+        {"kind": "score", "model": "rm", "inputs": {"pairs": [{"prompt": "p", "completion": "c"}]}},
+        {
+            "kind": "score",
+            "model": "rm",
+            "params": {"activation": "none", "max_length": 512},
+            "inputs": {"pairs": [{"prompt": "p", "completion": "c"}]},
+        },
+    ),
+    (
+        "data.dedup",
+        {"kind": "data.dedup", "inputs": {"items": ["a", "a"]}},
+        {
+            "kind": "data.dedup",
+            "params": {"field": None, "case_sensitive": True},
+            "inputs": {"items": ["a", "a"]},
+        },
+    ),
+    (
+        "data.top_k",
+        {"kind": "data.top_k", "params": {"k": 1}, "inputs": {"items": [1], "scores": [1]}},
+        {
+            "kind": "data.top_k",
+            "params": {"k": 1, "descending": True},
+            "inputs": {"items": [1], "scores": [1]},
+        },
+    ),
+    (
+        "python",
+        {"kind": "python", "version": "h", "params": {"function": "m:f"}},
+        {"kind": "python", "version": "h", "params": {"function": "m:f", "kwargs": {}}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("implicit", "explicit"), [(i, e) for _, i, e in DEFAULTS], ids=[d[0] for d in DEFAULTS]
+)
+def test_defaults_filled_in_give_the_same_keys(
+    implicit: dict[str, Any], explicit: dict[str, Any]
+) -> None:
+    first, second = run(implicit), run(explicit)
+    assert first.op_key == second.op_key
+    assert first.signature == second.signature
+    assert item_keys(first) == item_keys(second)
+    assert first.params == second.params
+
+
+# --- sampling (DESIGN.md point 5) ------------------------------------------------------
+
+
+@PROPERTY
+@given(
+    prompts=st.lists(st.text(max_size=10), min_size=1, max_size=4, unique=True),
+    n=st.integers(min_value=1, max_value=5),
+    seed=st.integers(min_value=0, max_value=2**63 - 1),
+)
+def test_sampling_gives_n_distinct_items_shared_across_requests(
+    prompts: list[str], n: int, seed: int
+) -> None:
+    first = run(generate(prompts, temperature=0.8, n=n, seed=seed))
+    second = run(generate(prompts, temperature=0.8, n=n, seed=seed))  # another tenant
+    assert len(first.items) == len(prompts) * n
+    assert len(set(item_keys(first))) == len(prompts) * n
+    assert item_keys(first) == item_keys(second)
+    for index in range(len(prompts)):
+        samples = [item.sample_index for item in first.items if item.index == index]
+        assert samples == list(range(n))
+
+
+@PROPERTY
+@given(
+    prompt=st.text(max_size=10),
+    n=st.integers(min_value=1, max_value=4),
+    more=st.integers(min_value=1, max_value=3),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_asking_for_more_samples_reuses_the_first_ones(
+    prompt: str, n: int, more: int, seed: int
+) -> None:
+    few = item_keys(run(generate([prompt], temperature=0.8, n=n, seed=seed)))
+    many = item_keys(run(generate([prompt], temperature=0.8, n=n + more, seed=seed)))
+    assert many[:n] == few
+    assert not set(many[n:]) & set(few)
+
+
+@PROPERTY
+@given(
+    prompts=st.lists(st.text(max_size=10), min_size=1, max_size=3),
+    seeds=st.lists(
+        st.integers(min_value=0, max_value=2**63 - 1), min_size=2, max_size=2, unique=True
+    ),
+)
+def test_a_different_seed_gives_different_samples(prompts: list[str], seeds: list[int]) -> None:
+    one = run(generate(prompts, temperature=0.8, n=2, seed=seeds[0]))
+    two = run(generate(prompts, temperature=0.8, n=2, seed=seeds[1]))
+    assert one.op_key != two.op_key
+    assert not set(item_keys(one)) & set(item_keys(two))
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"seed": 7},
+        {"seed": 2**40},
+        {"top_p": 0.5},
+        {"top_k": 40},
+        {"seed": 3, "top_p": 0.1, "top_k": 1},
+    ],
+    ids=["seed", "big seed", "top_p", "top_k", "all"],
+)
+def test_greedy_decoding_ignores_sampling_knobs(knobs: dict[str, Any]) -> None:
+    plain, tuned = run(generate(["p", "q"])), run(generate(["p", "q"], **knobs))
+    assert plain.op_key == tuned.op_key
+    assert plain.signature == tuned.signature
+    assert item_keys(plain) == item_keys(tuned)
+    assert [item.sample_index for item in tuned.items] == [None, None]
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_several_greedy_samples_are_rejected(n: int) -> None:
+    with pytest.raises(InvalidParamsError, match=r"temperature") as info:
+        run(generate(["p"], n=n))
+    assert "n > 1" in str(info.value)
+
+
+# --- dedup opt-out -----------------------------------------------------------------------
+
+
+def test_opting_out_gives_fresh_keys_every_time() -> None:
+    data = {**embed(["a", "b"]), "dedup": False}
+    first, second, shared = run(data), run(data), run(embed(["a", "b"]))
+    assert first.salt is not None
+    assert second.salt is not None
+    assert first.salt != second.salt
+    assert shared.salt is None
+    assert len({first.op_key, second.op_key, shared.op_key}) == 3
+    assert not set(item_keys(first)) & set(item_keys(second))
+    assert not set(item_keys(first)) & set(item_keys(shared))
+
+
+def test_an_explicit_equal_salt_gives_equal_keys() -> None:
+    data = {**embed(["a", "b"]), "dedup": False}
+    first, second = run(data, salt="req-1"), run(data, salt="req-1")
+    assert first.op_key == second.op_key
+    assert item_keys(first) == item_keys(second)
+    assert first.op_key != run(data, salt="req-2").op_key
+
+
+def test_opting_out_of_dedup_does_not_opt_out_of_batching() -> None:
+    # DESIGN.md: the batch signature is kind, version, model and the params the executor
+    # cannot vary per item; a private salt is none of those, so opted-out items can still
+    # share an execution with anyone's compatible items.
+    private = run({**embed(["a"]), "dedup": False})
+    shared = run(embed(["b"]))
+    assert private.op_key != run(embed(["a"])).op_key
+    assert private.signature == shared.signature
+    assert private.items[0].signature == shared.items[0].signature
+
+
+# --- batch signature -------------------------------------------------------------------
+
+
+def test_signature_ignores_per_item_params_and_sample_count() -> None:
+    variants = [
+        run(generate(["p"], temperature=0.8, seed=1)),
+        run(generate(["p"], temperature=0.8, seed=2)),
+        run(generate(["q", "r"], temperature=0.8, seed=3, n=4)),
+    ]
+    assert len({exp.signature for exp in variants}) == 1
+    assert {item.signature for exp in variants for item in exp.items} == {variants[0].signature}
+    assert variants[0].items[0].op_key != variants[1].items[0].op_key
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        (generate(["p"], max_new_tokens=16), generate(["p"], max_new_tokens=32)),
+        (generate(["p"], temperature=0.8), generate(["p"], temperature=0.9)),
+        (generate(["p"]), {**generate(["p"]), "model": "other-lm"}),
+        (embed(["a"]), embed(["a"], normalize=False)),
+    ],
+    ids=["max_new_tokens", "temperature", "model", "normalize"],
+)
+def test_signature_differs_when_a_signature_param_differs(
+    one: dict[str, Any], two: dict[str, Any]
+) -> None:
+    first, second = run(one), run(two)
+    assert first.signature != second.signature
+    assert first.items[0].signature != second.items[0].signature
+
+
+def test_signature_does_not_depend_on_inputs() -> None:
+    assert run(embed(["a"])).signature == run(embed(["b", "c"])).signature
+
+
+# --- blob inputs ---------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(texts=st.lists(st.text(max_size=12), max_size=8))
+def test_a_list_as_blob_keys_like_the_same_list_inline(texts: list[str]) -> None:
+    digest = digest_value(texts)
+    loaded: list[str] = []
+
+    def load_blob(requested: str) -> list[str]:
+        loaded.append(requested)
+        return {digest: texts}[requested]
+
+    inline = run(embed(texts))
+    by_blob = run(embed({"blob": digest}), load_blob=load_blob)  # type: ignore[arg-type]
+    assert loaded == [digest]
+    assert by_blob.op_key == inline.op_key
+    assert by_blob.signature == inline.signature
+    assert item_keys(by_blob) == item_keys(inline)
+    assert [item.inputs for item in by_blob.items] == [item.inputs for item in inline.items]
+
+
+def test_sampled_prompts_as_blob_key_like_inline() -> None:
+    prompts = ["p", "q"]
+    digest = digest_value(prompts)
+    inline = run(generate(prompts, temperature=0.5, n=3, seed=9))
+    by_blob = run(
+        generate({"blob": digest}, temperature=0.5, n=3, seed=9),  # type: ignore[arg-type]
+        load_blob={digest: prompts}.__getitem__,
+    )
+    assert by_blob.op_key == inline.op_key
+    assert item_keys(by_blob) == item_keys(inline)
