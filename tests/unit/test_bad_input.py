@@ -232,13 +232,13 @@ OPERATOR_CASES: list[tuple[str, Callable[[], object], type[FlowMeshError], str]]
         "lone surrogate in an inline input",
         lambda: expand_data(json.loads(SURROGATE_OPERATOR)),
         InvalidInputError,
-        r"texts|surrogate|UTF-8",
+        r"surrogate",
     ),
     (
         "workflow with a cycle",
         lambda: parse_workflow(cycle()),
         InvalidOperatorError,
-        r"cycle: nodes left, right depend on each other",
+        r"has a cycle: .*(left.*right|right.*left)",
     ),
     (
         "workflow node reading itself",
@@ -246,7 +246,7 @@ OPERATOR_CASES: list[tuple[str, Callable[[], object], type[FlowMeshError], str]]
             {"nodes": {"loop": {"kind": "embed", "inputs": {"texts": {"ref": "loop"}}}}}
         ),
         InvalidOperatorError,
-        r"cycle: nodes loop\b",
+        r"has a cycle: .*\bloop\b",
     ),
     (
         "reference to a missing node",
@@ -340,16 +340,17 @@ def test_bad_input_raises_the_most_specific_error(
 
 def test_a_cycle_message_names_only_the_nodes_on_the_cycle() -> None:
     # 'fetch' feeds nothing into the cycle, and a node that merely reads from the cycle is
-    # not part of it: naming it would send the user to remove the wrong reference.
+    # not part of it: naming it would send the user to remove the wrong reference. 'audit'
+    # sorts first, so a search that starts from it must still trim it off.
     data = cycle()
-    data["nodes"]["report"] = {"kind": "embed", "inputs": {"texts": {"ref": "left"}}}
+    data["nodes"]["audit"] = {"kind": "embed", "inputs": {"texts": {"ref": "left"}}}
     with pytest.raises(InvalidOperatorError, match=r"cycle") as info:
         parse_workflow(data)
     message = str(info.value)
     assert "left" in message
     assert "right" in message
     assert "fetch" not in message
-    assert "report" not in message
+    assert "audit" not in message
 
 
 # --- settings ----------------------------------------------------------------------------

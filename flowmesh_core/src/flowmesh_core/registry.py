@@ -68,7 +68,8 @@ class KindSpec:
             model = self.params_model.model_validate(dict(raw))
         except ValidationError as exc:
             problems = "; ".join(
-                f"params.{'.'.join(str(p) for p in err['loc']) or '?'}: {err['msg']}"
+                f"params{''.join('.' + str(p) for p in err['loc'])}: "
+                + err["msg"].removeprefix("Value error, ")
                 for err in exc.errors()
             )
             raise InvalidParamsError(f"kind {self.kind!r}: {problems}") from exc

@@ -33,7 +33,7 @@ def _check_name(value: str) -> str:
 
 def _check_digest(value: str) -> str:
     # Raised as a pydantic error so the location (which field) is kept; the converter in
-    # models/_errors.py turns it back into InvalidDigestError.
+    # models/parse.py turns it back into InvalidDigestError.
     try:
         return validate_digest(value)
     except InvalidDigestError as exc:
