@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
+
 from flowmesh_core.store import Store
 
 pytest_plugins = ["tests.s3_server"]

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+from flowmesh_core import blobs
 from flowmesh_core.blobs import BlobInfo, BlobStore, PutResult, open_blob_store
 from flowmesh_core.blobs.file import FileBlobStore
 from flowmesh_core.blobs.s3 import S3BlobStore
@@ -34,8 +36,6 @@ from flowmesh_core.errors import (
     UnsupportedSchemeError,
 )
 from flowmesh_core.hashing import digest_bytes
-
-from flowmesh_core import blobs
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client

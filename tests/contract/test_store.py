@@ -7,9 +7,10 @@ import collections
 import uuid
 
 import pytest
+
 from flowmesh_core.errors import ConflictError, StoreUnavailableError
 from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.models import ItemStatus, Requester, Satisfaction
+from flowmesh_core.models import Item, ItemStatus, Requester, Satisfaction
 from flowmesh_core.store import JoinOutcome, Store
 
 DOMAIN = "global"
@@ -17,8 +18,26 @@ DIGEST_A = digest_bytes(b"result a")
 DIGEST_B = digest_bytes(b"result b")
 
 
-def op_key() -> str:
-    return uuid.uuid4().hex * 2
+SIGNATURE = "s" * 64
+
+
+def make_item(signature: str = SIGNATURE) -> Item:
+    key = uuid.uuid4().hex * 2
+    return Item(
+        op_key=key,
+        signature=signature,
+        kind="embed",
+        version="1",
+        params={"normalize": True},
+        inputs={"texts": key},
+        input_digests={},
+    )
+
+
+async def lease(store: Store) -> str:
+    fence = await store.new_fence()
+    assert await store.hold_lease(fence, ttl_s=30)
+    return fence
 
 
 def requester(i: int = 0, tenant: str = "acme", node: str = "embed") -> Requester:
@@ -26,22 +45,22 @@ def requester(i: int = 0, tenant: str = "acme", node: str = "embed") -> Requeste
 
 
 async def test_first_request_creates_then_others_join_then_cache_hits(store: Store) -> None:
-    key = op_key()
-    first = await store.join_or_create(DOMAIN, key, requester(0), '{"spec": 1}')
-    second = await store.join_or_create(DOMAIN, key, requester(1, tenant="globex"), "{}")
+    item = make_item()
+    first = await store.join_or_create(DOMAIN, requester(0), item)
+    second = await store.join_or_create(DOMAIN, requester(1, tenant="globex"), item)
     assert (first.outcome, first.status) == (JoinOutcome.CREATED, ItemStatus.PENDING)
     assert (second.outcome, second.status) == (JoinOutcome.JOINED, ItemStatus.PENDING)
-    assert (await store.op_state(DOMAIN, key))["spec"] == '{"spec": 1}'
+    assert Item.model_validate_json((await store.op_state(DOMAIN, item.op_key))["spec"]) == item
 
-    done = await store.complete(DOMAIN, key, DIGEST_A)
+    done = await store.complete(DOMAIN, item.op_key, DIGEST_A)
     assert not done.duplicate
-    assert len(done.released) == 2
+    assert done.released == 2
 
-    third = await store.join_or_create(DOMAIN, key, requester(2), "{}")
+    third = await store.join_or_create(DOMAIN, requester(2), item)
     assert third.outcome is JoinOutcome.CACHE_HIT
     assert third.digest == DIGEST_A
-    assert await store.cached(DOMAIN, key) == DIGEST_A
-    assert await store.op_state(DOMAIN, key) == {}
+    assert await store.cached(DOMAIN, item.op_key) == DIGEST_A
+    assert await store.op_state(DOMAIN, item.op_key) == {}
 
 
 async def test_race_50_concurrent_requests_make_one_creator(
@@ -49,19 +68,19 @@ async def test_race_50_concurrent_requests_make_one_creator(
 ) -> None:
     # Ten separate clients (connection pools) issue 50 requests at once.
     stores = [Store.open(store_url, key_prefix) for _ in range(10)]
-    key = op_key()
+    item = make_item()
     try:
         results = await asyncio.gather(
             *(
-                stores[i % 10].join_or_create(DOMAIN, key, requester(i, tenant=f"t{i % 3}"), "{}")
+                stores[i % 10].join_or_create(DOMAIN, requester(i, tenant=f"t{i % 3}"), item)
                 for i in range(50)
             )
         )
         outcomes = collections.Counter(r.outcome for r in results)
         assert outcomes == {JoinOutcome.CREATED: 1, JoinOutcome.JOINED: 49}
 
-        done = await stores[0].complete(DOMAIN, key, DIGEST_A)
-        assert len(done.released) == 50
+        done = await stores[0].complete(DOMAIN, item.op_key, DIGEST_A)
+        assert done.released == 50
         records = [await stores[0].lineage_of(requester(i, tenant=f"t{i % 3}")) for i in range(50)]
         assert {r.result_digest for r in records if r} == {DIGEST_A}
         assert all(r is not None and r.status is ItemStatus.DONE for r in records)
@@ -75,114 +94,126 @@ async def test_race_50_concurrent_requests_make_one_creator(
 
 
 async def test_concurrent_completes_record_one_result(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
     results = await asyncio.gather(
-        *(store.complete(DOMAIN, key, DIGEST_A if i % 2 else DIGEST_B) for i in range(20))
+        *(store.complete(DOMAIN, item.op_key, DIGEST_A if i % 2 else DIGEST_B) for i in range(20))
     )
     assert sum(not r.duplicate for r in results) == 1
     assert len({r.digest for r in results}) == 1
-    assert sum(len(r.released) for r in results) == 1
+    assert sum(r.released for r in results) == 1
     assert (await store.cluster_stats())["executed"] == 1
 
 
 async def test_repeat_request_is_idempotent_and_conflict_is_an_error(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
-    again = await store.join_or_create(DOMAIN, key, requester(0), "{}")
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
+    again = await store.join_or_create(DOMAIN, requester(0), item)
     assert again.outcome is JoinOutcome.EXISTING
     assert (await store.tenant_stats("acme"))["requested"] == 1
     with pytest.raises(ConflictError, match="already asked for op"):
-        await store.join_or_create(DOMAIN, op_key(), requester(0), "{}")
-    done = await store.complete(DOMAIN, key, DIGEST_A)
-    assert done.released == (store.keys.lineage("wf0", "embed", 0),)
+        await store.join_or_create(DOMAIN, requester(0), make_item())
+    done = await store.complete(DOMAIN, item.op_key, DIGEST_A)
+    assert done.released == 1
 
 
 async def test_late_duplicate_finish_changes_nothing(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
-    first = await store.complete(DOMAIN, key, DIGEST_A, worker="w1")
-    late = await store.complete(DOMAIN, key, DIGEST_B, worker="w2")
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
+    first = await store.complete(DOMAIN, item.op_key, DIGEST_A, worker="w1")
+    late = await store.complete(DOMAIN, item.op_key, DIGEST_B, worker="w2")
     assert (first.duplicate, late.duplicate) == (False, True)
     assert late.digest == DIGEST_A
-    assert late.released == ()
+    assert late.released == 0
     record = await store.lineage_of(requester(0))
     assert record is not None
     assert (record.result_digest, record.worker) == (DIGEST_A, "w1")
 
 
 async def test_claim_requeue_and_attempts(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
-    await store.join_or_create(DOMAIN, key, requester(1), "{}")
-    assert await store.claim(DOMAIN, key, "batch-1", "w1") == 1
-    assert await store.claim(DOMAIN, key, "batch-2", "w2") == 0
-    joined_late = await store.join_or_create(DOMAIN, key, requester(2), "{}")
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
+    await store.join_or_create(DOMAIN, requester(1), item)
+    fence = await lease(store)
+    assert await store.claim_batch(SIGNATURE, 10, "w1", "batch-1", fence) == 1
+    assert await store.claim_batch(SIGNATURE, 10, "w2", "batch-2", fence) == 0
+    joined_late = await store.join_or_create(DOMAIN, requester(2), item)
     assert joined_late.status is ItemStatus.RUNNING
     record = await store.lineage_of(requester(1))
     assert record is not None
     assert (record.status, record.worker, record.batch_id) == (ItemStatus.RUNNING, "w1", "batch-1")
 
-    assert not await store.requeue(DOMAIN, key, "w2")  # not w2's to give back
-    assert await store.requeue(DOMAIN, key, "w1")
+    assert not await store.requeue(DOMAIN, item.op_key, "w2")  # not w2's to give back
+    assert await store.requeue(DOMAIN, item.op_key, "w1")
     record = await store.lineage_of(requester(1))
     assert record is not None
     assert (record.status, record.worker) == (ItemStatus.PENDING, None)
-    assert await store.claim(DOMAIN, key, "batch-3", "w2") == 2
+    assert await store.claim_batch(SIGNATURE, 10, "w2", "batch-3", fence) == 1
+    assert (await store.op_state(DOMAIN, item.op_key))["attempts"] == "2"
 
 
 async def test_fail_marks_every_waiter_and_allows_a_retry(store: Store) -> None:
-    key = op_key()
+    item = make_item()
     for i in range(3):
-        await store.join_or_create(DOMAIN, key, requester(i), "{}")
-    failed = await store.fail(DOMAIN, key, "CUDA out of memory")
-    assert len(failed) == 3
+        await store.join_or_create(DOMAIN, requester(i), item)
+    await store.start_node("wf0", "embed", item.op_key, 1, {})
+    failed = await store.fail(DOMAIN, item.op_key, "CUDA out of memory")
+    assert failed == (store.keys.node("wf0", "embed"),)  # once, though three items failed
+    for i in range(3):
+        failed_record = await store.lineage_of(requester(i))
+        assert failed_record is not None
+        assert failed_record.status is ItemStatus.FAILED
     record = await store.lineage_of(requester(2))
     assert record is not None
     assert (record.status, record.error) == (ItemStatus.FAILED, "CUDA out of memory")
-    assert await store.cached(DOMAIN, key) is None
+    assert await store.cached(DOMAIN, item.op_key) is None
     assert await store.inflight() == []
-    retry = await store.join_or_create(DOMAIN, key, requester(9), "{}")
+    retry = await store.join_or_create(DOMAIN, requester(9), item)
     assert retry.outcome is JoinOutcome.CREATED
     assert (await store.cluster_stats())["failed"] == 1
 
 
 async def test_failure_after_completion_is_ignored(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
-    await store.complete(DOMAIN, key, DIGEST_A)
-    assert await store.fail(DOMAIN, key, "late error") == ()
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
+    await store.complete(DOMAIN, item.op_key, DIGEST_A)
+    assert await store.fail(DOMAIN, item.op_key, "late error") == ()
     record = await store.lineage_of(requester(0))
     assert record is not None
     assert record.status is ItemStatus.DONE
 
 
 async def test_inflight_index_tracks_pending_and_running_ops(store: Store) -> None:
-    keys = [op_key() for _ in range(3)]
-    for i, key in enumerate(keys):
-        await store.join_or_create(DOMAIN, key, requester(i), "{}")
-    await store.claim(DOMAIN, keys[1], "b", "w")
-    assert await store.inflight() == [(DOMAIN, k) for k in keys]
-    await store.complete(DOMAIN, keys[1], DIGEST_A)
-    assert await store.inflight() == [(DOMAIN, keys[0]), (DOMAIN, keys[2])]
+    items = [make_item() for _ in range(3)]
+    for i, item in enumerate(items):
+        await store.join_or_create(DOMAIN, requester(i), item)
+    assert await store.claim_batch(SIGNATURE, 1, "w", "b", await lease(store)) == 1
+    assert await store.inflight() == [(DOMAIN, i.op_key) for i in items]
+    await store.complete(DOMAIN, items[0].op_key, DIGEST_A)
+    assert await store.inflight() == [(DOMAIN, items[1].op_key), (DOMAIN, items[2].op_key)]
 
 
 async def test_domains_do_not_share(store: Store) -> None:
-    key = op_key()
-    a = await store.join_or_create("tenant:a", key, requester(0, tenant="a"), "{}")
-    b = await store.join_or_create("tenant:b", key, requester(1, tenant="b"), "{}")
+    item = make_item()
+    a = await store.join_or_create("tenant:a", requester(0, tenant="a"), item)
+    b = await store.join_or_create("tenant:b", requester(1, tenant="b"), item)
     assert (a.outcome, b.outcome) == (JoinOutcome.CREATED, JoinOutcome.CREATED)
-    await store.complete("tenant:a", key, DIGEST_A)
-    assert await store.cached("tenant:b", key) is None
-    assert await store.cached_many("tenant:a", [key, op_key()]) == [DIGEST_A, None]
+    await store.complete("tenant:a", item.op_key, DIGEST_A)
+    assert await store.cached("tenant:b", item.op_key) is None
+    assert await store.cached_many("tenant:a", [item.op_key, make_item().op_key]) == [
+        DIGEST_A,
+        None,
+    ]
 
 
 async def test_cost_and_energy_are_split_across_requesters(store: Store) -> None:
-    key = op_key()
+    item = make_item()
     for i in range(4):
-        await store.join_or_create(DOMAIN, key, requester(i), "{}")
-    await store.claim(DOMAIN, key, "b1", "w1")
-    await store.complete(DOMAIN, key, DIGEST_A, cost_usd=2.0, energy_wh=10.0, started_at=5.0)
+        await store.join_or_create(DOMAIN, requester(i), item)
+    await store.claim_batch(SIGNATURE, 10, "w1", "b1", await lease(store))
+    await store.complete(
+        DOMAIN, item.op_key, DIGEST_A, cost_usd=2.0, energy_wh=10.0, started_at=5.0
+    )
     record = await store.lineage_of(requester(3))
     assert record is not None
     assert (record.cost_usd, record.energy_wh, record.started_at) == (0.5, 2.5, 5.0)
@@ -206,13 +237,12 @@ async def test_workflow_records_and_lineage_order(store: Store) -> None:
     assert await store.workflow("nope") is None
     assert await store.tenant_workflows("acme") == ["wf0"]
 
-    keys = [op_key() for _ in range(3)]
-    for i, key in enumerate(keys):
-        await store.join_or_create(
-            DOMAIN, key, Requester(tenant="acme", workflow="wf0", node="embed", index=i), "{}"
-        )
+    items = [make_item() for _ in range(3)]
+    for i, item in enumerate(items):
+        req = Requester(tenant="acme", workflow="wf0", node="embed", index=i)
+        await store.join_or_create(DOMAIN, req, item)
     lineage = await store.lineage("wf0")
-    assert [r.op_key for r in lineage] == keys
+    assert [r.op_key for r in lineage] == [i.op_key for i in items]
     assert [r.index for r in lineage] == [0, 1, 2]
 
 
@@ -230,24 +260,21 @@ async def test_blob_index(store: Store) -> None:
 
 
 async def test_tenant_stats_count_each_way_of_satisfying(store: Store) -> None:
-    key = op_key()
-    await store.join_or_create(DOMAIN, key, requester(0), "{}")
-    await store.join_or_create(DOMAIN, key, requester(1), "{}")
-    await store.complete(DOMAIN, key, DIGEST_A)
-    await store.join_or_create(DOMAIN, key, requester(2), "{}")
-    assert await store.tenant_stats("acme") == {
-        "requested": 3,
-        "created": 1,
-        "joins": 1,
-        "cache_hits": 1,
-    }
+    item = make_item()
+    await store.join_or_create(DOMAIN, requester(0), item)
+    await store.join_or_create(DOMAIN, requester(1), item)
+    await store.complete(DOMAIN, item.op_key, DIGEST_A)
+    await store.join_or_create(DOMAIN, requester(2), item)
+    stats = await store.tenant_stats("acme")
+    counts = {k: stats[k] for k in ("requested", "created", "joins", "cache_hits")}
+    assert counts == {"requested": 3, "created": 1, "joins": 1, "cache_hits": 1}
 
 
 async def test_capabilities_and_purge_stay_in_their_prefix(store: Store) -> None:
     await store.check_capabilities()
     neighbour = store.scratch("neighbour")
-    await neighbour.join_or_create(DOMAIN, op_key(), requester(0), "{}")
-    await store.join_or_create(DOMAIN, op_key(), requester(1), "{}")
+    await neighbour.join_or_create(DOMAIN, requester(0), make_item())
+    await store.join_or_create(DOMAIN, requester(1), make_item())
     assert await neighbour.purge() > 0
     assert await neighbour.inflight() == []
     assert len(await store.inflight()) == 1

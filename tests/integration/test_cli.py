@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.store import Store
 
 from flowmesh_core import Registry, expand, parse_operator
+from flowmesh_core.hashing import digest_bytes
+from flowmesh_core.store import Store
 
 FLOWMESH = str(Path(sys.executable).with_name("flowmesh"))
 

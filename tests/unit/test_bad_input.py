@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from flowmesh_core import errors
 from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.errors import (
     ConfigError,
@@ -33,8 +35,6 @@ from flowmesh_core.models.parse import parse_document, parse_operator, parse_wor
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import load_settings
 from flowmesh_core.store.connection import open_redis
-
-from flowmesh_core import errors
 
 REGISTRY = Registry.default()
 GOOD_DIGEST = digest_value(["a"])

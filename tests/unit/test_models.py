@@ -6,6 +6,10 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from flowmesh_core.hashing import digest_value
 from flowmesh_core.keys import expand
 from flowmesh_core.models import (
@@ -22,9 +26,6 @@ from flowmesh_core.models import (
     WorkflowNode,
 )
 from flowmesh_core.registry import Registry
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from pydantic import ValidationError
 
 DIGEST = digest_value(["a", "b"])
 OTHER_DIGEST = digest_value("weights")

@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from flowmesh_core.errors import InvalidParamsError
 from flowmesh_core.hashing import digest_value
 from flowmesh_core.keys import Expansion, expand, key_of
 from flowmesh_core.models import Operator
 from flowmesh_core.registry import KindSpec, Registry
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 REGISTRY = Registry.default()
 LIMIT = 1 << 20

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from pydantic import BaseModel, ConfigDict
+
 from flowmesh_core.errors import InvalidOperatorError, InvalidParamsError, UnknownKindError
 from flowmesh_core.registry import KindSpec, Registry
-from pydantic import BaseModel, ConfigDict
 
 BUILTIN = [
     "data.dedup",

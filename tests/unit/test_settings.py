@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+
 from flowmesh_core.errors import ConfigError
 from flowmesh_core.settings import DedupDomain, Settings, load_settings
-from pydantic import ValidationError
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -21,7 +21,9 @@ from flowmesh_core.blobs import BlobStore
 from flowmesh_core.cli._common import CliContext, console, pass_cli, reports_errors, run_async
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.models import Requester
+from flowmesh_core.keys import expand
+from flowmesh_core.models import Operator, Requester
+from flowmesh_core.registry import Registry
 from flowmesh_core.store import JoinOutcome, Store
 
 __all__ = ["doctor"]
@@ -45,21 +47,24 @@ async def _check(name: str, step: Callable[[], Awaitable[str]]) -> Check:
 
 async def _dedup_round_trip(store: Store) -> str:
     scratch = store.scratch(uuid.uuid4().hex)
+    probe = Operator(kind="embed", model="doctor-probe", inputs={"texts": [uuid.uuid4().hex]})
+    (item,) = expand(probe, Registry.default(), max_inline_bytes=1 << 20).items
     try:
-        op_key = uuid.uuid4().hex * 2
         outcomes = []
         for i, tenant in enumerate(("doctor-a", "doctor-b")):
             req = Requester(tenant=tenant, workflow=f"doctor{i}", node="probe")
-            outcomes.append((await scratch.join_or_create("global", op_key, req, "{}")).outcome)
-        attempt = await scratch.claim("global", op_key, "doctor-batch", "doctor-worker")
-        done = await scratch.complete("global", op_key, digest_bytes(PROBE))
+            outcomes.append((await scratch.join_or_create("global", req, item)).outcome)
+        fence = await scratch.new_fence()
+        await scratch.hold_lease(fence, ttl_s=10)
+        claimed = await scratch.claim_batch(item.signature, 8, "doctor", "doctor-batch", fence)
+        done = await scratch.complete("global", item.op_key, digest_bytes(PROBE))
         expected = [JoinOutcome.CREATED, JoinOutcome.JOINED]
-        if outcomes != expected or attempt != 1 or len(done.released) != 2:
+        if outcomes != expected or claimed != 1 or done.released != 2:
             raise FlowMeshError(
-                f"dedup round trip went wrong: {outcomes}, attempt {attempt}, "
-                f"released {len(done.released)}; the Redis server misbehaves"
+                f"dedup round trip went wrong: {outcomes}, claimed {claimed}, "
+                f"released {done.released}; the Redis server misbehaves"
             )
-        return "2 requests, 1 execution, both released"
+        return "2 requests, 1 item claimed and executed, both released"
     finally:
         await scratch.purge()
 

@@ -18,8 +18,31 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:lin:{wf_id}:{node}:{index}     HASH    one lineage record (see models.LineageRecord)
     {p}:stats:{tenant}                 HASH    requested, cache_hits, joins, created
     {p}:stats                          HASH    executed, failed, claimed (cluster-wide)
+    {p}:wf:{wf_id}:node:{node}         HASH    node progress: state, op_key, items_total,
+                                               remaining, result_digest, error, finished_at
+    {p}:wf:{wf_id}:events              STREAM  node and workflow transitions (long-poll waits)
+    {p}:ready                          ZSET    signatures with items waiting -> first enqueue
+    {p}:ready:{signature}              ZSET    "{tenant}|{domain}|{op_key}" -> virtual start
+                                               time (fair queuing across tenants)
+    {p}:sig:{signature}                HASH    kind, version, model, params: what it means
+    {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
+    {p}:workers                        ZSET    worker id -> last heartbeat
+    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), inflight, heartbeat
+    {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
+    {p}:events                         STREAM  completion reports from workers (group "control")
+    {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
+    {p}:lease:scheduler                STRING  fencing token of the one scheduler that may assign
+    {p}:lease:scheduler:epoch          STRING  counter that makes each token unique
+    {p}:throughput                     STRING  the learned throughput model (JSON)
+    {p}:usage                          HASH    tenant -> decayed worker-seconds (fairness)
+    {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
+    {p}:tenant:{tenant}                HASH    tenant record: organisation, admin, created_at
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
+
+Lua scripts that reach keys named inside data (a waiter's lineage key, an op named by a
+ready-pool member) get those keys, or the templates for them, from this module as
+arguments: the rule for every name stays here.
 
 ``domain`` is the dedup domain a request belongs to: ``global``, ``org:{org}`` or
 ``tenant:{tenant}`` (see ``domain_for``). Op keys are 64 hex digits; digests, tenant,
@@ -94,6 +117,69 @@ class KeySpace:
 
     def cluster_stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    def node(self, wf_id: str, node: str) -> str:
+        return f"{self.prefix}:wf:{wf_id}:node:{node}"
+
+    def workflow_events(self, wf_id: str) -> str:
+        return f"{self.prefix}:wf:{wf_id}:events"
+
+    def ready_signatures(self) -> str:
+        return f"{self.prefix}:ready"
+
+    def ready(self, signature: str) -> str:
+        return f"{self.prefix}:ready:{signature}"
+
+    @staticmethod
+    def ready_member(tenant: str, domain: str, op_key: str) -> str:
+        return f"{tenant}|{domain}|{op_key}"
+
+    def op_template(self) -> str:
+        """What ``op(domain, op_key)`` starts with: Lua appends ``{domain}:{op_key}``."""
+        return f"{self.prefix}:op:"
+
+    def signature_meta(self, signature: str) -> str:
+        return f"{self.prefix}:sig:{signature}"
+
+    def vclock(self) -> str:
+        return f"{self.prefix}:vclock"
+
+    def workers(self) -> str:
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def assignments(self, worker_id: str) -> str:
+        return f"{self.prefix}:assign:{worker_id}"
+
+    def events(self) -> str:
+        return f"{self.prefix}:events"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def scheduler_lease(self) -> str:
+        return f"{self.prefix}:lease:scheduler"
+
+    def scheduler_epoch(self) -> str:
+        return f"{self.prefix}:lease:scheduler:epoch"
+
+    def throughput(self) -> str:
+        return f"{self.prefix}:throughput"
+
+    def usage(self) -> str:
+        return f"{self.prefix}:usage"
+
+    def tenant_tokens(self) -> str:
+        return f"{self.prefix}:tenants"
+
+    def tenant(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}"
+
+    def stats_template(self) -> str:
+        """What ``tenant_stats(t)`` starts with: Lua appends the tenant name."""
+        return f"{self.prefix}:stats:"
 
     def probe(self) -> str:
         return f"{self.prefix}:probe:{uuid.uuid4().hex}"

@@ -36,19 +36,22 @@ class JoinResult:
     outcome: JoinOutcome
     status: ItemStatus
     digest: str | None = None
+    node_done: bool = False  # this request finished its node (its last item was a hit)
 
 
 @dataclass(frozen=True)
 class CompleteResult:
-    """The outcome of ``complete``: the recorded digest and the lineage keys released.
+    """The outcome of ``complete``: the recorded digest and who it released.
 
     ``duplicate`` is true when a result had been recorded before (a late finish); the
-    recorded digest is the first one, whatever this call reported.
+    recorded digest is the first one, whatever this call reported. ``finished_nodes``
+    are the node keys whose last pending item this completion was.
     """
 
     digest: str
     duplicate: bool
-    released: tuple[str, ...] = field(default_factory=tuple)
+    released: int = 0
+    finished_nodes: tuple[str, ...] = field(default_factory=tuple)
 
 
 class BlobRecord(FrozenModel):
@@ -69,6 +72,7 @@ class WorkflowState(FrozenModel):
     name: str
     status: str
     created_at: float
+    finished_at: float | None = None
     spec: str
     nodes: dict[str, str]
 
@@ -78,7 +82,8 @@ _FLOAT_FIELDS = ("requested_at", "started_at", "finished_at", "cost_usd", "energ
 
 def parse_lineage(raw: dict[str, str]) -> LineageRecord:
     """A lineage record from its Redis hash (all values arrive as strings)."""
-    data: dict[str, object] = {k: v for k, v in raw.items() if v != ""}
+    # node_key is bookkeeping for the scripts, not part of what a requester is shown.
+    data: dict[str, object] = {k: v for k, v in raw.items() if v != "" and k != "node_key"}
     for name in _FLOAT_FIELDS:
         if name in data:
             data[name] = float(str(data[name]))

@@ -3,19 +3,30 @@
 -- An op already completed is left alone (a result beats a late failure report).
 --
 -- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats
--- ARGV: 1 inflight member, 2 error message, 3 now
--- Returns the waiter lineage keys that were failed (empty if nothing was in flight).
+-- ARGV: 1 inflight member, 2 error message, 3 now, 4 ready zset template
+-- Returns the node keys of the waiting requesters that this call failed (a node is
+-- listed once, the first time one of its items fails).
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {}
 end
-local waiters = redis.call('LRANGE', KEYS[3], 0, -1)
-for _, waiter in ipairs(waiters) do
+local state = redis.call('HMGET', KEYS[2], 'signature', 'member')
+if state[1] then
+  redis.call('ZREM', ARGV[4] .. state[1], state[2])
+end
+local failed = {}
+for _, waiter in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   redis.call('HSET', waiter, 'status', 'failed', 'error', ARGV[2], 'finished_at', ARGV[3])
+  local node = redis.call('HGET', waiter, 'node_key')
+  if node and redis.call('HEXISTS', node, 'remaining') == 1 then
+    if redis.call('HSETNX', node, 'error', ARGV[2]) == 1 then
+      failed[#failed + 1] = node
+    end
+  end
 end
 if redis.call('DEL', KEYS[2]) == 1 then
   redis.call('HINCRBY', KEYS[5], 'failed', 1)
 end
 redis.call('DEL', KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[1])
-return waiters
+return failed

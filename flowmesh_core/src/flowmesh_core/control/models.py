@@ -1,0 +1,137 @@
+"""Values the control plane hands out and takes in: tenants, plans, statuses, stats.
+
+These are the shapes of the HTTP API's bodies too (the API layer returns them as they
+are), so the client SDK and the adapters read exactly what the control plane wrote.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from flowmesh_core.models import LineageRecord, WorkerProfile
+from flowmesh_core.models._base import FrozenModel, Name
+
+__all__ = [
+    "NodePlan",
+    "NodeState",
+    "NodeStatus",
+    "StatsReport",
+    "SubmitResult",
+    "Tenant",
+    "TenantStats",
+    "WorkerState",
+    "WorkflowStatus",
+]
+
+
+class Tenant(FrozenModel):
+    """Who is calling. ``admin`` may see cluster-wide views (workers, everyone's stats)."""
+
+    name: Name
+    organisation: Name | None = None
+    admin: bool = False
+
+
+class NodeState(StrEnum):
+    """Where a workflow node stands."""
+
+    WAITING = "waiting"  # some input is another node's output that is not ready yet
+    PENDING = "pending"  # its items are in the ready pool or joined to work in flight
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class NodePlan(FrozenModel):
+    """How a node will be satisfied, as known at submission.
+
+    ``op_key`` is None while the node waits for inputs. ``items`` counts its items
+    (1 for a kind that runs whole); the three counters say how many hit the action
+    cache, joined work in flight, or were created.
+    """
+
+    node: str
+    op_key: str | None
+    state: NodeState
+    items: int = 0
+    cache_hits: int = 0
+    joined: int = 0
+    created: int = 0
+    waits_for: list[str] = Field(default_factory=list)
+
+
+class SubmitResult(FrozenModel):
+    """The answer to a submission: the workflow id and a plan per node."""
+
+    workflow_id: str
+    nodes: list[NodePlan]
+
+
+class NodeStatus(FrozenModel):
+    """A node's status with its result digest (a manifest for split nodes) and lineage."""
+
+    node: str
+    state: NodeState
+    op_key: str | None = None
+    result_digest: str | None = None
+    error: str | None = None
+    items_total: int = 0
+    items_done: int = 0
+    lineage: list[LineageRecord] = Field(default_factory=list)
+
+
+class WorkflowStatus(FrozenModel):
+    """A workflow's status: done when every node is done, failed when any failed."""
+
+    workflow_id: str
+    name: str
+    state: NodeState
+    created_at: float
+    finished_at: float | None = None
+    nodes: list[NodeStatus]
+
+
+class WorkerState(FrozenModel):
+    """A registered worker as the scheduler sees it."""
+
+    profile: WorkerProfile
+    alive: bool
+    last_heartbeat: float
+    free_slots: int
+    warm_models: list[str] = Field(default_factory=list)
+    running_batches: int = 0
+
+
+class TenantStats(FrozenModel):
+    """What one tenant asked for and how it was satisfied, with its attributed cost."""
+
+    tenant: str
+    requested: int = 0
+    cache_hits: int = 0
+    joins: int = 0
+    created: int = 0
+    worker_seconds: float = 0.0
+    cost_usd: float = 0.0
+    energy_wh: float = 0.0
+
+
+class StatsReport(FrozenModel):
+    """Requested vs executed items, batching, and resources: per tenant and in total.
+
+    A tenant sees only its own entry in ``tenants``; cluster-wide figures
+    (``executed``, ``batches``...) reveal no tenant's identity.
+    """
+
+    tenants: list[TenantStats]
+    requested: int = 0
+    executed: int = 0
+    failed: int = 0
+    cache_hits: int = 0
+    joins: int = 0
+    batches: int = 0
+    mean_batch_size: float = 0.0
+    worker_seconds: float = 0.0
+    cost_usd: float = 0.0
+    energy_wh: float = 0.0

@@ -1,0 +1,136 @@
+"""The connection, key space, Lua scripts and error conversion every store part shares.
+
+Errors from redis-py are converted here into StoreUnavailableError; callers never see a
+redis exception. The store holds no state of its own: everything it knows is in Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from flowmesh_core.errors import StoreUnavailableError
+from flowmesh_core.store.connection import is_embedded
+from flowmesh_core.store.keys import KeySpace
+
+__all__ = ["StoreBase", "strings"]
+
+SCRIPTS = (
+    "join_or_create",
+    "claim_batch",
+    "requeue",
+    "complete",
+    "fail",
+    "finish_batch",
+    "create_workflow",
+    "lease",
+    "release_lease",
+)
+
+
+def strings(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A Redis hash as ``dict[str, str]`` (clients decode responses; this narrows types)."""
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _lua(name: str) -> str:
+    return resources.files("flowmesh_core.store").joinpath("lua", f"{name}.lua").read_text()
+
+
+class StoreBase:
+    """What every part of the store builds on."""
+
+    def __init__(self, client: aioredis.Redis, keys: KeySpace, url: str) -> None:
+        self._redis = client
+        self.keys = keys
+        self.url = url
+        self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this store lives in this process."""
+        return is_embedded(self.url)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The client, for stream reads that block (workers, the applier)."""
+        return self._redis
+
+    @asynccontextmanager
+    async def guard(self) -> AsyncIterator[None]:
+        """Convert redis-py errors raised inside into StoreUnavailableError."""
+        try:
+            yield
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreUnavailableError(
+                f"Redis at {self.url} does not answer ({exc}); start it, or point "
+                "FLOWMESH_REDIS_URL at one that runs (memory:// for the embedded store)"
+            ) from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailableError(f"Redis at {self.url} refused a command: {exc}") from exc
+
+    async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run one of FlowMesh's Lua scripts."""
+        async with self.guard():
+            return await self._scripts[script](keys=list(keys), args=list(args))
+
+    async def queue_script(
+        self, pipe: aioredis.client.Pipeline, script: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> None:
+        """Queue a script call on a pipeline (many calls, one round trip)."""
+        await self._scripts[script](keys=list(keys), args=list(args), client=pipe)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailableError unless Redis answers."""
+        async with self.guard():
+            await self._redis.ping()
+
+    async def server_version(self) -> str:
+        """The Redis server's version, or what the embedded store is."""
+        if self.embedded:
+            from importlib.metadata import version
+
+            return f"embedded (fakeredis {version('fakeredis')}, in-process)"
+        async with self.guard():
+            info: dict[str, Any] = await self._redis.info("server")
+        return str(info.get("redis_version", "unknown"))
+
+    async def check_capabilities(self) -> None:
+        """Raise StoreUnavailableError unless this Redis runs our scripts and streams.
+
+        Compiles every FlowMesh Lua script on the server and exercises the stream
+        commands that assignments need (consumer groups, XAUTOCLAIM: Redis 6.2+), on a
+        scratch key that is deleted afterwards.
+        """
+        probe = self.keys.probe()
+        async with self.guard():
+            for script in self._scripts.values():
+                await self._redis.script_load(script.script)
+            try:
+                await self._redis.xadd(probe, {"probe": "1"})
+                await self._redis.xgroup_create(probe, "probe", id="0")
+                await self._redis.xreadgroup("probe", "c", {probe: ">"}, count=1)
+                await self._redis.xautoclaim(probe, "probe", "c", min_idle_time=0)
+            finally:
+                await self._redis.delete(probe)
+
+    async def purge(self) -> int:
+        """Delete every key under this store's prefix; the count deleted.
+
+        For scratch prefixes only (tests, the doctor's round trip): on the production
+        prefix this erases the action cache, lineage and every queue.
+        """
+        deleted = 0
+        async with self.guard():
+            async for key in self._redis.scan_iter(match=self.keys.pattern(), count=1000):
+                deleted += await self._redis.delete(key)
+        return deleted
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()

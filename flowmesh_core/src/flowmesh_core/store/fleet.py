@@ -1,0 +1,199 @@
+"""Workers, the scheduler lease, tenants, the blob index, counters and learned models.
+
+Worker liveness is a heartbeat timestamp in a sorted set, so finding the workers whose
+heartbeat lapsed is one range query. The scheduler lease is a fencing token with a TTL:
+only its holder's ``claim_batch`` calls assign anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from flowmesh_core.hashing import validate_digest
+from flowmesh_core.models import WorkerProfile
+from flowmesh_core.store._base import StoreBase, strings
+from flowmesh_core.store.records import BlobRecord
+
+__all__ = ["ASSIGNMENT_GROUP", "EVENTS_GROUP", "FleetMixin", "WorkerRecord"]
+
+ASSIGNMENT_GROUP = "worker"
+EVENTS_GROUP = "control"
+
+
+class WorkerRecord:
+    """A registered worker as stored: profile, heartbeat, warm models, batches in flight."""
+
+    __slots__ = ("heartbeat", "inflight", "profile", "warm")
+
+    def __init__(
+        self, profile: WorkerProfile, heartbeat: float, warm: list[str], inflight: int
+    ) -> None:
+        self.profile = profile
+        self.heartbeat = heartbeat
+        self.warm = warm
+        self.inflight = inflight
+
+
+class FleetMixin(StoreBase):
+    """Worker registry, lease, tenants, blob index, stats."""
+
+    # -- workers -----------------------------------------------------------------------
+
+    async def register_worker(self, profile: WorkerProfile) -> None:
+        """Record a worker and create its assignment stream's consumer group."""
+        k = self.keys
+        now = time.time()
+        async with self.guard():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    k.worker(profile.worker_id),
+                    mapping={"profile": profile.model_dump_json(), "heartbeat": repr(now)},
+                )
+                pipe.hsetnx(k.worker(profile.worker_id), "inflight", 0)
+                pipe.hsetnx(k.worker(profile.worker_id), "warm", "[]")
+                pipe.zadd(k.workers(), {profile.worker_id: now})
+                await pipe.execute()
+            await self.ensure_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
+
+    async def heartbeat(self, worker_id: str, warm: Sequence[str] | None = None) -> None:
+        """A worker is alive (and, if given, holds these models warm)."""
+        now = time.time()
+        fields: dict[Any, Any] = {"heartbeat": repr(now)}
+        if warm is not None:
+            fields["warm"] = json.dumps(sorted(warm))
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.worker(worker_id), mapping=fields)
+            pipe.zadd(self.keys.workers(), {worker_id: now})
+            await pipe.execute()
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Remove a worker that is shutting down cleanly."""
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.workers(), worker_id)
+            pipe.delete(self.keys.worker(worker_id))
+            await pipe.execute()
+
+    async def workers(self) -> list[WorkerRecord]:
+        """Every registered worker, alive or not (see ``heartbeat``)."""
+        async with self.guard():
+            ids = [str(i) for i in await self._redis.zrange(self.keys.workers(), 0, -1)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for worker_id in ids:
+                    pipe.hgetall(self.keys.worker(worker_id))
+                raw = await pipe.execute()
+        records = []
+        for fields in map(strings, raw):
+            if "profile" not in fields:
+                continue
+            records.append(
+                WorkerRecord(
+                    WorkerProfile.model_validate_json(fields["profile"]),
+                    float(fields.get("heartbeat", 0)),
+                    json.loads(fields.get("warm", "[]")),
+                    int(fields.get("inflight", 0)),
+                )
+            )
+        return records
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create a consumer group (and its stream) unless it exists."""
+        async with self.guard():
+            try:
+                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except Exception as exc:  # redis answers BUSYGROUP when it exists already
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    # -- the scheduler lease -----------------------------------------------------------
+
+    async def new_fence(self) -> str:
+        """A fencing token no scheduler has used before."""
+        async with self.guard():
+            epoch = await self._redis.incr(self.keys.scheduler_epoch())
+        return f"{epoch}:{time.time():.6f}"
+
+    async def hold_lease(self, token: str, ttl_s: float) -> bool:
+        """Acquire or renew the scheduler lease for ``token``; False if another holds it."""
+        keys = [self.keys.scheduler_lease()]
+        return bool(await self.run_script("lease", keys, [token, int(ttl_s * 1000)]))
+
+    async def release_lease(self, token: str) -> None:
+        """Give the lease up if ``token`` holds it."""
+        await self.run_script("release_lease", [self.keys.scheduler_lease()], [token])
+
+    # -- tenants -----------------------------------------------------------------------
+
+    async def add_tenant(self, token_hash: str, record: str, name: str) -> bool:
+        """Store a tenant under its token's hash; False if the name is taken."""
+        async with self.guard():
+            if not await self._redis.hsetnx(self.keys.tenant(name), "record", record):
+                return False
+            await self._redis.hset(self.keys.tenant_tokens(), token_hash, record)
+        return True
+
+    async def tenant_by_token(self, token_hash: str) -> str | None:
+        """The tenant record stored for a token's hash, or None."""
+        async with self.guard():
+            record = await self._redis.hget(self.keys.tenant_tokens(), token_hash)
+        return None if record is None else str(record)
+
+    # -- blob index --------------------------------------------------------------------
+
+    async def record_blob(
+        self, digest: str, size: int, media_type: str, holder: str | None = None
+    ) -> None:
+        """Index a blob (idempotent) and, if given, a worker that holds a local copy."""
+        validate_digest(digest)
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            key = self.keys.blob(digest)
+            pipe.hset(key, mapping={"size": size, "media_type": media_type})
+            pipe.hsetnx(key, "created_at", repr(time.time()))
+            if holder is not None:
+                pipe.sadd(self.keys.blob_holders(digest), holder)
+            await pipe.execute()
+
+    async def blob(self, digest: str) -> BlobRecord | None:
+        """What the index knows of a blob, or None."""
+        validate_digest(digest)
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.blob(digest))
+            pipe.smembers(self.keys.blob_holders(digest))
+            info, holders = await pipe.execute()
+        if not info:
+            return None
+        info = strings(info)
+        return BlobRecord(
+            digest=digest,
+            size=int(info["size"]),
+            media_type=info["media_type"],
+            created_at=float(info["created_at"]),
+            holders=frozenset(str(h) for h in holders),
+        )
+
+    # -- counters and learned state ----------------------------------------------------
+
+    async def tenant_stats(self, tenant: str) -> dict[str, float]:
+        """Per-tenant counters: requested, cache_hits, joins, created, cost_usd, ..."""
+        async with self.guard():
+            raw = await self._redis.hgetall(self.keys.tenant_stats(tenant))
+        return {str(k): float(v) for k, v in raw.items()}
+
+    async def cluster_stats(self) -> dict[str, float]:
+        """Cluster-wide counters: executed, failed, claimed, batches, worker_seconds, ..."""
+        async with self.guard():
+            raw = await self._redis.hgetall(self.keys.cluster_stats())
+        return {str(k): float(v) for k, v in raw.items()}
+
+    async def load_json(self, key: str) -> str | None:
+        """A JSON document stored whole under ``key`` (the throughput model)."""
+        async with self.guard():
+            value = await self._redis.get(key)
+        return None if value is None else str(value)
+
+    async def save_json(self, key: str, document: str) -> None:
+        """Store a JSON document whole under ``key``."""
+        async with self.guard():
+            await self._redis.set(key, document)

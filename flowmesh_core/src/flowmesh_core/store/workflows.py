@@ -1,0 +1,158 @@
+"""Workflows, their nodes' progress, lineage, and the events that wake waiting clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowmesh_core.errors import ConflictError
+from flowmesh_core.models import LineageRecord, Requester
+from flowmesh_core.store._base import StoreBase, strings
+from flowmesh_core.store.records import WorkflowState, parse_lineage
+
+__all__ = ["WorkflowsMixin"]
+
+
+class WorkflowsMixin(StoreBase):
+    """Workflow and node records, lineage, per-workflow event streams."""
+
+    async def create_workflow(
+        self, wf_id: str, tenant: str, name: str, spec: str, nodes: Sequence[str]
+    ) -> None:
+        """Store a workflow and its node states in one step; ConflictError if the id exists."""
+        k = self.keys
+        keys = [k.workflow(wf_id), k.workflow_nodes(wf_id), k.tenant_workflows(tenant)]
+        args = [wf_id, tenant, name, repr(time.time()), spec, *nodes]
+        if not await self.run_script("create_workflow", keys, args):
+            raise ConflictError(f"workflow id {wf_id!r} is already taken")
+
+    async def workflow(self, wf_id: str) -> WorkflowState | None:
+        """A stored workflow, or None."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.workflow(wf_id))
+            pipe.hgetall(self.keys.workflow_nodes(wf_id))
+            head, nodes = await pipe.execute()
+        if not head:
+            return None
+        head = strings(head)
+        return WorkflowState(
+            id=wf_id,
+            tenant=head["tenant"],
+            name=head["name"],
+            status=head["status"],
+            created_at=float(head["created_at"]),
+            finished_at=float(head["finished_at"]) if "finished_at" in head else None,
+            spec=head["spec"],
+            nodes=strings(nodes),
+        )
+
+    async def set_workflow_status(self, wf_id: str, status: str, *, final: bool = False) -> bool:
+        """Record a workflow's status; with ``final``, only once (False if already final)."""
+        key = self.keys.workflow(wf_id)
+        async with self.guard():
+            first = not final or await self._redis.hsetnx(key, "finished_at", repr(time.time()))
+            if not first:
+                return False
+            await self._redis.hset(key, "status", status)
+        return True
+
+    async def set_node_status(self, wf_id: str, node: str, status: str) -> None:
+        """Record a node's status in the workflow's summary."""
+        async with self.guard():
+            await self._redis.hset(self.keys.workflow_nodes(wf_id), node, status)
+
+    async def start_node(
+        self, wf_id: str, node: str, op_key: str, items: int, extra: Mapping[str, str]
+    ) -> None:
+        """Record that a node's items are being requested: ``remaining`` counts them down."""
+        fields: dict[Any, Any] = {
+            "op_key": op_key,
+            "items_total": items,
+            "remaining": items,
+            **extra,
+        }
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.node(wf_id, node), mapping=fields)
+            pipe.hset(self.keys.workflow_nodes(wf_id), node, "pending")
+            await pipe.execute()
+
+    async def node_record(self, wf_id: str, node: str) -> dict[str, str]:
+        """A node's progress hash (empty before the node started)."""
+        async with self.guard():
+            return strings(await self._redis.hgetall(self.keys.node(wf_id, node)))
+
+    async def node_records(self, wf_id: str, nodes: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Progress hashes of several nodes in one round trip."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for node in nodes:
+                pipe.hgetall(self.keys.node(wf_id, node))
+            raw = await pipe.execute()
+        return {node: strings(r) for node, r in zip(nodes, raw, strict=True)}
+
+    async def finish_node(self, wf_id: str, node: str, status: str, **fields: str) -> bool:
+        """Mark a node done or failed, once; False if it was final already."""
+        key = self.keys.node(wf_id, node)
+        async with self.guard():
+            if not await self._redis.hsetnx(key, "finished_at", repr(time.time())):
+                return False
+            async with self._redis.pipeline(transaction=True) as pipe:
+                mapping: dict[Any, Any] = {"state": status, **fields}
+                pipe.hset(key, mapping=mapping)
+                pipe.hset(self.keys.workflow_nodes(wf_id), node, status)
+                await pipe.execute()
+        return True
+
+    async def item_digests(self, wf_id: str, node: str, count: int) -> list[str | None]:
+        """The result digest of each item of a node, in item order."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for index in range(count):
+                pipe.hget(self.keys.lineage(wf_id, node, index), "result_digest")
+            raw = await pipe.execute()
+        return [None if d is None else str(d) for d in raw]
+
+    async def tenant_workflows(self, tenant: str) -> list[str]:
+        """The tenant's workflow ids, oldest first."""
+        async with self.guard():
+            ids = await self._redis.zrange(self.keys.tenant_workflows(tenant), 0, -1)
+        return [str(i) for i in ids]
+
+    async def lineage(self, wf_id: str) -> list[LineageRecord]:
+        """Every lineage record of a workflow, in request order."""
+        async with self.guard():
+            keys = await self._redis.zrange(self.keys.workflow_lineage(wf_id), 0, -1)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(str(key))
+                raw = await pipe.execute()
+        return [parse_lineage(strings(r)) for r in raw if r]
+
+    async def lineage_of(self, requester: Requester) -> LineageRecord | None:
+        """One requester's lineage record, or None."""
+        key = self.keys.lineage(requester.workflow, requester.node, requester.index)
+        async with self.guard():
+            raw = await self._redis.hgetall(key)
+        return parse_lineage(strings(raw)) if raw else None
+
+    async def notify(self, wf_id: str, event: str) -> None:
+        """Append an event to the workflow's stream (what long-poll waits block on)."""
+        async with self.guard():
+            await self._redis.xadd(
+                self.keys.workflow_events(wf_id), {"event": event}, maxlen=1000, approximate=True
+            )
+
+    async def wait_event(self, wf_id: str, after: str, timeout_s: float) -> str:
+        """Block until the workflow's stream has an event after ``after``; its id or ``after``."""
+        async with self.guard():
+            reply: Any = await self._redis.xread(
+                {self.keys.workflow_events(wf_id): after}, count=1, block=int(timeout_s * 1000)
+            )
+        if not reply:
+            return after
+        return str(reply[0][1][-1][0])
+
+    async def last_event(self, wf_id: str) -> str:
+        """The id of the workflow's latest event ('0-0' if none)."""
+        async with self.guard():
+            reply = await self._redis.xrevrange(self.keys.workflow_events(wf_id), count=1)
+        return str(reply[0][0]) if reply else "0-0"
