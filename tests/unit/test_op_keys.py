@@ -182,7 +182,7 @@ def test_items_keep_their_position_but_not_in_the_key() -> None:
     assert first.op_key != second.op_key  # the parent covers the list, order included
 
 
-def test_whole_kinds_have_no_items() -> None:
+def test_whole_kinds_are_one_item_keyed_like_the_operator() -> None:
     exp = run(
         {
             "kind": "data.top_k",
@@ -191,7 +191,32 @@ def test_whole_kinds_have_no_items() -> None:
         }
     )
     assert not exp.batched
-    assert exp.items == ()
+    (item,) = exp.items
+    assert item.op_key == exp.op_key
+    assert item.inputs == {"items": [1, 2, 3], "scores": [3, 2, 1]}
+    assert item.input_digests == {
+        "items": digest_value([1, 2, 3]),
+        "scores": digest_value([3, 2, 1]),
+    }
+
+
+def test_a_manifest_splits_into_the_same_items_as_the_inline_list() -> None:
+    texts = ["alpha", "beta", "alpha"]
+    manifest = {"manifest": [digest_value(t) for t in texts]}
+    registry = Registry.default()
+    inline = expand(
+        Operator(kind="embed", model="m", inputs={"texts": texts}),
+        registry,
+        max_inline_bytes=1 << 20,
+    )
+    by_manifest = expand(
+        Operator(kind="embed", model="m", inputs={"texts": {"blob": digest_value(manifest)}}),
+        registry,
+        max_inline_bytes=1 << 20,
+        load_blob=lambda _digest: manifest,
+    )
+    assert [i.op_key for i in by_manifest.items] == [i.op_key for i in inline.items]
+    assert by_manifest.items[1].inputs["texts"] == {"blob": digest_value("beta")}
 
 
 # --- every semantic field is in the key ----------------------------------------------

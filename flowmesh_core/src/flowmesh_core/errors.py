@@ -15,6 +15,8 @@ API layer never decides status codes on its own.
     │   ├── UnknownKindError ................... no operator kind by that name
     │   ├── InvalidParamsError ................. params that the kind rejects
     │   └── InvalidOperatorError ............... an operator or workflow that cannot run
+    ├── AuthenticationError .................... no token, or one no tenant holds (401)
+    ├── PermissionDeniedError .................. the tenant may not do this (403)
     ├── NotFoundError .......................... the thing named does not exist (404)
     │   └── BlobNotFoundError
     ├── ConflictError .......................... contradicts what is already recorded (409)
@@ -30,6 +32,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AuthenticationError",
     "BlobNotFoundError",
     "BlobStoreUnavailableError",
     "ConfigError",
@@ -43,6 +46,7 @@ __all__ = [
     "InvalidOperatorError",
     "InvalidParamsError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ServiceUnavailableError",
     "StoreUnavailableError",
     "UnknownKindError",
@@ -95,6 +99,18 @@ class InvalidParamsError(InvalidInputError):
 
 class InvalidOperatorError(InvalidInputError):
     """An operator or workflow that is well-formed JSON but cannot run as written."""
+
+
+class AuthenticationError(FlowMeshError):
+    """No bearer token, or a token that no tenant holds."""
+
+    status_code = 401
+
+
+class PermissionDeniedError(FlowMeshError):
+    """The tenant is known but may not do this (cluster-wide views need an admin)."""
+
+    status_code = 403
 
 
 class NotFoundError(FlowMeshError):

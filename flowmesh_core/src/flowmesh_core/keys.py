@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowmesh_core.errors import InputTooLargeError, InvalidOperatorError
-from flowmesh_core.hashing import canonical_json, digest_value
+from flowmesh_core.hashing import canonical_json, digest_value, validate_digest
 from flowmesh_core.models import BlobInput, Item, LiteralInput, Operator
 from flowmesh_core.registry import KindSpec, Registry
 
@@ -42,8 +42,8 @@ def key_of(canonical: dict[str, Any]) -> str:
 class Expansion:
     """An operator resolved against its kind: its key, its normalized params and its items.
 
-    ``items`` is empty for kinds that run whole; then the operator itself is the unit of
-    work, with ``op_key`` as its key.
+    ``batched`` operators split into one item per element (and sample); for kinds that
+    run whole, ``items`` holds one item whose key is the operator's own ``op_key``.
     """
 
     op_key: str
@@ -53,11 +53,7 @@ class Expansion:
     signature: str
     items: tuple[Item, ...]
     salt: str | None
-
-    @property
-    def batched(self) -> bool:
-        """Whether the operator split into items."""
-        return bool(self.items)
+    batched: bool
 
 
 def expand(
@@ -94,11 +90,25 @@ def expand(
     if salt is not None:
         base["salt"] = salt
     op_key = key_of({**base, "form": "operator", "params": key_params, "inputs": digests})
-    items: tuple[Item, ...] = ()
-    if spec.batch_input is not None:
-        elements = _elements(spec, op.inputs[spec.batch_input], load_blob)
-        items = _items(spec, op, base, version, params, key_params, digests, elements, signature)
-    return Expansion(op_key, spec.kind, version, params, signature, items, salt)
+    if spec.batch_input is None:
+        whole = Item(
+            op_key=op_key,
+            signature=signature,
+            kind=spec.kind,
+            version=version,
+            model=op.model,
+            params=params,
+            inputs={name: _input_value(inp) for name, inp in op.inputs.items()},
+            input_digests=digests,
+        )
+        return Expansion(op_key, spec.kind, version, params, signature, (whole,), salt, False)
+    elements = _elements(spec, op.inputs[spec.batch_input], load_blob)
+    items = _items(spec, op, base, version, params, key_params, digests, elements, signature)
+    return Expansion(op_key, spec.kind, version, params, signature, items, salt, True)
+
+
+def _input_value(inp: LiteralInput | BlobInput) -> Any:
+    return inp.value if isinstance(inp, LiteralInput) else {"blob": inp.blob}
 
 
 def _version(spec: KindSpec, op: Operator) -> str:
@@ -131,7 +141,13 @@ def _input_digest(name: str, inp: LiteralInput | BlobInput, limit: int) -> str:
 
 def _elements(
     spec: KindSpec, inp: LiteralInput | BlobInput, load_blob: BlobLoader | None
-) -> list[Any]:
+) -> list[tuple[Any, str]]:
+    """Each element of the list input with its digest.
+
+    A manifest (``{"manifest": [digest, ...]}``: the output of another split node) gives
+    its elements by digest, as ``{"blob": digest}``: their bytes stay in the CAS, and
+    their keys equal those of the same values written inline.
+    """
     name = spec.batch_input
     if isinstance(inp, BlobInput):
         if load_blob is None:
@@ -141,12 +157,14 @@ def _elements(
         value = load_blob(inp.blob)
     else:
         value = inp.value
+    if isinstance(value, dict) and set(value) == {"manifest"}:
+        return [({"blob": validate_digest(d)}, d) for d in value["manifest"]]
     if not isinstance(value, list):
         raise InvalidOperatorError(
             f"kind {spec.kind!r}: input {name!r} must be a list (one item per element), "
             f"got {type(value).__name__}"
         )
-    return value
+    return [(element, digest_value(element)) for element in value]
 
 
 def _items(
@@ -157,7 +175,7 @@ def _items(
     params: dict[str, Any],
     key_params: dict[str, Any],
     digests: dict[str, str],
-    elements: list[Any],
+    elements: list[tuple[Any, str]],
     signature: str,
 ) -> tuple[Item, ...]:
     assert spec.batch_input is not None
@@ -165,14 +183,10 @@ def _items(
     sampled = spec.stochastic(params)
     samples = int(params[spec.samples_param]) if sampled and spec.samples_param else 1
     item_params = {k: v for k, v in key_params.items() if k != spec.samples_param}
-    shared = {
-        name: (inp.value if isinstance(inp, LiteralInput) else {"blob": inp.blob})
-        for name, inp in op.inputs.items()
-        if name != batch_input
-    }
+    shared = {name: _input_value(inp) for name, inp in op.inputs.items() if name != batch_input}
     items = []
-    for index, element in enumerate(elements):
-        input_digests = {**digests, batch_input: digest_value(element)}
+    for index, (element, element_digest) in enumerate(elements):
+        input_digests = {**digests, batch_input: element_digest}
         for sample in range(samples):
             canonical = {**base, "form": "item", "params": item_params, "inputs": input_digests}
             if sampled:

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowmesh_core.errors import ConfigError, UnknownSettingError
@@ -72,6 +72,33 @@ class Settings(BaseSettings):
     )
     max_inline_bytes: int = Field(
         default=1 << 20, gt=0, description="largest inline input; larger goes through the CAS"
+    )
+
+    server_url: str = Field(
+        default="http://127.0.0.1:8470",
+        description="the control plane's URL, for clients and the CLI (`flowmesh serve` listens)",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="this client's tenant token (`flowmesh tenant create`)"
+    )
+    max_body_bytes: int = Field(
+        default=16 << 20, gt=0, description="largest request body the API accepts"
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=100, description="runs of a failing item before it fails for good"
+    )
+    worker_ttl_s: float = Field(
+        default=15.0, gt=0, description="a worker silent this long is dead; its work is re-planned"
+    )
+    lease_ttl_s: float = Field(
+        default=10.0, gt=0, description="scheduler lease TTL; a new leader takes over after it"
+    )
+    scheduler_policy: str = Field(
+        default="utility", description="utility (FlowMesh), fifo, cheapest or fastest"
+    )
+    utility_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="overrides of the utility weights (see control/utility.py UtilityWeights)",
     )
 
     @field_validator("key_prefix")

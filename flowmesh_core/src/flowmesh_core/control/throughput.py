@@ -45,6 +45,7 @@ DEFAULT_SEEDS: Mapping[tuple[str, str], float] = {
 }
 
 _FORMAT = 1
+_MEMO_KEYS = 4096  # memoised (accelerator, kind, model) keys before the memo starts over
 _CurveKey = tuple[str, str, str | None]
 
 
@@ -123,6 +124,9 @@ class ThroughputModel:
         self.default_load_s = float(default_load_s)
         self._curves: dict[_CurveKey, dict[int, _Ewma]] = {}
         self._loads: dict[tuple[str, str], _Ewma] = {}
+        # batch_seconds answers by key and size; the scheduler asks the same few many times
+        # a second. observe() drops the one key it changes.
+        self._memo: dict[_CurveKey, dict[int, float]] = {}
 
     # -- learning -------------------------------------------------------------------------
 
@@ -132,7 +136,9 @@ class ThroughputModel:
         """Record that a batch of ``size`` items took ``seconds`` end to end."""
         if not (math.isfinite(seconds) and seconds > 0):
             raise InvalidInputError(f"batch seconds must be a finite number > 0, got {seconds!r}")
-        curve = self._curves.setdefault((accelerator, kind, model), {})
+        key = (accelerator, kind, model)
+        curve = self._curves.setdefault(key, {})
+        self._memo.pop(key, None)
         b = bucket(size)
         stat = curve.get(b)
         if stat is None:
@@ -154,15 +160,25 @@ class ThroughputModel:
 
     def batch_seconds(self, accelerator: str, kind: str, model: str | None, size: int) -> float:
         """Expected seconds for a batch of ``size`` items (the class docstring says how)."""
-        curve = self._curves.get((accelerator, kind, model))
-        if curve is None:
-            if size < 1:
-                raise InvalidInputError(f"batch size must be at least 1, got {size}")
-            return self.batch_overhead_s + size / self._seed_rate(accelerator, kind, size)
+        key = (accelerator, kind, model)
+        memo = self._memo.get(key)
+        if memo is None:
+            if len(self._memo) >= _MEMO_KEYS:
+                self._memo.clear()
+            memo = self._memo[key] = {}
+        seconds = memo.get(size)
+        if seconds is None:
+            seconds = memo[size] = self._batch_seconds(key, size)
+        return seconds
+
+    def _batch_seconds(self, key: _CurveKey, size: int) -> float:
         b = bucket(size)
+        curve = self._curves.get(key)
+        if curve is None:
+            rate = self._seed_rate(key[0], key[1], size)
+            return self.batch_overhead_s + size / rate
         stat = curve.get(b)
-        rate = stat.value if stat is not None else self._interpolate(curve, b)
-        return size / rate
+        return size / (stat.value if stat is not None else self._interpolate(curve, b))
 
     def rate(self, accelerator: str, kind: str, model: str | None, size: int) -> float:
         """Expected items per second at ``size`` (``size / batch_seconds``)."""
@@ -186,7 +202,7 @@ class ThroughputModel:
         return 0 if stat is None else stat.samples
 
     def _gain(self, size: int) -> float:
-        return float(min(size, self.gain_cap)) ** self.gain_exp
+        return math.pow(min(size, self.gain_cap), self.gain_exp)
 
     def _seed_rate(self, accelerator: str, kind: str, size: int) -> float:
         seeds = self.seeds

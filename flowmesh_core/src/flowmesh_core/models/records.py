@@ -100,4 +100,6 @@ class WorkerProfile(FrozenModel):
     price_per_hour: float = Field(ge=0)
     watts: float = Field(ge=0)
     slots: int = Field(default=1, ge=1)
+    max_batch: int = Field(default=256, ge=1)  # most items per batch its memory allows
+    bandwidth_bytes_s: float = Field(default=1e9, gt=0)  # to fetch inputs it lacks
     labels: dict[str, str] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ stored, with the node and field to fix in the message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field, JsonValue, field_validator, model_validator
@@ -46,7 +47,7 @@ class WorkflowNode(FrozenModel):
         """Names of the nodes this node reads, in input order."""
         return [inp.ref for inp in self.inputs.values() if isinstance(inp, NodeRef)]
 
-    def to_operator(self, resolved: dict[str, LiteralInput | BlobInput]) -> Operator:
+    def to_operator(self, resolved: Mapping[str, LiteralInput | BlobInput]) -> Operator:
         """The operator this node becomes once every reference has a value."""
         inputs = {
             name: resolved[name] if isinstance(inp, NodeRef) else inp

@@ -41,6 +41,7 @@ def open_redis(url: str) -> aioredis.Redis:
             url,
             decode_responses=True,
             socket_connect_timeout=5,
+            socket_timeout=30,  # above the longest blocking read FlowMesh issues (5 s)
             health_check_interval=30,
             max_connections=256,
         )

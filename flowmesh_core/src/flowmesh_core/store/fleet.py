@@ -98,6 +98,12 @@ class FleetMixin(StoreBase):
             )
         return records
 
+    async def worker_profile(self, worker_id: str) -> WorkerProfile | None:
+        """One worker's profile, or None if it is not registered."""
+        async with self.guard():
+            raw = await self._redis.hget(self.keys.worker(worker_id), "profile")
+        return None if raw is None else WorkerProfile.model_validate_json(str(raw))
+
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create a consumer group (and its stream) unless it exists."""
         async with self.guard():
@@ -106,6 +112,37 @@ class FleetMixin(StoreBase):
             except Exception as exc:  # redis answers BUSYGROUP when it exists already
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    async def batch_record(self, batch_id: str) -> dict[str, str]:
+        """An assigned batch's record (empty once its report was applied)."""
+        async with self.guard():
+            return strings(await self._redis.hgetall(self.keys.batch(batch_id)))
+
+    async def signature_info(self, signature: str) -> dict[str, Any]:
+        """What a batch signature means: kind, version, model ({} if unknown)."""
+        async with self.guard():
+            meta = await self._redis.hget(self.keys.signature_meta(signature), "meta")
+        return dict(json.loads(str(meta))) if meta else {}
+
+    async def ready_summary(self, head: int) -> list[tuple[str, int, list[tuple[str, float]]]]:
+        """Each signature with items waiting: (signature, count, first ``head`` members).
+
+        Members come with their fair-queuing start time, oldest first.
+        """
+        async with self.guard():
+            sigs = [str(s) for s in await self._redis.zrange(self.keys.ready_signatures(), 0, -1)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sig in sigs:
+                    pipe.zcard(self.keys.ready(sig))
+                    pipe.zrange(self.keys.ready(sig), 0, head - 1, withscores=True)
+                raw = await pipe.execute()
+        summary = []
+        for i, sig in enumerate(sigs):
+            count = int(raw[2 * i])
+            if count:
+                members = [(str(m), float(score)) for m, score in raw[2 * i + 1]]
+                summary.append((sig, count, members))
+        return summary
 
     # -- the scheduler lease -----------------------------------------------------------
 
@@ -133,6 +170,12 @@ class FleetMixin(StoreBase):
                 return False
             await self._redis.hset(self.keys.tenant_tokens(), token_hash, record)
         return True
+
+    async def tenant_names(self) -> list[str]:
+        """Every tenant's name, sorted."""
+        async with self.guard():
+            records = await self._redis.hvals(self.keys.tenant_tokens())
+        return sorted({json.loads(str(r))["name"] for r in records})
 
     async def tenant_by_token(self, token_hash: str) -> str | None:
         """The tenant record stored for a token's hash, or None."""

@@ -35,6 +35,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:lease:scheduler:epoch          STRING  counter that makes each token unique
     {p}:throughput                     STRING  the learned throughput model (JSON)
     {p}:usage                          HASH    tenant -> decayed worker-seconds (fairness)
+    {p}:tenant:{tenant}:results        SET     result digests the tenant may read
+    {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
     {p}:tenant:{tenant}                HASH    tenant record: organisation, admin, created_at
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
@@ -121,6 +123,12 @@ class KeySpace:
     def node(self, wf_id: str, node: str) -> str:
         return f"{self.prefix}:wf:{wf_id}:node:{node}"
 
+    def parse_node(self, key: str) -> tuple[str, str]:
+        """(workflow id, node name) of a key made by ``node``."""
+        rest = key.removeprefix(f"{self.prefix}:wf:")
+        wf_id, _, node = rest.partition(":node:")
+        return wf_id, node
+
     def workflow_events(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}:events"
 
@@ -176,6 +184,16 @@ class KeySpace:
 
     def tenant(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}"
+
+    def tenant_results(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:results"
+
+    def results_template(self) -> str:
+        """What ``tenant_results(t)`` is without its suffix: Lua adds ``{t}:results``."""
+        return f"{self.prefix}:tenant:"
+
+    def wake(self) -> str:
+        return f"{self.prefix}:wake"
 
     def stats_template(self) -> str:
         """What ``tenant_stats(t)`` starts with: Lua appends the tenant name."""

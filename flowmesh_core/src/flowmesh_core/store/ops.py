@@ -91,6 +91,7 @@ class OpsMixin(StoreBase):
                     k.ready_signatures(),
                     k.signature_meta(item.signature),
                     k.vclock(),
+                    k.tenant_results(requester.tenant),
                 ]
                 args = [
                     k.inflight_member(domain, item.op_key),
@@ -219,6 +220,7 @@ class OpsMixin(StoreBase):
             repr(float(energy_wh)),
             repr(float(worker_seconds)),
             k.stats_template(),
+            k.results_template(),
         ]
         outcome, recorded, released, *nodes = await self.run_script("complete", keys, args)
         return CompleteResult(recorded, outcome == "duplicate", int(released), tuple(nodes))

@@ -77,6 +77,36 @@ class WorkflowsMixin(StoreBase):
             pipe.hset(self.keys.workflow_nodes(wf_id), node, "pending")
             await pipe.execute()
 
+    async def claim_node_start(self, wf_id: str, node: str) -> bool:
+        """Exactly one caller may start a waiting node: True for that one."""
+        async with self.guard():
+            return bool(await self._redis.hsetnx(self.keys.node(wf_id, node), "claimed", "1"))
+
+    async def grant_result(self, tenant: str, digest: str) -> None:
+        """Let ``tenant`` read ``digest`` (a node result its lineage holds)."""
+        async with self.guard():
+            await self._redis.sadd(self.keys.tenant_results(tenant), digest)
+
+    async def may_read(self, tenant: str, digest: str) -> bool:
+        """Whether ``tenant``'s lineage holds ``digest``."""
+        async with self.guard():
+            return bool(await self._redis.sismember(self.keys.tenant_results(tenant), digest))
+
+    async def wake_scheduler(self) -> None:
+        """Nudge the scheduler: there is new work or a freed slot."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(self.keys.wake(), "1")
+            pipe.ltrim(self.keys.wake(), 0, 15)
+            await pipe.execute()
+
+    async def wait_wake(self, timeout_s: float) -> bool:
+        """Block until nudged or ``timeout_s`` passes; clears the nudges. True if nudged."""
+        async with self.guard():
+            got = await self._redis.blpop([self.keys.wake()], timeout=timeout_s)
+            if got:
+                await self._redis.delete(self.keys.wake())
+        return bool(got)
+
     async def node_record(self, wf_id: str, node: str) -> dict[str, str]:
         """A node's progress hash (empty before the node started)."""
         async with self.guard():

@@ -7,7 +7,8 @@
 -- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats
 -- ARGV: 1 inflight member, 2 result digest, 3 finished_at, 4 batch id, 5 worker,
 --       6 started_at, 7 cost in USD, 8 energy in Wh, 9 worker-seconds,
---       10 tenant stats template (KeySpace.stats_template)
+--       10 tenant stats template (KeySpace.stats_template),
+--       11 tenant results template (KeySpace.results_template)
 -- Returns {outcome, digest, n_released, node keys finished...}; outcome is completed |
 -- duplicate. A node key is listed when this call released its last pending item.
 
@@ -35,6 +36,7 @@ for _, waiter in ipairs(waiters) do
   redis.call('HINCRBYFLOAT', stats, 'cost_usd', tostring(cost))
   redis.call('HINCRBYFLOAT', stats, 'energy_wh', tostring(energy))
   redis.call('HINCRBYFLOAT', stats, 'worker_seconds', tostring(seconds))
+  redis.call('SADD', ARGV[11] .. info[1] .. ':results', digest)
   if info[2] and redis.call('HEXISTS', info[2], 'remaining') == 1 then
     if redis.call('HINCRBY', info[2], 'remaining', -1) == 0 then
       out[#out + 1] = info[2]

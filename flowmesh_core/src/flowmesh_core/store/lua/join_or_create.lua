@@ -10,7 +10,7 @@
 -- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset,
 --       5 requester lineage hash, 6 workflow lineage zset, 7 tenant stats,
 --       8 node hash, 9 ready zset of the signature, 10 ready signatures zset,
---       11 signature meta hash, 12 vclock hash
+--       11 signature meta hash, 12 vclock hash, 13 tenant results set
 -- ARGV: 1 inflight member, 2 now, 3 item spec (JSON), 4 tenant, 5 workflow, 6 node,
 --       7 index, 8 op key, 9 signature, 10 ready member, 11 virtual cost of one item,
 --       12 signature meta (JSON)
@@ -39,6 +39,7 @@ if digest then
   record('done', 'cache_hit')
   redis.call('HSET', KEYS[5], 'result_digest', digest, 'finished_at', ARGV[2])
   redis.call('HINCRBY', KEYS[7], 'cache_hits', 1)
+  redis.call('SADD', KEYS[13], digest)
   local node_done = 0
   if redis.call('HEXISTS', KEYS[8], 'remaining') == 1 then
     if redis.call('HINCRBY', KEYS[8], 'remaining', -1) == 0 then

@@ -1,0 +1,150 @@
+"""Applying workers' completion reports: record results, release waiters, advance nodes.
+
+Reports arrive on the events stream and are read through a consumer group, pending
+entries first, so a control plane that restarts re-applies whatever it had read but not
+acknowledged. Applying a report twice is harmless: ``complete`` keeps the first result,
+``finish_batch`` counts a batch once, and nodes finish once.
+
+A failed item is handed back to the ready pool until it has run ``max_attempts`` times;
+then it fails, with its error in every requester's lineage (a poison item is not retried
+forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flowmesh_core.control.engine import WorkflowEngine
+from flowmesh_core.control.scheduler import model_id
+from flowmesh_core.errors import ServiceUnavailableError
+from flowmesh_core.protocol import Completion, ItemResult
+from flowmesh_core.store import Store
+from flowmesh_core.store.fleet import EVENTS_GROUP
+
+__all__ = ["BatchObserver", "CompletionApplier"]
+
+log = logging.getLogger("flowmesh.completions")
+
+BatchObserver = Callable[[str, str, str | None, int, float, float], None]
+"""Called per applied batch: (accelerator, kind, model, size, exec seconds, load seconds)."""
+
+
+class CompletionApplier:
+    """Reads the events stream and applies each report exactly once in effect."""
+
+    def __init__(
+        self,
+        store: Store,
+        engine: WorkflowEngine,
+        *,
+        consumer: str,
+        max_attempts: int,
+        observe: BatchObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.consumer = consumer
+        self.max_attempts = max_attempts
+        self.observe = observe
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Apply reports until ``stop`` is set; pending (unacked) ones first."""
+        stream = self.store.keys.events()
+        await self.store.ensure_group(stream, EVENTS_GROUP)
+        position = "0"  # our own pending entries first, then new ones
+        while not stop.is_set():
+            try:
+                applied = await self.read_once(position, block_ms=500)
+            except ServiceUnavailableError as exc:
+                log.warning("events stream unavailable: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if position == "0" and applied == 0:
+                position = ">"
+
+    async def read_once(self, position: str = ">", block_ms: int = 500) -> int:
+        """Read and apply one chunk of reports; how many were applied."""
+        stream = self.store.keys.events()
+        async with self.store.guard():
+            reply: Any = await self.store.redis.xreadgroup(
+                EVENTS_GROUP,
+                self.consumer,
+                {stream: position},
+                count=64,
+                block=None if position == "0" else block_ms,
+            )
+        entries = reply[0][1] if reply else []
+        for entry_id, fields in entries:
+            if fields:
+                await self.apply(Completion.from_stream(fields))
+            async with self.store.guard():
+                await self.store.redis.xack(stream, EVENTS_GROUP, entry_id)
+        return len(entries)
+
+    async def apply(self, report: Completion) -> None:
+        """Record every item's outcome, then account for the batch."""
+        batch = await self.store.batch_record(report.batch_id)
+        profile = await self.store.worker_profile(report.worker_id)
+        seconds = max(report.finished_at - report.started_at, 0.0)
+        price, watts = (profile.price_per_hour, profile.watts) if profile else (0.0, 0.0)
+        cost, energy = price * seconds / 3600, watts * seconds / 3600
+        share = 1 / max(len(report.results), 1)
+        for result in report.results:
+            if result.digest is not None:
+                await self._complete(report, result, cost * share, energy * share, seconds * share)
+            else:
+                await self._failed(report, result)
+        size = int(batch.get("size", len(report.results)))
+        if await self.store.finish_batch(
+            report.batch_id, report.worker_id, size, seconds, cost, energy
+        ):
+            await self.store.wake_scheduler()
+            if self.observe is not None and profile is not None:
+                info = await self.store.signature_info(report.signature)
+                model = model_id(info.get("model"))
+                exec_s = max(seconds - report.load_seconds, 1e-6)
+                self.observe(
+                    profile.accelerator,
+                    info.get("kind", "?"),
+                    model,
+                    size,
+                    exec_s,
+                    report.load_seconds,
+                )
+
+    async def _complete(
+        self, report: Completion, result: ItemResult, cost: float, energy: float, seconds: float
+    ) -> None:
+        assert result.digest is not None
+        done = await self.store.complete(
+            result.domain,
+            result.op_key,
+            result.digest,
+            batch_id=report.batch_id,
+            worker=report.worker_id,
+            started_at=report.started_at,
+            cost_usd=cost,
+            energy_wh=energy,
+            worker_seconds=seconds,
+        )
+        for node_key in done.finished_nodes:
+            wf_id, node = self.store.keys.parse_node(node_key)
+            await self.engine.finish_node(wf_id, node)
+
+    async def _failed(self, report: Completion, result: ItemResult) -> None:
+        error = result.error or "the worker reported no result and no error"
+        state = await self.store.op_state(result.domain, result.op_key)
+        attempts = int(state.get("attempts", "0"))
+        retry = state and attempts < self.max_attempts
+        if retry and await self.store.requeue(result.domain, result.op_key, report.worker_id):
+            log.info(
+                "item %s failed (attempt %d), retrying: %s", result.op_key, attempts, error
+            )
+            return
+        log.warning("item %s failed after %d attempts: %s", result.op_key, attempts, error)
+        for node_key in await self.store.fail(result.domain, result.op_key, error):
+            wf_id, node = self.store.keys.parse_node(node_key)
+            await self.engine.fail_node(wf_id, node, f"item {result.op_key[:12]}: {error}")

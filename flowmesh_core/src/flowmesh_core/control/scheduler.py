@@ -1,0 +1,240 @@
+"""The scheduler loop: hold the lease, read the ready pool and the fleet, assign batches.
+
+Each round reads, in a few round trips, every batch-signature group waiting in the ready
+pool and every live worker with free slots; then it asks the policy (``utility.choose``
+by default) for the best (batch, worker, size), claims that batch atomically onto the
+worker's stream, updates its local view, and asks again, until no worker has a free slot
+or no batch has positive utility. Between rounds it sleeps until nudged (new work or a
+freed slot) or a short timeout.
+
+Only the holder of the scheduler lease assigns: every claim carries its fencing token,
+and Redis refuses a claim from a token that no longer holds the lease. The scheduler
+keeps nothing that Redis does not have, except the learned throughput model, which it
+saves to Redis every few seconds so that the next leader starts from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+
+from flowmesh_core.control.throughput import ThroughputModel
+from flowmesh_core.control.utility import (
+    POLICIES,
+    BatchCandidate,
+    Decision,
+    Policy,
+    UtilityWeights,
+    WorkerView,
+)
+from flowmesh_core.errors import ConfigError, ServiceUnavailableError
+from flowmesh_core.settings import Settings
+from flowmesh_core.store import Store
+
+__all__ = ["Scheduler", "model_id"]
+
+log = logging.getLogger("flowmesh.scheduler")
+
+_SAVE_EVERY_S = 5.0
+
+
+class Scheduler:
+    """Assigns batches from the ready pool to workers, one decision at a time."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        try:
+            self.policy: Policy = POLICIES[settings.scheduler_policy]
+        except KeyError:
+            raise ConfigError(
+                f"scheduler_policy {settings.scheduler_policy!r} is not one of "
+                f"{', '.join(sorted(POLICIES))}"
+            ) from None
+        try:
+            self.weights = UtilityWeights(**settings.utility_weights)
+        except TypeError as exc:
+            raise ConfigError(f"utility_weights: {exc}") from exc
+        self.store = store
+        self.settings = settings
+        self.throughput = ThroughputModel(default_load_s=self.weights.default_load_s)
+        self.fence: str | None = None
+        self._meta: dict[str, dict[str, object]] = {}
+        self._saved_at = 0.0
+        self._dirty = False
+
+    # -- learning ----------------------------------------------------------------------
+
+    def observe(
+        self,
+        accelerator: str,
+        kind: str,
+        model: str | None,
+        size: int,
+        exec_s: float,
+        load_s: float,
+    ) -> None:
+        """Learn from one applied batch (the completion applier calls this)."""
+        self.throughput.observe(accelerator, kind, model, size, exec_s)
+        if load_s > 0 and model is not None:
+            self.throughput.observe_load(accelerator, model, load_s)
+        self._dirty = True
+
+    async def _load_model(self) -> None:
+        saved = await self.store.load_json(self.store.keys.throughput())
+        if saved:
+            self.throughput = ThroughputModel.from_dict(json.loads(saved))
+
+    async def _save_model(self) -> None:
+        if self._dirty and time.monotonic() - self._saved_at > _SAVE_EVERY_S:
+            document = json.dumps(self.throughput.to_dict())
+            await self.store.save_json(self.store.keys.throughput(), document)
+            self._saved_at, self._dirty = time.monotonic(), False
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule until ``stop`` is set; waits for the lease while another holds it."""
+        self.fence = await self.store.new_fence()
+        await self._load_model()
+        leading = False
+        try:
+            while not stop.is_set():
+                try:
+                    leading = await self._step(leading)
+                except ServiceUnavailableError as exc:
+                    log.warning("scheduler paused: %s", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            if leading:
+                await self.store.release_lease(self.fence)
+
+    async def _step(self, leading: bool) -> bool:
+        assert self.fence is not None
+        holds = await self.store.hold_lease(self.fence, self.settings.lease_ttl_s)
+        if holds != leading:
+            log.info("scheduler lease %s", "acquired" if holds else "lost")
+        if not holds:
+            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+            return False
+        assigned = await self.round()
+        await self._save_model()
+        if assigned == 0:
+            await self.store.wait_wake(min(0.5, self.settings.lease_ttl_s / 3))
+        return True
+
+    async def round(self) -> int:
+        """Assign batches until no worker is free or nothing is worth running; items assigned."""
+        assert self.fence is not None
+        workers = await self._workers()
+        if not workers:
+            return 0
+        head = max(w.max_batch for w in workers)
+        pool = await self.store.ready_summary(head)
+        candidates = {sig: await self._candidate(sig, n, members) for sig, n, members in pool}
+        members = {sig: [m for m, _ in ms] for sig, _, ms in pool}
+        usage = await self._usage()
+        assigned = 0
+        while candidates and workers:
+            decision = self.policy.choose(
+                list(candidates.values()),
+                workers,
+                throughput=self.throughput,
+                weights=self.weights,
+                usage=usage,
+            )
+            if decision is None:
+                break
+            got = await self.store.claim_batch(
+                decision.signature, decision.size, decision.worker_id, uuid.uuid4().hex, self.fence
+            )
+            if got < 0:
+                log.warning("scheduler fenced out: another replica holds the lease")
+                return assigned
+            assigned += got
+            self._account(decision, got, candidates, members, workers)
+        return assigned
+
+    def _account(
+        self,
+        decision: Decision,
+        got: int,
+        candidates: dict[str, BatchCandidate],
+        members: dict[str, list[str]],
+        workers: list[WorkerView],
+    ) -> None:
+        """Update the local view after a claim, so the next decision sees it."""
+        sig = decision.signature
+        taken = max(got, decision.size)
+        members[sig] = members[sig][taken:]
+        old = candidates.pop(sig)
+        left = old.ready - taken
+        if left > 0 and got > 0:
+            tenants = Counter(m.split("|", 1)[0] for m in members[sig])
+            candidates[sig] = dataclasses.replace(old, ready=left, tenant_items=tenants)
+        for i, worker in enumerate(workers):
+            if worker.worker_id == decision.worker_id:
+                warm = worker.warm_models | ({old.model} if old.model else set())
+                workers[i] = dataclasses.replace(
+                    worker, free_slots=worker.free_slots - 1, warm_models=frozenset(warm)
+                )
+                if workers[i].free_slots <= 0:
+                    del workers[i]
+                break
+
+    async def _workers(self) -> list[WorkerView]:
+        now = time.time()
+        views = []
+        for record in await self.store.workers():
+            p = record.profile
+            free = p.slots - record.inflight
+            if free > 0 and now - record.heartbeat < self.settings.worker_ttl_s:
+                views.append(
+                    WorkerView(
+                        worker_id=p.worker_id,
+                        accelerator=p.accelerator,
+                        price_per_hour=p.price_per_hour,
+                        watts=p.watts,
+                        free_slots=free,
+                        max_batch=p.max_batch,
+                        warm_models=frozenset(record.warm),
+                        bandwidth_bytes_s=p.bandwidth_bytes_s,
+                    )
+                )
+        return views
+
+    async def _candidate(
+        self, signature: str, count: int, members: list[tuple[str, float]]
+    ) -> BatchCandidate:
+        meta = self._meta.get(signature)
+        if meta is None:
+            meta = self._meta[signature] = await self.store.signature_info(signature)
+        oldest = members[0][1] if members else time.time()
+        return BatchCandidate(
+            signature=signature,
+            kind=str(meta.get("kind", "?")),
+            model=model_id(meta.get("model")),
+            ready=count,
+            oldest_wait_s=max(time.time() - oldest, 0.0),
+            tenant_items=Counter(m.split("|", 1)[0] for m, _ in members),
+        )
+
+    async def _usage(self) -> dict[str, float]:
+        usage = {}
+        for name in await self.store.tenant_names():
+            stats = await self.store.tenant_stats(name)
+            usage[name] = stats.get("worker_seconds", 0.0)
+        return usage
+
+
+def model_id(model: object) -> str | None:
+    """The canonical id of a stored model reference (``name@revision`` or a digest)."""
+    if not isinstance(model, dict):
+        return None
+    if "digest" in model:
+        return str(model["digest"])
+    name = str(model.get("name", ""))
+    return f"{name}@{model['revision']}" if "revision" in model else name

@@ -1,0 +1,241 @@
+"""The control plane as one object: what the HTTP API calls, and the loops it runs.
+
+Every method takes the calling ``Tenant`` and enforces isolation itself: a tenant sees
+only its own workflows, lineage and results, and a workflow of another tenant is
+reported as not found (its existence is not revealed). Cluster-wide views need an admin.
+
+``run`` drives the background loops (scheduler and completion applier). Any number of
+replicas may serve the API; the scheduler lease makes sure only one assigns work.
+Everything is in Redis, so a replica that restarts loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+from flowmesh_core.blobs import BlobInfo, BlobStore, open_blob_store
+from flowmesh_core.control.completions import CompletionApplier
+from flowmesh_core.control.engine import WorkflowEngine
+from flowmesh_core.control.models import (
+    NodeState,
+    NodeStatus,
+    StatsReport,
+    SubmitResult,
+    Tenant,
+    TenantStats,
+    WorkerState,
+    WorkflowStatus,
+)
+from flowmesh_core.control.scheduler import Scheduler
+from flowmesh_core.control.tenants import authenticate
+from flowmesh_core.errors import NotFoundError, PermissionDeniedError
+from flowmesh_core.hashing import validate_digest
+from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
+from flowmesh_core.registry import Registry
+from flowmesh_core.settings import Settings
+from flowmesh_core.store import Store
+
+__all__ = ["ControlPlane"]
+
+log = logging.getLogger("flowmesh.control")
+
+_STATES = {"done": NodeState.DONE, "failed": NodeState.FAILED, "pending": NodeState.PENDING}
+
+
+class ControlPlane:
+    """Submission, status, results and stats for tenants; scheduling in the background."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        blobs: BlobStore | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or Store.open(settings.redis_url, settings.key_prefix)
+        self.blobs = blobs or open_blob_store(
+            settings.blob_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        )
+        self.registry = registry or Registry.default()
+        self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
+        self.scheduler = Scheduler(self.store, settings)
+        consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self.applier = CompletionApplier(
+            self.store,
+            self.engine,
+            consumer=consumer,
+            max_attempts=settings.max_attempts,
+            observe=self.scheduler.observe,
+        )
+
+    async def authenticate(self, authorization: str | None) -> Tenant:
+        """The tenant behind an ``Authorization: Bearer ...`` header value."""
+        return await authenticate(self.store, authorization)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run the scheduler and the completion applier until ``stop`` is set."""
+        await asyncio.gather(self.scheduler.run(stop), self.applier.run(stop))
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self.store.aclose()
+
+    # -- submission and status ---------------------------------------------------------
+
+    async def submit_workflow(self, tenant: Tenant, workflow: Workflow) -> SubmitResult:
+        """Validate, store and start a workflow (see ``WorkflowEngine.submit``)."""
+        return await self.engine.submit(tenant, workflow)
+
+    async def submit_operator(self, tenant: Tenant, operator: Operator) -> SubmitResult:
+        """A single operator, run as a one-node workflow whose node is named ``op``."""
+        node = WorkflowNode.model_validate(operator.model_dump())
+        return await self.engine.submit(tenant, Workflow(name=operator.kind, nodes={"op": node}))
+
+    async def status(
+        self, tenant: Tenant, wf_id: str, *, with_lineage: bool = True
+    ) -> WorkflowStatus:
+        """A workflow's status per node, with lineage unless asked not to."""
+        state = await self.store.workflow(wf_id)
+        if state is None or (state.tenant != tenant.name and not tenant.admin):
+            raise NotFoundError(f"no workflow {wf_id!r} for tenant {tenant.name!r}")
+        workflow = Workflow.model_validate_json(state.spec)
+        records = await self.store.node_records(wf_id, list(workflow.nodes))
+        lineage: dict[str, list[LineageRecord]] = defaultdict(list)
+        if with_lineage:
+            for record in await self.store.lineage(wf_id):
+                lineage[record.node].append(record)
+        nodes = [_node_status(name, records[name], lineage[name]) for name in workflow.nodes]
+        overall = _STATES.get(state.status, NodeState.PENDING)
+        if overall is NodeState.PENDING and any(n.state is NodeState.RUNNING for n in nodes):
+            overall = NodeState.RUNNING
+        return WorkflowStatus(
+            workflow_id=wf_id,
+            name=state.name,
+            state=overall,
+            created_at=state.created_at,
+            finished_at=state.finished_at,
+            nodes=nodes,
+        )
+
+    async def wait(
+        self, tenant: Tenant, wf_id: str, timeout_s: float, *, with_lineage: bool = False
+    ) -> WorkflowStatus:
+        """Block until the workflow is done or failed, or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        cursor = await self.store.last_event(wf_id)
+        while True:
+            status = await self.status(tenant, wf_id, with_lineage=False)
+            left = deadline - time.monotonic()
+            if status.state in (NodeState.DONE, NodeState.FAILED) or left <= 0:
+                break
+            cursor = await self.store.wait_event(wf_id, cursor, min(left, 5.0))
+        if with_lineage:
+            return await self.status(tenant, wf_id, with_lineage=True)
+        return status
+
+    async def lineage(self, tenant: Tenant, wf_id: str) -> list[LineageRecord]:
+        """Every lineage record of one of the tenant's workflows."""
+        await self.status(tenant, wf_id, with_lineage=False)  # ownership check
+        return await self.store.lineage(wf_id)
+
+    # -- results, workers, stats -------------------------------------------------------
+
+    async def open_result(self, tenant: Tenant, digest: str) -> tuple[BlobInfo, Iterator[bytes]]:
+        """A result's size and verified chunks, if the tenant's lineage holds it."""
+        validate_digest(digest)
+        if not tenant.admin and not await self.store.may_read(tenant.name, digest):
+            raise NotFoundError(f"no result {digest} in tenant {tenant.name!r}'s lineage")
+        info = await asyncio.to_thread(self.blobs.stat, digest)
+        return info, self.blobs.iter_chunks(digest)
+
+    async def workers(self, tenant: Tenant) -> list[WorkerState]:
+        """Every registered worker (admin only)."""
+        _require_admin(tenant, "the worker list")
+        now = time.time()
+        states = []
+        for record in await self.store.workers():
+            profile = record.profile
+            states.append(
+                WorkerState(
+                    profile=profile,
+                    alive=now - record.heartbeat < self.settings.worker_ttl_s,
+                    last_heartbeat=record.heartbeat,
+                    free_slots=max(profile.slots - record.inflight, 0),
+                    warm_models=record.warm,
+                    running_batches=record.inflight,
+                )
+            )
+        return states
+
+    async def stats(self, tenant: Tenant) -> StatsReport:
+        """Requested vs executed, batching, worker-seconds, $ and Wh; per tenant and total."""
+        names = await self.store.tenant_names()
+        per_tenant = [await self._tenant_stats(name) for name in names]
+        cluster = await self.store.cluster_stats()
+        batches = cluster.get("batches", 0.0)
+        visible = [t for t in per_tenant if tenant.admin or t.tenant == tenant.name]
+        return StatsReport(
+            tenants=visible,
+            requested=sum(t.requested for t in per_tenant),
+            executed=int(cluster.get("executed", 0)),
+            failed=int(cluster.get("failed", 0)),
+            cache_hits=sum(t.cache_hits for t in per_tenant),
+            joins=sum(t.joins for t in per_tenant),
+            batches=int(batches),
+            mean_batch_size=cluster.get("batched_items", 0.0) / batches if batches else 0.0,
+            worker_seconds=cluster.get("worker_seconds", 0.0),
+            cost_usd=cluster.get("cost_usd", 0.0),
+            energy_wh=cluster.get("energy_wh", 0.0),
+        )
+
+    async def _tenant_stats(self, name: str) -> TenantStats:
+        raw = await self.store.tenant_stats(name)
+        return TenantStats(
+            tenant=name,
+            requested=int(raw.get("requested", 0)),
+            cache_hits=int(raw.get("cache_hits", 0)),
+            joins=int(raw.get("joins", 0)),
+            created=int(raw.get("created", 0)),
+            worker_seconds=raw.get("worker_seconds", 0.0),
+            cost_usd=raw.get("cost_usd", 0.0),
+            energy_wh=raw.get("energy_wh", 0.0),
+        )
+
+
+def _require_admin(tenant: Tenant, what: str) -> None:
+    if not tenant.admin:
+        raise PermissionDeniedError(
+            f"{what} is a cluster-wide view: use an admin token "
+            "(`flowmesh tenant create NAME --admin`)"
+        )
+
+
+def _node_status(name: str, record: dict[str, str], lineage: list[LineageRecord]) -> NodeStatus:
+    total = int(record.get("items_total", 0))
+    remaining = int(record.get("remaining", total))
+    if "state" not in record:
+        state = NodeState.WAITING
+    else:
+        state = _STATES.get(record["state"], NodeState.PENDING)
+    if state is NodeState.PENDING and any(r.status == "running" for r in lineage):
+        state = NodeState.RUNNING
+    return NodeStatus(
+        node=name,
+        state=state,
+        op_key=record.get("op_key"),
+        result_digest=record.get("result_digest"),
+        error=record.get("error"),
+        items_total=total,
+        items_done=max(total - remaining, 0),
+        lineage=lineage,
+    )
