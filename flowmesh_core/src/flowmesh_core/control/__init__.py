@@ -1,1 +1,35 @@
-"""The control plane: where every tenant's work meets, is de-duplicated, batched and placed."""
+"""The control plane: where every tenant's work meets, is de-duplicated, batched and placed.
+
+``ControlPlane`` is the whole of it as one object (what ``flowmesh serve`` exposes over
+HTTP); the parts are the workflow engine (submission, expansion, advance), the scheduler
+(lease, ready pool, utility argmax), the completion applier, and the pure decision
+functions in ``utility`` and ``throughput`` that the simulator reuses.
+"""
+
+from flowmesh_core.control.models import (
+    NodePlan,
+    NodeState,
+    NodeStatus,
+    StatsReport,
+    SubmitResult,
+    Tenant,
+    TenantStats,
+    WorkerState,
+    WorkflowStatus,
+)
+from flowmesh_core.control.service import ControlPlane
+from flowmesh_core.control.tenants import create_tenant
+
+__all__ = [
+    "ControlPlane",
+    "NodePlan",
+    "NodeState",
+    "NodeStatus",
+    "StatsReport",
+    "SubmitResult",
+    "Tenant",
+    "TenantStats",
+    "WorkerState",
+    "WorkflowStatus",
+    "create_tenant",
+]

@@ -10,7 +10,8 @@ freed slot) or a short timeout.
 Only the holder of the scheduler lease assigns: every claim carries its fencing token,
 and Redis refuses a claim from a token that no longer holds the lease. The scheduler
 keeps nothing that Redis does not have, except the learned throughput model, which it
-saves to Redis every few seconds so that the next leader starts from it.
+saves to Redis every few seconds so that the next leader starts from it. The leader also
+re-plans the work of workers whose heartbeat lapsed (``reclaim``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import uuid
 from collections import Counter
 
+from flowmesh_core.control.reclaim import reclaim_dead_workers
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import (
     POLICIES,
@@ -64,6 +66,7 @@ class Scheduler:
         self.fence: str | None = None
         self._meta: dict[str, dict[str, object]] = {}
         self._saved_at = 0.0
+        self._reclaimed_at = 0.0
         self._dirty = False
 
     # -- learning ----------------------------------------------------------------------
@@ -120,6 +123,9 @@ class Scheduler:
         if not holds:
             await asyncio.sleep(self.settings.lease_ttl_s / 3)
             return False
+        if time.monotonic() - self._reclaimed_at > self.settings.worker_ttl_s / 3:
+            await reclaim_dead_workers(self.store, self.settings.worker_ttl_s)
+            self._reclaimed_at = time.monotonic()
         assigned = await self.round()
         await self._save_model()
         if assigned == 0:

@@ -98,6 +98,49 @@ class FleetMixin(StoreBase):
             )
         return records
 
+    async def dead_workers(self, cutoff: float) -> list[str]:
+        """Workers whose last heartbeat is older than ``cutoff`` (a timestamp)."""
+        async with self.guard():
+            ids = await self._redis.zrangebyscore(self.keys.workers(), "-inf", cutoff)
+        return [str(i) for i in ids]
+
+    async def take_assignments(self, worker_id: str) -> list[tuple[str, str]]:
+        """Every batch on a worker's stream, read or not, as (entry id, batch id).
+
+        Used to re-plan a dead worker's work: unread entries are read, read-but-unacked
+        ones are claimed, both under the consumer name ``reclaimer``.
+        """
+        stream = self.keys.assignments(worker_id)
+        taken: list[tuple[str, str]] = []
+        async with self.guard():
+            reply: Any = await self._redis.xautoclaim(
+                stream, ASSIGNMENT_GROUP, "reclaimer", min_idle_time=0, count=10_000
+            )
+            taken += [(str(i), str(f["batch_id"])) for i, f in reply[1] if f]
+            fresh: Any = await self._redis.xreadgroup(
+                ASSIGNMENT_GROUP, "reclaimer", {stream: ">"}, count=10_000
+            )
+            taken += [(str(i), str(f["batch_id"])) for i, f in (fresh[0][1] if fresh else [])]
+        return taken
+
+    async def drop_assignment(self, worker_id: str, entry_id: str, batch_id: str) -> list[str]:
+        """Forget one assigned batch; the members ("tenant|domain|op_key") it held."""
+        async with self.guard():
+            members = await self._redis.hget(self.keys.batch(batch_id), "members")
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self.keys.batch(batch_id))
+                pipe.xack(self.keys.assignments(worker_id), ASSIGNMENT_GROUP, entry_id)
+                pipe.xdel(self.keys.assignments(worker_id), entry_id)
+                await pipe.execute()
+        return str(members).split("\n") if members else []
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Remove a dead worker and its assignment stream."""
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(self.keys.workers(), worker_id)
+            pipe.delete(self.keys.worker(worker_id), self.keys.assignments(worker_id))
+            await pipe.execute()
+
     async def worker_profile(self, worker_id: str) -> WorkerProfile | None:
         """One worker's profile, or None if it is not registered."""
         async with self.guard():
