@@ -57,16 +57,18 @@ class WorkflowEngine:
         """Validate ``workflow`` whole, store it, and start every node whose inputs are known."""
         wf_id = uuid.uuid4().hex
         ready = await self._validate(workflow, wf_id)
+        domain = self.domain(tenant.name, tenant.organisation)
         await self.store.create_workflow(
             wf_id,
             tenant.name,
             workflow.name or "",
             workflow.model_dump_json(),
             list(workflow.nodes),
+            domain,
         )
         plans = {}
         for name, expansion in ready.items():
-            plans[name] = await self._start(tenant.name, wf_id, name, expansion)
+            plans[name] = await self._start(tenant.name, domain, wf_id, name, expansion)
         for name, node in workflow.nodes.items():
             if name not in plans:
                 plans[name] = NodePlan(
@@ -112,14 +114,16 @@ class WorkflowEngine:
 
     # -- nodes -------------------------------------------------------------------------
 
-    async def _start(self, tenant: str, wf_id: str, name: str, exp: Expansion) -> NodePlan:
+    async def _start(
+        self, tenant: str, domain: str, wf_id: str, name: str, exp: Expansion
+    ) -> NodePlan:
         extra = {"tenant": tenant, "batched": "1" if exp.batched else "0", "state": "pending"}
         await self.store.start_node(wf_id, name, exp.op_key, len(exp.items), extra)
         requests = [
             (Requester(tenant=tenant, workflow=wf_id, node=name, index=i), item)
             for i, item in enumerate(exp.items)
         ]
-        results = await self.store.join_many(self.domain(tenant), requests)
+        results = await self.store.join_many(domain, requests)
         if any(r.outcome is JoinOutcome.CREATED for r in results):
             await self.store.wake_scheduler()
         counts = Counter(r.outcome for r in results)
@@ -184,11 +188,12 @@ class WorkflowEngine:
             if "op_key" in records[name] or not deps:
                 continue
             if all(records[d].get("state") == "done" for d in deps):
-                await self._start_dependent(state.tenant, wf_id, name, node, records)
+                await self._start_dependent(state.tenant, state.domain, wf_id, name, node, records)
 
     async def _start_dependent(
         self,
         tenant: str,
+        domain: str,
         wf_id: str,
         name: str,
         node: WorkflowNode,
@@ -206,7 +211,7 @@ class WorkflowEngine:
         except FlowMeshError as exc:
             await self.fail_node(wf_id, name, str(exc))
             return
-        await self._start(tenant, wf_id, name, expansion)
+        await self._start(tenant, domain, wf_id, name, expansion)
 
     async def _finish_workflow(self, wf_id: str) -> None:
         if await self.store.set_workflow_status(wf_id, "done", final=True):

@@ -74,6 +74,7 @@ class WorkflowState(FrozenModel):
     created_at: float
     finished_at: float | None = None
     spec: str
+    domain: str = "global"
     nodes: dict[str, str]
 
 

@@ -18,12 +18,21 @@ class WorkflowsMixin(StoreBase):
     """Workflow and node records, lineage, per-workflow event streams."""
 
     async def create_workflow(
-        self, wf_id: str, tenant: str, name: str, spec: str, nodes: Sequence[str]
+        self,
+        wf_id: str,
+        tenant: str,
+        name: str,
+        spec: str,
+        nodes: Sequence[str],
+        domain: str = "global",
     ) -> None:
-        """Store a workflow and its node states in one step; ConflictError if the id exists."""
+        """Store a workflow and its node states in one step; ConflictError if the id exists.
+
+        ``domain`` is the dedup domain every item of this workflow is requested in.
+        """
         k = self.keys
         keys = [k.workflow(wf_id), k.workflow_nodes(wf_id), k.tenant_workflows(tenant)]
-        args = [wf_id, tenant, name, repr(time.time()), spec, *nodes]
+        args = [wf_id, tenant, name, repr(time.time()), spec, domain, *nodes]
         if not await self.run_script("create_workflow", keys, args):
             raise ConflictError(f"workflow id {wf_id!r} is already taken")
 
@@ -44,6 +53,7 @@ class WorkflowsMixin(StoreBase):
             created_at=float(head["created_at"]),
             finished_at=float(head["finished_at"]) if "finished_at" in head else None,
             spec=head["spec"],
+            domain=head.get("domain", "global"),
             nodes=strings(nodes),
         )
 
