@@ -118,9 +118,7 @@ def test_new_observations_replace_memoised_estimates() -> None:
         (16, 0.1 + 16 / (10.0 * math.sqrt(8))),  # the gain stops at gain_cap = 8
     ],
 )
-def test_seeded_fallback_is_overhead_plus_size_over_gained_rate(
-    size: int, expected: float
-) -> None:
+def test_seeded_fallback_is_overhead_plus_size_over_gained_rate(size: int, expected: float) -> None:
     assert model().batch_seconds("cpu", "embed", "m", size) == pytest.approx(expected)
 
 
@@ -268,6 +266,8 @@ def test_round_trip_holds_for_any_history(
         lambda d: d.update(rates=[["cpu", "embed", "m", 4, -1.0, 1]]),
         lambda d: d.update(rates=[["cpu", "embed"]]),
         lambda d: d.update(loads="nonsense"),
+        lambda d: d.update(loads=[["cpu", "m", -2.0, 1]]),
+        lambda d: d.update(rates=[["cpu", "embed", "m", 0, 1.0, 1]]),
     ],
 )
 def test_malformed_state_is_rejected(mutate: Any) -> None:
@@ -275,3 +275,5 @@ def test_malformed_state_is_rejected(mutate: Any) -> None:
     mutate(data)
     with pytest.raises(InvalidInputError, match="throughput model state"):
         ThroughputModel.from_dict(data)
+    with pytest.raises(InvalidInputError, match="throughput model state"):
+        ThroughputModel.from_dict({})

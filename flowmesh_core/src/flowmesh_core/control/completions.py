@@ -140,9 +140,7 @@ class CompletionApplier:
         attempts = int(state.get("attempts", "0"))
         retry = state and attempts < self.max_attempts
         if retry and await self.store.requeue(result.domain, result.op_key, report.worker_id):
-            log.info(
-                "item %s failed (attempt %d), retrying: %s", result.op_key, attempts, error
-            )
+            log.info("item %s failed (attempt %d), retrying: %s", result.op_key, attempts, error)
             return
         log.warning("item %s failed after %d attempts: %s", result.op_key, attempts, error)
         for node_key in await self.store.fail(result.domain, result.op_key, error):

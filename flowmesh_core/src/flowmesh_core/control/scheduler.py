@@ -24,16 +24,10 @@ import time
 import uuid
 from collections import Counter
 
+from flowmesh_core.control.policies import POLICIES, Policy
 from flowmesh_core.control.reclaim import reclaim_dead_workers
 from flowmesh_core.control.throughput import ThroughputModel
-from flowmesh_core.control.utility import (
-    POLICIES,
-    BatchCandidate,
-    Decision,
-    Policy,
-    UtilityWeights,
-    WorkerView,
-)
+from flowmesh_core.control.utility import BatchCandidate, Decision, UtilityWeights, WorkerView
 from flowmesh_core.errors import ConfigError, ServiceUnavailableError
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store

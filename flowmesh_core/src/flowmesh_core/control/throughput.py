@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowmesh_core.errors import ConfigError, InvalidInputError
+from flowmesh_core.errors import ConfigError, FlowMeshError, InvalidInputError
 
 __all__ = ["DEFAULT_SEEDS", "ThroughputModel", "bucket"]
 
@@ -206,7 +206,11 @@ class ThroughputModel:
 
     def _seed_rate(self, accelerator: str, kind: str, size: int) -> float:
         seeds = self.seeds
+        # "H100-80GB" falls back to its family "H100" when it has no seed of its own.
+        family = accelerator.split("-", 1)[0]
         r1 = seeds.get((accelerator, kind))
+        if r1 is None:
+            r1 = seeds.get((family, kind))
         if r1 is None:
             r1 = seeds.get((accelerator, WILDCARD))
         if r1 is None:
@@ -251,12 +255,12 @@ class ThroughputModel:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThroughputModel:
         """Rebuild a model from ``to_dict`` output; InvalidInputError if it is malformed."""
+        if data.get("format") != _FORMAT:
+            raise InvalidInputError(
+                f"throughput model state has format {data.get('format')!r}; "
+                f"this version reads format {_FORMAT}"
+            )
         try:
-            if data["format"] != _FORMAT:
-                raise InvalidInputError(
-                    f"throughput model state has format {data['format']!r}; "
-                    f"this version reads format {_FORMAT}"
-                )
             model = cls(
                 alpha=float(data["alpha"]),
                 seeds={(str(a), str(k)): float(r) for a, k, r in data["seeds"]},
@@ -271,7 +275,9 @@ class ThroughputModel:
                 curve = model._curves.setdefault(key, {})
                 curve[bucket(int(b))] = _Ewma(_positive("rate", float(value)), int(samples))
             for acc, name, value, samples in data["loads"]:
+                if not (math.isfinite(value) and value >= 0):
+                    raise ValueError(f"load seconds {value!r}")
                 model._loads[(str(acc), str(name))] = _Ewma(float(value), int(samples))
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        except (KeyError, TypeError, ValueError, FlowMeshError) as exc:
             raise InvalidInputError(f"throughput model state is malformed: {exc!r}") from exc
         return model

@@ -3,8 +3,8 @@
 ``score`` is FlowMesh's one utility function (DESIGN.md, non-negotiable 4): it weighs a
 batch of a ready-pool group on a worker by measured throughput, $/hour, energy, data
 locality (model warm, inputs local, bytes to move) and waiting time / tenant fairness.
-``choose`` is its argmax over (candidate, worker, size). Simple baseline policies share
-the ``Policy`` interface so benchmarks and the simulator can swap them by name.
+``choose`` is its argmax over (candidate, worker, size). The baseline policies that share
+its interface live in ``policies``.
 
 Everything here is a pure function of its arguments: it must never perform I/O, read the
 clock, touch Redis or asyncio, or keep state between calls. The simulator imports it as it
@@ -14,30 +14,24 @@ is, and equal inputs give equal decisions (ties break deterministically).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from types import MappingProxyType
-from typing import Protocol, TypeAlias
+from typing import TypeAlias
 
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.errors import ConfigError, InvalidInputError
 
 __all__ = [
-    "POLICIES",
     "BatchCandidate",
-    "CheapestPolicy",
     "Decision",
-    "FastestPolicy",
-    "FifoPolicy",
-    "Policy",
     "Score",
     "TenantUsage",
-    "UtilityPolicy",
     "UtilityWeights",
     "WorkerView",
     "choose",
     "fairness",
+    "free_worker_key",
     "score",
     "size_ladder",
 ]
@@ -104,13 +98,15 @@ class WorkerView:
 class UtilityWeights:
     """The utility function's weights; configuration, all in $ (or $ per unit).
 
-    Defaults: an item is worth $0.001; its value grows 5% per second its group's oldest
+    Defaults: an item is worth $0.01 (enough that an idle CPU worker takes even a single
+    item of a cold model at once, while a lone item on a cold $4/h GPU waits a little for
+    company or for its value to grow); its value grows 5% per second its group's oldest
     item has waited (doubles after 20 s); $ count at face value; a Wh costs $0.00015 (a
     grid price of $0.15/kWh); a second of latency costs $0.0001 ($0.36 per hour); fairness
     moves an item's value by up to ±50%; an unmeasured cold model load takes 30 s.
     """
 
-    value_per_item: float = 1e-3
+    value_per_item: float = 1e-2
     wait_weight: float = 0.05
     cost_weight: float = 1.0
     energy_weight: float = 1.5e-4
@@ -122,7 +118,9 @@ class UtilityWeights:
         for name in self.__slots__:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"utility weight {name} must be a finite number >= 0")
+                raise ConfigError(
+                    f"utility weight {name} must be a finite number >= 0, got {value!r}"
+                )
         if self.value_per_item <= 0:
             raise ConfigError("utility weight value_per_item must be > 0")
 
@@ -179,7 +177,7 @@ def _fairness(tenant_items: Mapping[str, int], share: float, usage: TenantUsage)
     for tenant, n in tenant_items.items():
         if n > 0:
             used = max(usage.get(tenant, 0.0), 0.0)
-            weighted += n * (share - used) / max(share, used)
+            weighted += n * ((share - used) / max(share, used))  # each term in [-1, 1]
             items += n
     return weighted / items if items else 0.0
 
@@ -290,91 +288,68 @@ def size_ladder(limit: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def _free_worker_key(worker: WorkerView) -> tuple[int, str]:
+def free_worker_key(worker: WorkerView) -> tuple[int, str]:
     """Among equivalent workers: the most free slots first, then by worker_id."""
     return (-worker.free_slots, worker.worker_id)
 
 
-class _Class:
-    """Free workers with equal hardware key and warm models; ``rep`` is the best of them."""
-
-    __slots__ = ("_ordered", "hardware", "members", "rep")
-
-    def __init__(self, hardware: tuple[object, ...], worker: WorkerView) -> None:
-        self.hardware = hardware
-        self.rep = worker
-        self.members = [worker]
-        self._ordered: list[WorkerView] | None = None
-
-    def add(self, worker: WorkerView) -> None:
-        self.members.append(worker)
-        rep = self.rep
-        if worker.free_slots > rep.free_slots or (
-            worker.free_slots == rep.free_slots and worker.worker_id < rep.worker_id
-        ):
-            self.rep = worker
-
-    def best_except(self, excluded: Container[str]) -> WorkerView | None:
-        if self.rep.worker_id not in excluded:
-            return self.rep
-        if self._ordered is None:
-            self._ordered = sorted(self.members, key=_free_worker_key)
-        return next((w for w in self._ordered if w.worker_id not in excluded), None)
+_Hardware = tuple[str, float, float, int, float]
+_Options = list[tuple[WorkerView, float]]
 
 
-def _classes(workers: Sequence[WorkerView]) -> list[_Class]:
-    groups: dict[tuple[object, ...], _Class] = {}
+def _hardware(w: WorkerView) -> _Hardware:
+    return (w.accelerator, w.price_per_hour, w.watts, w.max_batch, w.bandwidth_bytes_s)
+
+
+def _classes(workers: Sequence[WorkerView]) -> dict[tuple[_Hardware, frozenset[str]], WorkerView]:
+    """The best free worker of each class of equal hardware and warm models."""
+    reps: dict[tuple[_Hardware, frozenset[str]], WorkerView] = {}
     for w in workers:
         if w.free_slots <= 0 or w.max_batch < 1:
             continue
-        hardware = (w.accelerator, w.price_per_hour, w.watts, w.max_batch, w.bandwidth_bytes_s)
-        group = groups.get((hardware, w.warm_models))
-        if group is None:
-            groups[(hardware, w.warm_models)] = _Class(hardware, w)
-        else:
-            group.add(w)
-    return list(groups.values())
-
-
-_Members = dict[str, tuple[_Class, WorkerView]]
-
-
-_Options = list[tuple[WorkerView, float]]
+        key = (_hardware(w), w.warm_models)
+        rep = reps.get(key)
+        if (
+            rep is None
+            or w.free_slots > rep.free_slots
+            or (w.free_slots == rep.free_slots and w.worker_id < rep.worker_id)
+        ):
+            reps[key] = w
+    return reps
 
 
 def _options(
     c: BatchCandidate,
-    classes: list[_Class],
-    members: _Members,
+    reps: dict[tuple[_Hardware, frozenset[str]], WorkerView],
+    free: dict[str, WorkerView],
     by_model: dict[str | None, _Options],
 ) -> _Options:
-    """One (worker, local fraction) per class of workers that ``score`` treats alike for c.
+    """(worker, local fraction) pairs that cover everything ``score`` can tell apart for c.
 
-    For one candidate only three things about a worker matter besides its hardware key:
-    whether c.model is warm on it and, when c has input bytes, its local fraction. Workers
-    holding part of c's inputs are set apart by that fraction; each class offers its best
-    worker (most free slots, then smallest worker_id).
+    Besides hardware, a worker matters to one candidate only by whether c.model is warm
+    on it and, when c has input bytes, by its local fraction. Classes that differ only in
+    other warm models merge; each merged class offers its best worker at fraction 0. A
+    worker holding part of c's inputs is offered besides, at its fraction; it can only beat
+    its class at fraction 0 (less to fetch, so fewer seconds and a higher rate), so that
+    class's offer may even be the holder itself without changing the argmax.
     """
-    holders: dict[str, float] = {}
-    if c.input_bytes_per_item and c.local_fraction:
-        holders = {k: f for k, f in c.local_fraction.items() if f != 0 and k in members}
+    holders: list[tuple[WorkerView, float]] = []
+    if c.input_bytes_per_item:
+        holders = [(free[k], f) for k, f in c.local_fraction.items() if f != 0 and k in free]
     if not holders and c.model in by_model:  # many candidates share a model
         return by_model[c.model]
-    best: dict[tuple[object, bool, float], WorkerView] = {}
+    best: dict[tuple[_Hardware, bool, float], WorkerView] = {}
 
-    def offer(hardware: tuple[object, ...], worker: WorkerView, fraction: float) -> None:
+    def offer(hardware: _Hardware, worker: WorkerView, fraction: float) -> None:
         key = (hardware, c.model is None or c.model in worker.warm_models, fraction)
         held = best.get(key)
-        if held is None or _free_worker_key(worker) < _free_worker_key(held):
+        if held is None or free_worker_key(worker) < free_worker_key(held):
             best[key] = worker
 
-    for cls in classes:
-        rest = cls.best_except(holders) if holders else cls.rep
-        if rest is not None:
-            offer(cls.hardware, rest, 0.0)
-    for worker_id, fraction in holders.items():
-        cls, worker = members[worker_id]
-        offer(cls.hardware, worker, fraction)
+    for (hardware, _), rep in reps.items():
+        offer(hardware, rep, 0.0)
+    for worker, fraction in holders:
+        offer(_hardware(worker), worker, fraction)
     options = [(worker, key[2]) for key, worker in best.items()]
     if not holders:
         by_model[c.model] = options
@@ -447,115 +422,15 @@ def choose(
     The result is exactly what scoring every free worker at every ladder size with
     ``score`` gives, rounding included: both do the same arithmetic in the same order.
     """
-    classes = _classes(workers)
-    members: _Members = {}
+    reps = _classes(workers)
+    free: dict[str, WorkerView] = {}
     if any(c.input_bytes_per_item and c.local_fraction for c in candidates):
-        members = {w.worker_id: (cls, w) for cls in classes for w in cls.members}
+        free = {w.worker_id: w for w in workers if w.free_slots > 0 and w.max_batch >= 1}
     share = _fair_share(usage)
     by_model: dict[str | None, _Options] = {}
     best: _Best = None
     for c in candidates:
         item_value = _item_value(c, weights, _fairness(c.tenant_items, share, usage))
-        options = _options(c, classes, members, by_model)
+        options = _options(c, reps, free, by_model)
         best = _best_for(c, item_value, options, best, throughput, weights)
     return None if best is None else best[1]
-
-
-# -- policies -------------------------------------------------------------------------------
-
-
-class Policy(Protocol):
-    """A scheduling policy, swappable by name: the utility argmax or a baseline."""
-
-    name: str
-
-    def choose(
-        self,
-        candidates: Sequence[BatchCandidate],
-        workers: Sequence[WorkerView],
-        *,
-        throughput: ThroughputModel,
-        weights: UtilityWeights,
-        usage: TenantUsage,
-    ) -> Decision | None:
-        """The next batch and worker, or None to leave the free workers idle."""
-        ...
-
-
-class UtilityPolicy:
-    """FlowMesh's policy: ``choose``, the argmax of the utility rate."""
-
-    name = "utility"
-
-    def choose(
-        self,
-        candidates: Sequence[BatchCandidate],
-        workers: Sequence[WorkerView],
-        *,
-        throughput: ThroughputModel,
-        weights: UtilityWeights,
-        usage: TenantUsage,
-    ) -> Decision | None:
-        return choose(candidates, workers, throughput=throughput, weights=weights, usage=usage)
-
-
-class FifoPolicy:
-    """The oldest candidate (then smallest signature) to any free worker: the one with the
-    most free slots, then the smallest worker_id; at the largest size that worker allows.
-
-    The baselines ignore utility, so they decide even when it is not positive; the Score
-    they return is still ``score``'s, for comparison. Subclasses rank workers differently.
-    """
-
-    name = "fifo"
-
-    def choose(
-        self,
-        candidates: Sequence[BatchCandidate],
-        workers: Sequence[WorkerView],
-        *,
-        throughput: ThroughputModel,
-        weights: UtilityWeights,
-        usage: TenantUsage,
-    ) -> Decision | None:
-        free = [w for w in workers if w.free_slots > 0 and w.max_batch >= 1]
-        if not candidates or not free:
-            return None
-        c = min(candidates, key=lambda c: (-c.oldest_wait_s, c.signature))
-
-        def at_largest(w: WorkerView) -> Score:
-            n = min(c.ready, w.max_batch)
-            return score(c, w, n, throughput=throughput, weights=weights, usage=usage)
-
-        w = min(free, key=lambda w: (self._rank(c, w, at_largest), _free_worker_key(w)))
-        return Decision(c.signature, w.worker_id, min(c.ready, w.max_batch), at_largest(w))
-
-    def _rank(self, c: BatchCandidate, w: WorkerView, at: Callable[[WorkerView], Score]) -> float:
-        return 0.0
-
-
-class CheapestPolicy(FifoPolicy):
-    """The oldest candidate to the free worker with the lowest $/hour."""
-
-    name = "cheapest"
-
-    def _rank(self, c: BatchCandidate, w: WorkerView, at: Callable[[WorkerView], Score]) -> float:
-        return w.price_per_hour
-
-
-class FastestPolicy(FifoPolicy):
-    """The oldest candidate to the free worker with the lowest expected seconds per item.
-
-    Per item, as workers allow different batch sizes and the smallest batch would otherwise
-    always look fastest; for equal sizes it is the lowest expected seconds (load included).
-    """
-
-    name = "fastest"
-
-    def _rank(self, c: BatchCandidate, w: WorkerView, at: Callable[[WorkerView], Score]) -> float:
-        return at(w).seconds / min(c.ready, w.max_batch)
-
-
-POLICIES: Mapping[str, Policy] = MappingProxyType(
-    {p.name: p for p in (UtilityPolicy(), FifoPolicy(), CheapestPolicy(), FastestPolicy())}
-)
