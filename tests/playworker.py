@@ -60,6 +60,7 @@ class PlayWorker:
         self.execute = execute
         self.delay_s = delay_s
         self.batches: list[Assignment] = []
+        self.warm: set[str] = set()  # models it has "loaded", reported like a real worker
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -75,7 +76,7 @@ class PlayWorker:
     async def _loop(self) -> None:
         stream = self.store.keys.assignments(self.profile.worker_id)
         while True:
-            await self.store.heartbeat(self.profile.worker_id)
+            await self.store.heartbeat(self.profile.worker_id, warm=sorted(self.warm))
             reply: Any = await self.store.redis.xreadgroup(
                 ASSIGNMENT_GROUP, self.profile.worker_id, {stream: ">"}, count=1, block=200
             )
@@ -85,6 +86,8 @@ class PlayWorker:
 
     async def _run(self, assignment: Assignment) -> None:
         self.batches.append(assignment)
+        if assignment.model is not None:
+            self.warm.add(assignment.model.key)
         started = time.time()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -29,6 +29,7 @@ from flowmesh_core.control.reclaim import reclaim_dead_workers
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, Decision, UtilityWeights, WorkerView
 from flowmesh_core.errors import ConfigError, ServiceUnavailableError
+from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
 
@@ -231,10 +232,5 @@ class Scheduler:
 
 
 def model_id(model: object) -> str | None:
-    """The canonical id of a stored model reference (``name@revision`` or a digest)."""
-    if not isinstance(model, dict):
-        return None
-    if "digest" in model:
-        return str(model["digest"])
-    name = str(model.get("name", ""))
-    return f"{name}@{model['revision']}" if "revision" in model else name
+    """The ``ModelRef.key`` of a stored model reference (None for model-less kinds)."""
+    return ModelRef.model_validate(model).key if model else None

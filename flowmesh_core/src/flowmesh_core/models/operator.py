@@ -56,6 +56,16 @@ class ModelRef(FrozenModel):
             raise ValueError("'revision' goes with 'name'; a checkpoint 'digest' is exact already")
         return self
 
+    @property
+    def key(self) -> str:
+        """One string naming these weights: the digest, or ``name`` / ``name@revision``.
+
+        Workers report warm models by it and the scheduler matches them by it.
+        """
+        if self.digest is not None:
+            return self.digest
+        return f"{self.name}@{self.revision}" if self.revision else str(self.name)
+
     def canonical(self) -> dict[str, str]:
         """The form that enters op keys: only the fields that are set."""
         return self.model_dump(exclude_none=True)
