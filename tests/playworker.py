@@ -62,23 +62,36 @@ class PlayWorker:
         self.batches: list[Assignment] = []
         self.warm: set[str] = set()  # models it has "loaded", reported like a real worker
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await self.store.register_worker(self.profile)
         self._task = asyncio.create_task(self._loop())
 
-    async def stop(self) -> None:
+    async def kill(self) -> None:
+        """Die at once, mid-batch if one is in hand: no report, no ack, no more heartbeats."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await asyncio.wait_for(self._task, timeout=5)
+
+    async def stop(self) -> None:
+        """Stop after the batch in hand (a cancelled blocking read can hang redis-py)."""
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
     async def _loop(self) -> None:
         stream = self.store.keys.assignments(self.profile.worker_id)
-        while True:
+        while not self._stopping.is_set():
             await self.store.heartbeat(self.profile.worker_id, warm=sorted(self.warm))
             reply: Any = await self.store.redis.xreadgroup(
-                ASSIGNMENT_GROUP, self.profile.worker_id, {stream: ">"}, count=1, block=200
+                ASSIGNMENT_GROUP, self.profile.worker_id, {stream: ">"}, count=1, block=100
             )
             for entry_id, fields in reply[0][1] if reply else []:
                 await self._run(Assignment.from_stream(fields))

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks against real services (see README.md); not an installed package."""

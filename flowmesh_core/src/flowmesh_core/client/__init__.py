@@ -1,0 +1,17 @@
+"""The FlowMesh client SDK: submit work, wait for it, read lineage and verified results.
+
+``Client`` blocks, ``AsyncClient`` is for asyncio; both take the same arguments and have
+the same methods, and raise only FlowMeshError subclasses. Orchestrator adapters build on
+these and never talk HTTP themselves.
+
+    with Client() as fm:                       # FLOWMESH_SERVER_URL, FLOWMESH_TOKEN
+        run = fm.submit_workflow(open("flow.yaml").read())
+        status = fm.wait(run.workflow_id, timeout=600)
+        if status.state == "done":
+            data = fm.result_json(status.nodes[-1].result_digest)
+"""
+
+from flowmesh_core.client._async import AsyncClient
+from flowmesh_core.client._sync import Client
+
+__all__ = ["AsyncClient", "Client"]

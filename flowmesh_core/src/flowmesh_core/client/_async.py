@@ -1,0 +1,147 @@
+"""The asyncio client: ``AsyncClient`` sends the calls described in ``_shared`` over httpx.
+
+It mirrors ``Client`` method for method and holds no API knowledge of its own (paths,
+parsing, errors and verification are in ``_shared``); it must never grow logic that the
+blocking client would then lack, and must never block the event loop on the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from flowmesh_core.client import _shared as s
+from flowmesh_core.client._errors import check_response, transport_errors
+from flowmesh_core.control.models import StatsReport, SubmitResult, WorkerState, WorkflowStatus
+from flowmesh_core.models import LineageRecord, Operator, Workflow
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio FlowMesh client. Use ``async with AsyncClient() as c:`` or ``aclose()``.
+
+    Same arguments, methods and errors as ``Client``; every method is a coroutine.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._config = s.resolve_config(url, token, timeout)
+        self._http = httpx.AsyncClient(base_url=self._config.base_url, transport=transport)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return self._config.base_url
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        await self._http.aclose()
+
+    async def _call(self, call: s.Call[T]) -> T:
+        request = s.build_request(self._http, self._config, call)
+        with transport_errors(self._config.base_url, request):
+            response = await self._http.send(request)
+        return s.finish(call, response)
+
+    async def submit_workflow(self, workflow: Workflow | Mapping[str, Any] | str) -> SubmitResult:
+        """Submit a workflow (a model, a mapping, or YAML/JSON text); its id and plan."""
+        return await self._call(s.submit_workflow_call(workflow))
+
+    async def submit_operator(self, operator: Operator | Mapping[str, Any] | str) -> SubmitResult:
+        """Submit one operator as a one-node workflow (the node is named ``op``)."""
+        return await self._call(s.submit_operator_call(operator))
+
+    async def status(self, workflow_id: str, *, lineage: bool = True) -> WorkflowStatus:
+        """The workflow's status now, with each node's lineage unless ``lineage=False``."""
+        return await self._call(s.status_call(workflow_id, lineage))
+
+    # The deadline spans many requests and the API matches Client's, hence timeout=.
+    async def wait(
+        self,
+        workflow_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        lineage: bool = False,
+    ) -> WorkflowStatus:
+        """Wait until the workflow is done or failed, or ``timeout`` seconds have passed.
+
+        Never raises for a timeout: it returns the last status seen, so check ``.state``
+        (``NodeState.DONE``, ``FAILED``, or still running). ``timeout=None`` waits forever.
+        """
+        loop = s.WaitLoop(workflow_id, timeout, lineage)
+        while (call := loop.next_call()) is not None:
+            loop.feed(await self._call(call))
+        return loop.last
+
+    async def lineage(self, workflow_id: str) -> list[LineageRecord]:
+        """One record per (node, item): how each was satisfied, where it ran, what it cost."""
+        return await self._call(s.lineage_call(workflow_id))
+
+    async def result(self, digest: str) -> bytes:
+        """A result blob's bytes, verified; CorruptBlobError if they do not hash to ``digest``."""
+        return await self._call(s.result_call(digest))
+
+    async def result_json(self, digest: str) -> Any:
+        """A result blob decoded as JSON, after the same verification as ``result``."""
+        return await self._call(s.result_json_call(digest))
+
+    async def download(self, digest: str, path: str | os.PathLike[str]) -> int:
+        """Stream a result blob into ``path``, verified; the number of bytes written.
+
+        ``path`` is replaced only once every byte is verified; on a mismatch or any error
+        nothing is left at or beside it. (The file writes are local and small per chunk.)
+        """
+        call = s.result_call(digest)
+        request = s.build_request(self._http, self._config, call)
+        with transport_errors(self._config.base_url, request):
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.is_error:
+                    await response.aread()
+                    check_response(response)
+                with s.VerifiedDownload(digest, path) as sink:
+                    async for chunk in response.aiter_bytes():
+                        sink.write(chunk)
+                    return sink.commit()
+            finally:
+                await response.aclose()
+
+    async def stats(self) -> StatsReport:
+        """Requested vs executed work, batching and cost: this tenant's and cluster-wide."""
+        return await self._call(s.stats_call())
+
+    async def workers(self) -> list[WorkerState]:
+        """Every registered worker (admin tenants only: PermissionDeniedError otherwise)."""
+        return await self._call(s.workers_call())
+
+    async def health(self) -> dict[str, Any]:
+        """The server's health report; needs no token.
+
+        A replica whose checks fail answers 503: that is a ServiceUnavailableError whose
+        message carries the report.
+        """
+        return await self._call(s.health_call())

@@ -1,0 +1,143 @@
+"""The blocking client: ``Client`` sends the calls described in ``_shared`` over httpx.Client.
+
+It holds no API knowledge of its own (paths, parsing, errors and verification are in
+``_shared``), so it must never grow logic that ``AsyncClient`` would then lack.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from flowmesh_core.client import _shared as s
+from flowmesh_core.client._errors import check_response, transport_errors
+from flowmesh_core.control.models import StatsReport, SubmitResult, WorkerState, WorkflowStatus
+from flowmesh_core.models import LineageRecord, Operator, Workflow
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking FlowMesh client. Use ``with Client() as c:`` or call ``close()``.
+
+    ``url`` and ``token`` default to the settings (FLOWMESH_SERVER_URL, FLOWMESH_TOKEN,
+    flowmesh.toml). Every error is a FlowMeshError: the server's errors keep their class
+    and message; an unreachable server is a ServiceUnavailableError naming the URL.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._config = s.resolve_config(url, token, timeout)
+        self._http = httpx.Client(base_url=self._config.base_url, transport=transport)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return self._config.base_url
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool; the client cannot be used afterwards."""
+        self._http.close()
+
+    def _call(self, call: s.Call[T]) -> T:
+        request = s.build_request(self._http, self._config, call)
+        with transport_errors(self._config.base_url, request):
+            response = self._http.send(request)
+        return s.finish(call, response)
+
+    def submit_workflow(self, workflow: Workflow | Mapping[str, Any] | str) -> SubmitResult:
+        """Submit a workflow (a model, a mapping, or YAML/JSON text); its id and plan."""
+        return self._call(s.submit_workflow_call(workflow))
+
+    def submit_operator(self, operator: Operator | Mapping[str, Any] | str) -> SubmitResult:
+        """Submit one operator as a one-node workflow (the node is named ``op``)."""
+        return self._call(s.submit_operator_call(operator))
+
+    def status(self, workflow_id: str, *, lineage: bool = True) -> WorkflowStatus:
+        """The workflow's status now, with each node's lineage unless ``lineage=False``."""
+        return self._call(s.status_call(workflow_id, lineage))
+
+    def wait(
+        self, workflow_id: str, *, timeout: float | None = None, lineage: bool = False
+    ) -> WorkflowStatus:
+        """Wait until the workflow is done or failed, or ``timeout`` seconds have passed.
+
+        Never raises for a timeout: it returns the last status seen, so check ``.state``
+        (``NodeState.DONE``, ``FAILED``, or still running). ``timeout=None`` waits forever.
+        """
+        loop = s.WaitLoop(workflow_id, timeout, lineage)
+        while (call := loop.next_call()) is not None:
+            loop.feed(self._call(call))
+        return loop.last
+
+    def lineage(self, workflow_id: str) -> list[LineageRecord]:
+        """One record per (node, item): how each was satisfied, where it ran, what it cost."""
+        return self._call(s.lineage_call(workflow_id))
+
+    def result(self, digest: str) -> bytes:
+        """A result blob's bytes, verified; CorruptBlobError if they do not hash to ``digest``."""
+        return self._call(s.result_call(digest))
+
+    def result_json(self, digest: str) -> Any:
+        """A result blob decoded as JSON, after the same verification as ``result``."""
+        return self._call(s.result_json_call(digest))
+
+    def download(self, digest: str, path: str | os.PathLike[str]) -> int:
+        """Stream a result blob into ``path``, verified; the number of bytes written.
+
+        ``path`` is replaced only once every byte is verified; on a mismatch or any error
+        nothing is left at or beside it.
+        """
+        call = s.result_call(digest)
+        request = s.build_request(self._http, self._config, call)
+        with transport_errors(self._config.base_url, request):
+            response = self._http.send(request, stream=True)
+            try:
+                if response.is_error:
+                    response.read()
+                    check_response(response)
+                with s.VerifiedDownload(digest, path) as sink:
+                    for chunk in response.iter_bytes():
+                        sink.write(chunk)
+                    return sink.commit()
+            finally:
+                response.close()
+
+    def stats(self) -> StatsReport:
+        """Requested vs executed work, batching and cost: this tenant's and cluster-wide."""
+        return self._call(s.stats_call())
+
+    def workers(self) -> list[WorkerState]:
+        """Every registered worker (admin tenants only: PermissionDeniedError otherwise)."""
+        return self._call(s.workers_call())
+
+    def health(self) -> dict[str, Any]:
+        """The server's health report; needs no token.
+
+        A replica whose checks fail answers 503: that is a ServiceUnavailableError whose
+        message carries the report.
+        """
+        return self._call(s.health_call())
