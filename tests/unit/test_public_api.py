@@ -17,6 +17,9 @@ PACKAGES = [
     "flowmesh_core.store",
     "flowmesh_core.blobs",
     "flowmesh_core.errors",
+    "flowmesh_core.control",
+    "flowmesh_core.client",
+    "flowmesh_core.api",
 ]
 
 EXPECTED_TOP_LEVEL = [

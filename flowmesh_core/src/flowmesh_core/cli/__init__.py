@@ -11,7 +11,11 @@ from flowmesh_core import __version__
 from flowmesh_core.cli._cas import cas
 from flowmesh_core.cli._common import CliContext
 from flowmesh_core.cli._doctor import doctor
+from flowmesh_core.cli._inspect import lineage_command, stats_command, status_command
 from flowmesh_core.cli._key import key
+from flowmesh_core.cli._serve import serve
+from flowmesh_core.cli._submit import submit
+from flowmesh_core.cli._tenant import tenant
 
 __all__ = ["main"]
 
@@ -26,6 +30,8 @@ __all__ = ["main"]
 )
 @click.option("--redis-url", help="Override FLOWMESH_REDIS_URL (memory:// = embedded store).")
 @click.option("--blob-url", help="Override FLOWMESH_BLOB_URL (file:///path or s3://bucket/prefix).")
+@click.option("--server-url", help="Override FLOWMESH_SERVER_URL (the control plane's URL).")
+@click.option("--token", help="Override FLOWMESH_TOKEN (prefer the variable: options show in ps).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens, to stderr.")
 @click.pass_context
 def main(
@@ -33,6 +39,8 @@ def main(
     config_file: Path | None,
     redis_url: str | None,
     blob_url: str | None,
+    server_url: str | None,
+    token: str | None,
     verbose: bool,
 ) -> None:
     """FlowMesh: one shared fabric for LLM workflows.
@@ -49,10 +57,21 @@ def main(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    overrides = {"redis_url": redis_url, "blob_url": blob_url}
+    overrides = {
+        "redis_url": redis_url,
+        "blob_url": blob_url,
+        "server_url": server_url,
+        "token": token,
+    }
     ctx.obj = CliContext(config_file, {k: v for k, v in overrides.items() if v is not None})
 
 
 main.add_command(key)
 main.add_command(cas)
 main.add_command(doctor)
+main.add_command(submit)
+main.add_command(status_command)
+main.add_command(lineage_command)
+main.add_command(stats_command)
+main.add_command(serve)
+main.add_command(tenant)

@@ -79,11 +79,10 @@ def _blob_round_trip(blobs: BlobStore) -> str:
 
 
 async def _run_checks(cli: CliContext) -> list[Check]:
-    settings = cli.settings
     store = cli.store()
     blobs = cli.blob_store()
     kind = "embedded, in-process" if store.embedded else "server"
-    checks = [Check("settings", True, f"redis {settings.redis_url} ({kind}), blobs {blobs.url}")]
+    checks = [Check("settings", True, f"redis {store.shown_url} ({kind}), blobs {blobs.url}")]
     try:
 
         async def server() -> str:

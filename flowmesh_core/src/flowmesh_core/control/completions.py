@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ from flowmesh_core.protocol import Completion, ItemResult
 from flowmesh_core.store import Store
 from flowmesh_core.store.fleet import EVENTS_GROUP
 
-__all__ = ["BatchObserver", "CompletionApplier"]
+__all__ = ["BatchObserver", "CompletionApplier", "fail_item"]
 
 log = logging.getLogger("flowmesh.completions")
 
@@ -43,20 +44,35 @@ class CompletionApplier:
         consumer: str,
         max_attempts: int,
         observe: BatchObserver | None = None,
+        adopt_after_s: float = 30.0,
     ) -> None:
         self.store = store
         self.engine = engine
         self.consumer = consumer
         self.max_attempts = max_attempts
         self.observe = observe
+        self.adopt_after_s = adopt_after_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Apply reports until ``stop`` is set; pending (unacked) ones first."""
+        """Apply reports until ``stop`` is set.
+
+        First this consumer's own pending reports, then, now and then, reports another
+        consumer read but never acknowledged (a control plane that died: its consumer name
+        is gone with its process), then new ones.
+        """
         stream = self.store.keys.events()
-        await self.store.ensure_group(stream, EVENTS_GROUP)
-        position = "0"  # our own pending entries first, then new ones
+        grouped = False
+        position = "0"
+        adopted_at = 0.0
         while not stop.is_set():
+            started = time.monotonic()
             try:
+                if not grouped:
+                    await self.store.ensure_group(stream, EVENTS_GROUP)
+                    grouped = True
+                if started - adopted_at > self.adopt_after_s:
+                    await self.adopt_orphans()
+                    adopted_at = started
                 applied = await self.read_once(position, block_ms=500)
             except ServiceUnavailableError as exc:
                 log.warning("events stream unavailable: %s", exc)
@@ -64,6 +80,25 @@ class CompletionApplier:
                 continue
             if position == "0" and applied == 0:
                 position = ">"
+
+    async def adopt_orphans(self) -> int:
+        """Take over and apply reports other consumers left unacknowledged for a while."""
+        stream = self.store.keys.events()
+        async with self.store.guard():
+            reply: Any = await self.store.redis.xautoclaim(
+                stream,
+                EVENTS_GROUP,
+                self.consumer,
+                min_idle_time=int(self.adopt_after_s * 1000),
+                count=256,
+            )
+        entries = reply[1] if reply else []
+        for entry_id, fields in entries:
+            if fields:
+                await self.apply(Completion.from_stream(fields))
+            async with self.store.guard():
+                await self.store.redis.xack(stream, EVENTS_GROUP, entry_id)
+        return len(entries)
 
     async def read_once(self, position: str = ">", block_ms: int = 500) -> int:
         """Read and apply one chunk of reports; how many were applied."""
@@ -73,7 +108,9 @@ class CompletionApplier:
                 EVENTS_GROUP,
                 self.consumer,
                 {stream: position},
-                count=64,
+                # The embedded store (fakeredis 2.40) ignores BLOCK when COUNT is given, and
+                # an idle loop would spin a core; without COUNT it blocks as Redis does.
+                count=None if self.store.embedded else 64,
                 block=None if position == "0" else block_ms,
             )
         entries = reply[0][1] if reply else []
@@ -137,12 +174,28 @@ class CompletionApplier:
     async def _failed(self, report: Completion, result: ItemResult) -> None:
         error = result.error or "the worker reported no result and no error"
         state = await self.store.op_state(result.domain, result.op_key)
+        if state.get("status") != "running" or state.get("worker") != report.worker_id:
+            # A repeated report, or a late one from a worker the op was taken from:
+            # whoever holds the op now decides its fate.
+            log.info(
+                "ignoring a stale failure report for %s from %s", result.op_key, report.worker_id
+            )
+            return
         attempts = int(state.get("attempts", "0"))
-        retry = state and attempts < self.max_attempts
-        if retry and await self.store.requeue(result.domain, result.op_key, report.worker_id):
-            log.info("item %s failed (attempt %d), retrying: %s", result.op_key, attempts, error)
+        if attempts < self.max_attempts:
+            if await self.store.requeue(result.domain, result.op_key, report.worker_id):
+                log.info(
+                    "item %s failed (attempt %d), retrying: %s", result.op_key, attempts, error
+                )
             return
         log.warning("item %s failed after %d attempts: %s", result.op_key, attempts, error)
-        for node_key in await self.store.fail(result.domain, result.op_key, error):
-            wf_id, node = self.store.keys.parse_node(node_key)
-            await self.engine.fail_node(wf_id, node, f"item {result.op_key[:12]}: {error}")
+        await fail_item(self.store, self.engine, result.domain, result.op_key, error)
+
+
+async def fail_item(
+    store: Store, engine: WorkflowEngine, domain: str, op_key: str, error: str
+) -> None:
+    """Fail an item for good, and every node (and workflow) waiting on it."""
+    for node_key in await store.fail(domain, op_key, error):
+        wf_id, node = store.keys.parse_node(node_key)
+        await engine.fail_node(wf_id, node, f"item {op_key[:12]}: {error}")

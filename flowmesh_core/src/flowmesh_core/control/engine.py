@@ -56,7 +56,7 @@ class WorkflowEngine:
     async def submit(self, tenant: Tenant, workflow: Workflow) -> SubmitResult:
         """Validate ``workflow`` whole, store it, and start every node whose inputs are known."""
         wf_id = uuid.uuid4().hex
-        ready = await self._validate(workflow, wf_id)
+        ready = await self._validate(tenant, workflow, wf_id)
         domain = self.domain(tenant.name, tenant.organisation)
         await self.store.create_workflow(
             wf_id,
@@ -79,12 +79,15 @@ class WorkflowEngine:
             await self._finish_workflow(wf_id)
         return SubmitResult(workflow_id=wf_id, nodes=[plans[n] for n in workflow.nodes])
 
-    async def _validate(self, workflow: Workflow, wf_id: str) -> dict[str, Expansion]:
+    async def _validate(
+        self, tenant: Tenant, workflow: Workflow, wf_id: str
+    ) -> dict[str, Expansion]:
         """Check every node; the expansions of those that can start now, in order."""
         ready: dict[str, Expansion] = {}
         for name in workflow.topological_order():
             node = workflow.nodes[name]
             try:
+                await self._check_blobs(tenant, node)
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
@@ -92,6 +95,20 @@ class WorkflowEngine:
             except FlowMeshError as exc:
                 raise type(exc)(f"node {name!r}: {exc}") from exc
         return ready
+
+    async def _check_blobs(self, tenant: Tenant, node: WorkflowNode) -> None:
+        """A blob input must be uploaded data or a result this tenant's lineage holds.
+
+        Otherwise a tenant could compute on another tenant's results by naming their
+        digests; such a digest is reported as not found, like any unknown one.
+        """
+        for field, inp in node.inputs.items():
+            if not isinstance(inp, BlobInput) or tenant.admin:
+                continue
+            if await self.store.is_result(inp.blob) and not await self.store.may_read(
+                tenant.name, inp.blob
+            ):
+                raise NotFoundError(f"input {field!r}: no blob {inp.blob} for this tenant")
 
     def _check_waiting(self, node: WorkflowNode) -> None:
         spec = self.registry.get(node.kind)

@@ -17,6 +17,7 @@ re-plans the work of workers whose heartbeat lapsed (``reclaim``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,7 +26,7 @@ import uuid
 from collections import Counter
 
 from flowmesh_core.control.policies import POLICIES, Policy
-from flowmesh_core.control.reclaim import reclaim_dead_workers
+from flowmesh_core.control.reclaim import Exhausted, reclaim_dead_workers
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, Decision, UtilityWeights, WorkerView
 from flowmesh_core.errors import ConfigError, ServiceUnavailableError
@@ -43,7 +44,9 @@ _SAVE_EVERY_S = 5.0
 class Scheduler:
     """Assigns batches from the ready pool to workers, one decision at a time."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, exhausted: Exhausted | None = None
+    ) -> None:
         try:
             self.policy: Policy = POLICIES[settings.scheduler_policy]
         except KeyError:
@@ -57,6 +60,7 @@ class Scheduler:
             raise ConfigError(f"utility_weights: {exc}") from exc
         self.store = store
         self.settings = settings
+        self.exhausted = exhausted or _drop
         self.throughput = ThroughputModel(default_load_s=self.weights.default_load_s)
         self.fence: str | None = None
         self._meta: dict[str, dict[str, object]] = {}
@@ -95,20 +99,25 @@ class Scheduler:
     # -- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Schedule until ``stop`` is set; waits for the lease while another holds it."""
-        self.fence = await self.store.new_fence()
-        await self._load_model()
+        """Schedule until ``stop`` is set; waits for the lease while another holds it.
+
+        Redis being down (at start or later) pauses the loop; it resumes when Redis is back.
+        """
         leading = False
         try:
             while not stop.is_set():
                 try:
+                    if self.fence is None:
+                        self.fence = await self.store.new_fence()
+                        await self._load_model()
                     leading = await self._step(leading)
                 except ServiceUnavailableError as exc:
                     log.warning("scheduler paused: %s", exc)
                     await asyncio.sleep(1.0)
         finally:
-            if leading:
-                await self.store.release_lease(self.fence)
+            if leading and self.fence is not None:
+                with contextlib.suppress(ServiceUnavailableError):
+                    await self.store.release_lease(self.fence)
 
     async def _step(self, leading: bool) -> bool:
         assert self.fence is not None
@@ -119,7 +128,9 @@ class Scheduler:
             await asyncio.sleep(self.settings.lease_ttl_s / 3)
             return False
         if time.monotonic() - self._reclaimed_at > self.settings.worker_ttl_s / 3:
-            await reclaim_dead_workers(self.store, self.settings.worker_ttl_s)
+            await reclaim_dead_workers(
+                self.store, self.settings.worker_ttl_s, self.settings.max_attempts, self.exhausted
+            )
             self._reclaimed_at = time.monotonic()
         assigned = await self.round()
         await self._save_model()
@@ -229,6 +240,12 @@ class Scheduler:
             stats = await self.store.tenant_stats(name)
             usage[name] = stats.get("worker_seconds", 0.0)
         return usage
+
+
+async def _drop(domain: str, op_key: str, error: str) -> None:
+    log.error(
+        "item %s in %s exhausted its attempts (%s); nothing to fail it with", op_key, domain, error
+    )
 
 
 def model_id(model: object) -> str | None:

@@ -17,10 +17,11 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any
 
 from flowmesh_core.blobs import BlobInfo, BlobStore, open_blob_store
-from flowmesh_core.control.completions import CompletionApplier
+from flowmesh_core.control.completions import CompletionApplier, fail_item
 from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.control.models import (
     NodeState,
@@ -68,7 +69,7 @@ class ControlPlane:
         )
         self.registry = registry or Registry.default()
         self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
-        self.scheduler = Scheduler(self.store, settings)
+        self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.applier = CompletionApplier(
             self.store,
@@ -76,15 +77,38 @@ class ControlPlane:
             consumer=consumer,
             max_attempts=settings.max_attempts,
             observe=self.scheduler.observe,
+            adopt_after_s=2.0,  # applying twice is harmless; losing a report is not
         )
+
+    async def _exhausted(self, domain: str, op_key: str, error: str) -> None:
+        await fail_item(self.store, self.engine, domain, op_key, error)
 
     async def authenticate(self, authorization: str | None) -> Tenant:
         """The tenant behind an ``Authorization: Bearer ...`` header value."""
         return await authenticate(self.store, authorization)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the scheduler and the completion applier until ``stop`` is set."""
-        await asyncio.gather(self.scheduler.run(stop), self.applier.run(stop))
+        """Run the scheduler and the completion applier until ``stop`` is set.
+
+        If either loop dies, ``stop`` is set so the other ends too (a scheduler whose
+        completions nobody applies must not keep the lease), and the error is raised.
+        Loops end by ``stop``, never by cancellation: a cancelled Redis call can hang.
+        """
+
+        async def until_done(loop: Coroutine[Any, Any, None]) -> None:
+            try:
+                await loop
+            finally:
+                stop.set()
+
+        outcomes = await asyncio.gather(
+            until_done(self.scheduler.run(stop)),
+            until_done(self.applier.run(stop)),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def aclose(self) -> None:
         """Close connections."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from pydantic import ValidationError
+
 from flowmesh_core.control.models import Tenant
-from flowmesh_core.errors import AuthenticationError, ConflictError
+from flowmesh_core.errors import AuthenticationError, ConflictError, InvalidInputError
 from flowmesh_core.store import Store
 
 __all__ = ["authenticate", "create_tenant", "hash_token"]
@@ -27,7 +29,12 @@ async def create_tenant(
     store: Store, name: str, *, organisation: str | None = None, admin: bool = False
 ) -> tuple[Tenant, str]:
     """Create a tenant; returns it and its token (which is not stored and cannot be shown again)."""
-    tenant = Tenant(name=name, organisation=organisation, admin=admin)
+    try:
+        tenant = Tenant(name=name, organisation=organisation, admin=admin)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"invalid tenant: {exc.errors()[0]['msg'].removeprefix('Value error, ')}"
+        ) from exc
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     if not await store.add_tenant(hash_token(token), tenant.model_dump_json(), name):
         raise ConflictError(f"tenant {name!r} already exists; pick another name")

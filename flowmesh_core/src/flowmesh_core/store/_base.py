@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -18,7 +19,7 @@ from flowmesh_core.errors import StoreUnavailableError
 from flowmesh_core.store.connection import is_embedded
 from flowmesh_core.store.keys import KeySpace
 
-__all__ = ["StoreBase", "strings"]
+__all__ = ["StoreBase", "redact", "strings"]
 
 SCRIPTS = (
     "join_or_create",
@@ -38,6 +39,15 @@ def strings(raw: Mapping[Any, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in raw.items()}
 
 
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _lua(name: str) -> str:
     return resources.files("flowmesh_core.store").joinpath("lua", f"{name}.lua").read_text()
 
@@ -49,6 +59,7 @@ class StoreBase:
         self._redis = client
         self.keys = keys
         self.url = url
+        self.shown_url = redact(url)
         self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
 
     @property
@@ -68,11 +79,13 @@ class StoreBase:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise StoreUnavailableError(
-                f"Redis at {self.url} does not answer ({exc}); start it, or point "
+                f"Redis at {self.shown_url} does not answer ({exc}); start it, or point "
                 "FLOWMESH_REDIS_URL at one that runs (memory:// for the embedded store)"
             ) from exc
         except redis.exceptions.RedisError as exc:
-            raise StoreUnavailableError(f"Redis at {self.url} refused a command: {exc}") from exc
+            raise StoreUnavailableError(
+                f"Redis at {self.shown_url} refused a command: {exc}"
+            ) from exc
 
     async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one of FlowMesh's Lua scripts."""

@@ -13,6 +13,7 @@ live in the blob store, do persist.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,10 +58,22 @@ def _open_embedded(name: str) -> aioredis.Redis:
     # Imported here so a deployment on a real Redis never loads the embedded store.
     import fakeredis
 
+    class EmbeddedRedis(fakeredis.FakeAsyncRedis):
+        """fakeredis, with commands shielded from cancellation.
+
+        fakeredis 2.40's async client wedges the event loop when a task is cancelled in
+        the middle of a command. Shielded, a cancelled caller stops waiting while the
+        command itself (in-process, quick) runs to its end.
+        """
+
+        async def execute_command(self, *args: Any, **options: Any) -> Any:
+            command = super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            return await asyncio.shield(command)
+
     with _embedded_lock:
         server = _embedded_servers.get(name)
         if server is None:
             server = fakeredis.FakeServer(version=(7, 2))
             _embedded_servers[name] = server
-    client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    client: aioredis.Redis = EmbeddedRedis(server=server, decode_responses=True)
     return client

@@ -36,6 +36,7 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:throughput                     STRING  the learned throughput model (JSON)
     {p}:usage                          HASH    tenant -> decayed worker-seconds (fairness)
     {p}:tenant:{tenant}:results        SET     result digests the tenant may read
+    {p}:results                        SET     every digest that is some requester's result
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
     {p}:tenant:{tenant}                HASH    tenant record: organisation, admin, created_at
@@ -191,6 +192,9 @@ class KeySpace:
     def results_template(self) -> str:
         """What ``tenant_results(t)`` is without its suffix: Lua adds ``{t}:results``."""
         return f"{self.prefix}:tenant:"
+
+    def results(self) -> str:
+        return f"{self.prefix}:results"
 
     def wake(self) -> str:
         return f"{self.prefix}:wake"

@@ -208,6 +208,7 @@ class OpsMixin(StoreBase):
             k.waiters(domain, op_key),
             k.inflight(),
             k.cluster_stats(),
+            k.results(),
         ]
         args = [
             k.inflight_member(domain, op_key),

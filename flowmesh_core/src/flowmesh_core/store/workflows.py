@@ -94,8 +94,15 @@ class WorkflowsMixin(StoreBase):
 
     async def grant_result(self, tenant: str, digest: str) -> None:
         """Let ``tenant`` read ``digest`` (a node result its lineage holds)."""
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.keys.tenant_results(tenant), digest)
+            pipe.sadd(self.keys.results(), digest)
+            await pipe.execute()
+
+    async def is_result(self, digest: str) -> bool:
+        """Whether ``digest`` is some requester's result (not a blob someone uploaded)."""
         async with self.guard():
-            await self._redis.sadd(self.keys.tenant_results(tenant), digest)
+            return bool(await self._redis.sismember(self.keys.results(), digest))
 
     async def may_read(self, tenant: str, digest: str) -> bool:
         """Whether ``tenant``'s lineage holds ``digest``."""

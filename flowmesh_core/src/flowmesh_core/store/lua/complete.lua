@@ -4,7 +4,8 @@
 -- content. The op's share of the batch's cost is split evenly across its requesters and
 -- added to each requester's tenant totals.
 --
--- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats
+-- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats,
+--       6 all results set
 -- ARGV: 1 inflight member, 2 result digest, 3 finished_at, 4 batch id, 5 worker,
 --       6 started_at, 7 cost in USD, 8 energy in Wh, 9 worker-seconds,
 --       10 tenant stats template (KeySpace.stats_template),
@@ -16,6 +17,7 @@ local existing = redis.call('GET', KEYS[1])
 local digest = existing or ARGV[2]
 if not existing then
   redis.call('SET', KEYS[1], digest)
+  redis.call('SADD', KEYS[6], digest)
   redis.call('HINCRBY', KEYS[5], 'executed', 1)
 end
 local waiters = redis.call('LRANGE', KEYS[3], 0, -1)

@@ -3,9 +3,9 @@
 -- its batch signature); every other caller either hits the action cache or joins the op
 -- in flight. Re-submitting the same requester is a no-op that reports where it stands.
 --
--- Ready-pool order is start-time fair queuing: each tenant has a virtual clock; a new
--- item starts at max(now, clock) and advances the clock by ARGV[11]. A tenant that
--- enqueues 10,000 items therefore queues behind itself, not in front of everyone else.
+-- Ready-pool order is start-time fair queuing (see below): each tenant has a virtual
+-- clock that each of its items advances by ARGV[11]. A tenant that enqueues 10,000
+-- items therefore queues behind itself, not in front of everyone else.
 --
 -- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset,
 --       5 requester lineage hash, 6 workflow lineage zset, 7 tenant stats,
@@ -57,15 +57,24 @@ if status then
   return {'joined', status, '', 0}
 end
 
+-- Start-time fair queuing: the system's virtual time is the start tag of the item served
+-- next (the head of this signature's queue; now when it is empty). A tenant's new item
+-- starts at max(virtual time, the tenant's clock), so a newcomer interleaves with a
+-- backlog at once instead of queuing behind everything stamped before it arrived.
 local now = tonumber(ARGV[2])
-local start = math.max(now, tonumber(redis.call('HGET', KEYS[12], ARGV[4]) or '0'))
-redis.call('HSET', KEYS[12], ARGV[4], tostring(start + tonumber(ARGV[11])))
+local head = redis.call('ZRANGE', KEYS[9], 0, 0, 'WITHSCORES')
+local vtime = now
+if head[2] then
+  vtime = math.min(now, tonumber(head[2]))
+end
+local start = math.max(vtime, tonumber(redis.call('HGET', KEYS[12], ARGV[4]) or '0'))
+redis.call('HSET', KEYS[12], ARGV[4], string.format('%.17g', start + tonumber(ARGV[11])))
 redis.call('HSET', KEYS[2], 'status', 'pending', 'spec', ARGV[3], 'creator', KEYS[5],
   'created_at', ARGV[2], 'attempts', 0, 'signature', ARGV[9], 'member', ARGV[10],
-  'vstart', tostring(start))
+  'vstart', string.format('%.17g', start))
 redis.call('RPUSH', KEYS[3], KEYS[5])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[9], start, ARGV[10])
+redis.call('ZADD', KEYS[9], string.format('%.17g', start), ARGV[10])
 redis.call('ZADD', KEYS[10], 'NX', ARGV[2], ARGV[9])
 if redis.call('EXISTS', KEYS[11]) == 0 then
   redis.call('HSET', KEYS[11], 'meta', ARGV[12])
