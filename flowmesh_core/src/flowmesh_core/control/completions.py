@@ -92,13 +92,7 @@ class CompletionApplier:
                 min_idle_time=int(self.adopt_after_s * 1000),
                 count=256,
             )
-        entries = reply[1] if reply else []
-        for entry_id, fields in entries:
-            if fields:
-                await self.apply(Completion.from_stream(fields))
-            async with self.store.guard():
-                await self.store.redis.xack(stream, EVENTS_GROUP, entry_id)
-        return len(entries)
+        return await self._apply_entries(reply[1] if reply else [])
 
     async def read_once(self, position: str = ">", block_ms: int = 500) -> int:
         """Read and apply one chunk of reports; how many were applied."""
@@ -113,7 +107,11 @@ class CompletionApplier:
                 count=None if self.store.embedded else 64,
                 block=None if position == "0" else block_ms,
             )
-        entries = reply[0][1] if reply else []
+        return await self._apply_entries(reply[0][1] if reply else [])
+
+    async def _apply_entries(self, entries: list[Any]) -> int:
+        """Apply each report, then acknowledge it (acked only once applied)."""
+        stream = self.store.keys.events()
         for entry_id, fields in entries:
             if fields:
                 await self.apply(Completion.from_stream(fields))

@@ -180,6 +180,17 @@ class OpsMixin(StoreBase):
         args = [worker, repr(time.time()), k.ready("")]
         return bool(await self.run_script("requeue", keys, args))
 
+    def _op_keys(self, domain: str, op_key: str) -> list[str]:
+        """The keys that ending an op (complete or fail) touches, in script order."""
+        k = self.keys
+        return [
+            k.action(domain, op_key),
+            k.op(domain, op_key),
+            k.waiters(domain, op_key),
+            k.inflight(),
+            k.cluster_stats(),
+        ]
+
     async def complete(
         self,
         domain: str,
@@ -202,14 +213,7 @@ class OpsMixin(StoreBase):
         validate_digest(digest)
         k = self.keys
         now = time.time()
-        keys = [
-            k.action(domain, op_key),
-            k.op(domain, op_key),
-            k.waiters(domain, op_key),
-            k.inflight(),
-            k.cluster_stats(),
-            k.results(),
-        ]
+        keys = [*self._op_keys(domain, op_key), k.results()]
         args = [
             k.inflight_member(domain, op_key),
             digest,
@@ -229,13 +233,7 @@ class OpsMixin(StoreBase):
     async def fail(self, domain: str, op_key: str, error: str) -> tuple[str, ...]:
         """Fail the op for every waiting requester; the node keys that failed with it."""
         k = self.keys
-        keys = [
-            k.action(domain, op_key),
-            k.op(domain, op_key),
-            k.waiters(domain, op_key),
-            k.inflight(),
-            k.cluster_stats(),
-        ]
+        keys = self._op_keys(domain, op_key)
         args = [k.inflight_member(domain, op_key), error, repr(time.time()), k.ready("")]
         return tuple(await self.run_script("fail", keys, args))
 
