@@ -235,11 +235,8 @@ class Scheduler:
         )
 
     async def _usage(self) -> dict[str, float]:
-        usage = {}
-        for name in await self.store.tenant_names():
-            stats = await self.store.tenant_stats(name)
-            usage[name] = stats.get("worker_seconds", 0.0)
-        return usage
+        stats = await self.store.all_tenant_stats()
+        return {name: s.get("worker_seconds", 0.0) for name, s in stats.items()}
 
 
 async def _drop(domain: str, op_key: str, error: str) -> None:

@@ -203,8 +203,8 @@ class ControlPlane:
 
     async def stats(self, tenant: Tenant) -> StatsReport:
         """Requested vs executed, batching, worker-seconds, $ and Wh; per tenant and total."""
-        names = await self.store.tenant_names()
-        per_tenant = [await self._tenant_stats(name) for name in names]
+        all_stats = await self.store.all_tenant_stats()
+        per_tenant = [_tenant_stats(name, raw) for name, raw in all_stats.items()]
         cluster = await self.store.cluster_stats()
         batches = cluster.get("batches", 0.0)
         visible = [t for t in per_tenant if tenant.admin or t.tenant == tenant.name]
@@ -222,18 +222,18 @@ class ControlPlane:
             energy_wh=cluster.get("energy_wh", 0.0),
         )
 
-    async def _tenant_stats(self, name: str) -> TenantStats:
-        raw = await self.store.tenant_stats(name)
-        return TenantStats(
-            tenant=name,
-            requested=int(raw.get("requested", 0)),
-            cache_hits=int(raw.get("cache_hits", 0)),
-            joins=int(raw.get("joins", 0)),
-            created=int(raw.get("created", 0)),
-            worker_seconds=raw.get("worker_seconds", 0.0),
-            cost_usd=raw.get("cost_usd", 0.0),
-            energy_wh=raw.get("energy_wh", 0.0),
-        )
+
+def _tenant_stats(name: str, raw: dict[str, float]) -> TenantStats:
+    return TenantStats(
+        tenant=name,
+        requested=int(raw.get("requested", 0)),
+        cache_hits=int(raw.get("cache_hits", 0)),
+        joins=int(raw.get("joins", 0)),
+        created=int(raw.get("created", 0)),
+        worker_seconds=raw.get("worker_seconds", 0.0),
+        cost_usd=raw.get("cost_usd", 0.0),
+        energy_wh=raw.get("energy_wh", 0.0),
+    )
 
 
 def _require_admin(tenant: Tenant, what: str) -> None:

@@ -267,6 +267,18 @@ class FleetMixin(StoreBase):
             raw = await self._redis.hgetall(self.keys.tenant_stats(tenant))
         return {str(k): float(v) for k, v in raw.items()}
 
+    async def all_tenant_stats(self) -> dict[str, dict[str, float]]:
+        """Every tenant's counters, in two round trips (see ``tenant_stats``)."""
+        names = await self.tenant_names()
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self.keys.tenant_stats(name))
+            raw = await pipe.execute()
+        return {
+            name: {str(k): float(v) for k, v in stats.items()}
+            for name, stats in zip(names, raw, strict=True)
+        }
+
     async def cluster_stats(self) -> dict[str, float]:
         """Cluster-wide counters: executed, failed, claimed, batches, worker_seconds, ..."""
         async with self.guard():

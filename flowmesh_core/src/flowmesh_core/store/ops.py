@@ -149,8 +149,6 @@ class OpsMixin(StoreBase):
         -1 if ``fence`` no longer holds the scheduler lease (nothing was assigned).
         """
         k = self.keys
-        async with self.guard():
-            meta = await self._redis.hget(k.signature_meta(signature), "meta")
         keys = [
             k.ready(signature),
             k.ready_signatures(),
@@ -159,6 +157,7 @@ class OpsMixin(StoreBase):
             k.batch(batch_id),
             k.cluster_stats(),
             k.worker(worker),
+            k.signature_meta(signature),
         ]
         args = [
             fence,
@@ -168,7 +167,6 @@ class OpsMixin(StoreBase):
             repr(time.time()),
             signature,
             k.op_template(),
-            meta or "{}",
         ]
         status, size = await self.run_script("claim_batch", keys, args)
         return -1 if status == "fenced" else int(size)

@@ -4,9 +4,10 @@
 -- a scheduler that lost its lease cannot assign anything, even if it still runs.
 --
 -- KEYS: 1 ready zset of the signature, 2 ready signatures zset, 3 worker's assignment
---       stream, 4 scheduler lease, 5 batch hash, 6 cluster stats, 7 worker hash
+--       stream, 4 scheduler lease, 5 batch hash, 6 cluster stats, 7 worker hash,
+--       8 signature meta hash
 -- ARGV: 1 fencing token, 2 max items, 3 batch id, 4 worker id, 5 now, 6 signature,
---       7 op key template (KeySpace.op_template), 8 signature meta (JSON)
+--       7 op key template (KeySpace.op_template)
 -- Returns {status, size}: status is 'assigned', 'empty' (nothing pending), or 'fenced'.
 
 if redis.call('GET', KEYS[4]) ~= ARGV[1] then
@@ -40,7 +41,7 @@ end
 redis.call('HSET', KEYS[5], 'worker', ARGV[4], 'signature', ARGV[6], 'assigned_at', ARGV[5],
   'size', #members, 'members', table.concat(members, '\n'))
 redis.call('XADD', KEYS[3], '*', 'batch_id', ARGV[3], 'signature', ARGV[6],
-  'meta', ARGV[8], 'items', '[' .. table.concat(specs, ',') .. ']')
+  'meta', redis.call('HGET', KEYS[8], 'meta') or '{}', 'items', '[' .. table.concat(specs, ',') .. ']')
 redis.call('HINCRBY', KEYS[7], 'inflight', 1)
 redis.call('HINCRBY', KEYS[6], 'claimed', #members)
 return {'assigned', #members}
