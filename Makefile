@@ -5,6 +5,8 @@
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .uv-bootstrap/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
+# Trust the machine's certificate store (corporate proxies, private CAs), like pip does.
+export UV_SYSTEM_CERTS := 1
 RUN := $(UV) run --frozen --all-packages --python python3.11
 
 .PHONY: demo test sync lint typecheck pytest redis
