@@ -112,8 +112,8 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
         client.close()
 
 
-def test_the_package_exports_exactly_the_two_clients() -> None:
-    assert flowmesh_core.client.__all__ == ["AsyncClient", "Client"]
+def test_the_package_exports_exactly_the_two_clients_and_python_operator() -> None:
+    assert flowmesh_core.client.__all__ == ["AsyncClient", "Client", "python_operator"]
 
 
 # -- requests and parsing --------------------------------------------------------------

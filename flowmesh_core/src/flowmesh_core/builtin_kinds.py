@@ -23,6 +23,9 @@ class _Params(BaseModel):
 class EmbedParams(_Params):
     normalize: bool = True
     max_seq_length: int | None = Field(default=None, ge=1, le=32768)
+    # With a field, each element of ``texts`` is an object and its ``field`` is the text
+    # (e.g. ``completion`` to embed what ``llm.generate`` wrote).
+    field: str | None = Field(default=None, min_length=1, max_length=256)
 
 
 class GenerateParams(_Params):
@@ -63,6 +66,16 @@ class TemplateParams(_Params):
 class FilterParams(_Params):
     min_score: float | None = None
     max_score: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FilterParams:
+        low, high = self.min_score, self.max_score
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_score {self.min_score} is above max_score {self.max_score}: no item "
+                "could pass; swap them"
+            )
+        return self
 
 
 class DedupParams(_Params):

@@ -12,17 +12,21 @@ and S3 keys, so a loose check here is a path-traversal hole elsewhere.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
+import textwrap
+from collections.abc import Callable
 from typing import Any
 
-from flowmesh_core.errors import InvalidDigestError, InvalidInputError
+from flowmesh_core.errors import InvalidDigestError, InvalidInputError, InvalidOperatorError
 
 __all__ = [
     "DIGEST_PREFIX",
     "canonical_json",
     "digest_bytes",
     "digest_value",
+    "function_version",
     "hex_of",
     "validate_digest",
 ]
@@ -74,3 +78,30 @@ def canonical_json(value: Any) -> bytes:
 def digest_value(value: Any) -> str:
     """The digest of a JSON value's canonical form."""
     return digest_bytes(canonical_json(value))
+
+
+def function_version(fn: Callable[..., Any]) -> str:
+    """The version of a ``python`` operator: a hash of its function's source text.
+
+    ``"src-"`` and the first 16 hex digits of the sha256 of the UTF-8 bytes of
+    ``textwrap.dedent(inspect.getsource(fn))``: the function's own lines as written,
+    decorators included (a wrapper made with ``functools.wraps`` is followed to the
+    function it wraps), common indentation removed, line endings as Python reads them
+    (``\\n``). Comments and blank lines inside the function count. Only this text counts:
+    a helper it calls, a constant it reads or a library it imports may change without
+    changing the version. The client and the worker both call this, and a worker whose
+    source differs refuses the work rather than file its result under the client's key.
+
+    Raises InvalidOperatorError when there is no source to read (a built-in, or code typed
+    into an interactive session).
+    """
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError) as exc:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise InvalidOperatorError(
+            f"cannot read the source of {name} ({exc}): a python operator needs a function "
+            "defined in a module file that the workers can import"
+        ) from exc
+    text = textwrap.dedent(source).encode("utf-8")
+    return "src-" + hashlib.sha256(text).hexdigest()[:16]

@@ -101,6 +101,32 @@ class Settings(BaseSettings):
         description="overrides of the utility weights (see control/utility.py UtilityWeights)",
     )
 
+    worker_python_modules: list[str] = Field(
+        default_factory=list,
+        description="modules (and their submodules) whose functions the python kind may "
+        'call on this worker, e.g. ["myteam.ops"]; empty = the python kind is refused',
+    )
+    worker_model_dir: str | None = Field(
+        default=None,
+        description="where a worker keeps models it builds or unpacks "
+        "(default: the user cache dir, ~/.cache/flowmesh/models)",
+    )
+    worker_model_cache_mb: int = Field(
+        default=4096, ge=1, description="memory a worker may spend keeping models warm (MiB)"
+    )
+    worker_generate_backend: str = Field(
+        default="auto",
+        description="llm.generate engine: transformers, vllm, or auto (vllm on a GPU with "
+        "vllm installed, else transformers)",
+    )
+
+    @field_validator("worker_generate_backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        if value not in {"auto", "transformers", "vllm"}:
+            raise ValueError("use auto, transformers or vllm")
+        return value
+
     @field_validator("key_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import click
@@ -75,3 +76,35 @@ main.add_command(lineage_command)
 main.add_command(stats_command)
 main.add_command(serve)
 main.add_command(tenant)
+
+
+# Commands that live in other distributions (``flowmesh worker``, ``demo``, ``up`` and
+# ``down`` come with flowmesh-worker), so this package never imports torch.
+_PLUGIN_GROUP = "flowmesh.commands"
+_PLUGIN_HOMES = {"worker": "flowmesh-worker", "demo": "flowmesh-worker"}
+_PLUGIN_HOMES |= {"up": "flowmesh-worker", "down": "flowmesh-worker"}
+
+
+def _missing(name: str, distribution: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise click.UsageError(
+            f"`flowmesh {name}` comes with the {distribution} package, which is not "
+            f"installed: pip install {distribution}"
+        )
+
+    command.help = f"(needs {distribution}: pip install {distribution})"
+    return command
+
+
+def _add_plugins() -> None:
+    found = {ep.name: ep for ep in entry_points(group=_PLUGIN_GROUP)}
+    for name in sorted(set(found) | set(_PLUGIN_HOMES)):
+        if name in found:
+            main.add_command(found[name].load(), name)
+        else:
+            main.add_command(_missing(name, _PLUGIN_HOMES[name]))
+
+
+_add_plugins()

@@ -9,9 +9,13 @@ these and never talk HTTP themselves.
         status = fm.wait(run.workflow_id, timeout=600)
         if status.state == "done":
             data = fm.result_json(status.nodes[-1].result_digest)
+
+``python_operator(fn, inputs, **kwargs)`` builds a ``python`` operator from a function,
+its version being the function's source hash.
 """
 
 from flowmesh_core.client._async import AsyncClient
+from flowmesh_core.client._python import python_operator
 from flowmesh_core.client._sync import Client
 
-__all__ = ["AsyncClient", "Client"]
+__all__ = ["AsyncClient", "Client", "python_operator"]

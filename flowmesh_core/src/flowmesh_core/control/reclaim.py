@@ -35,6 +35,8 @@ async def reclaim_dead_workers(
     """
     requeued = 0
     for worker_id in await store.dead_workers(time.time() - ttl_s):
+        retired = await store.is_retired(worker_id)
+        before = requeued
         for entry_id, batch_id in await store.take_assignments(worker_id):
             for member in await store.drop_assignment(worker_id, entry_id, batch_id):
                 _tenant, domain, op_key = member.split("|", 2)
@@ -47,7 +49,10 @@ async def reclaim_dead_workers(
                     continue
                 requeued += await store.requeue(domain, op_key, worker_id)
         await store.forget_worker(worker_id)
-        log.warning("worker %s stopped heartbeating; its work was re-planned", worker_id)
+        if retired:
+            log.info("worker %s left; %d item(s) it held re-planned", worker_id, requeued - before)
+        else:
+            log.warning("worker %s stopped heartbeating; its work was re-planned", worker_id)
     if requeued:
         await store.wake_scheduler()
     return requeued

@@ -203,7 +203,8 @@ class Scheduler:
         for record in await self.store.workers():
             p = record.profile
             free = p.slots - record.inflight
-            if free > 0 and now - record.heartbeat < self.settings.worker_ttl_s:
+            alive = now - record.heartbeat < self.settings.worker_ttl_s
+            if free > 0 and alive and not record.draining:
                 views.append(
                     WorkerView(
                         worker_id=p.worker_id,

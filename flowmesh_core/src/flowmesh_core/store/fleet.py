@@ -24,17 +24,26 @@ EVENTS_GROUP = "control"
 
 
 class WorkerRecord:
-    """A registered worker as stored: profile, heartbeat, warm models, batches in flight."""
+    """A registered worker as stored: profile, heartbeat, warm models, batches in flight.
 
-    __slots__ = ("heartbeat", "inflight", "profile", "warm")
+    A ``draining`` worker is finishing what it holds and takes no new batches.
+    """
+
+    __slots__ = ("draining", "heartbeat", "inflight", "profile", "warm")
 
     def __init__(
-        self, profile: WorkerProfile, heartbeat: float, warm: list[str], inflight: int
+        self,
+        profile: WorkerProfile,
+        heartbeat: float,
+        warm: list[str],
+        inflight: int,
+        draining: bool = False,
     ) -> None:
         self.profile = profile
         self.heartbeat = heartbeat
         self.warm = warm
         self.inflight = inflight
+        self.draining = draining
 
 
 class FleetMixin(StoreBase):
@@ -76,6 +85,60 @@ class FleetMixin(StoreBase):
             pipe.delete(self.keys.worker(worker_id))
             await pipe.execute()
 
+    async def set_draining(self, worker_id: str) -> None:
+        """Stop assigning to a worker that is shutting down (it finishes what it holds)."""
+        async with self.guard():
+            await self._redis.hset(self.keys.worker(worker_id), "draining", "1")
+
+    async def retire_worker(self, worker_id: str) -> None:
+        """Hand a stopping worker's remaining batches back: the next reclaim round re-plans
+        whatever is still on its stream (read or not) and then removes it.
+
+        One path for "nothing left" and "batches left": a plain deregistration could race
+        a batch the scheduler assigned just before it, and strand that batch.
+        """
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.worker(worker_id), mapping={"draining": "1", "retired": "1"})
+            pipe.zadd(self.keys.workers(), {worker_id: 0})
+            await pipe.execute()
+
+    async def is_retired(self, worker_id: str) -> bool:
+        """Whether a worker left on purpose (``retire_worker``) rather than went silent."""
+        async with self.guard():
+            return await self._redis.hget(self.keys.worker(worker_id), "retired") == "1"
+
+    async def read_assignments(
+        self, worker_id: str, count: int, block_ms: int | None, *, pending: bool = False
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` batches from a worker's stream, as (entry id, fields).
+
+        ``pending`` re-reads the entries this worker was given but never acked (after a
+        restart under the same id) instead of new ones; it never blocks.
+        """
+        stream = self.keys.assignments(worker_id)
+        async with self.guard():
+            reply: Any = await self._redis.xreadgroup(
+                ASSIGNMENT_GROUP,
+                worker_id,
+                {stream: "0" if pending else ">"},
+                # The embedded store ignores BLOCK when COUNT is given (fakeredis 2.40);
+                # without COUNT it blocks, and the loop reads no more than it was handed.
+                count=None if self.embedded and not pending else count,
+                block=None if pending else block_ms,
+            )
+        return [(str(i), strings(f)) for i, f in (reply[0][1] if reply else []) if f]
+
+    async def report_batch(self, worker_id: str, entry_id: str, report: dict[str, str]) -> None:
+        """Put a completion report on the events stream and ack its assignment, atomically.
+
+        The caller has written every result to the CAS already: the ack is the promise
+        that nothing of this batch needs doing again.
+        """
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.keys.events(), report)  # type: ignore[arg-type]
+            pipe.xack(self.keys.assignments(worker_id), ASSIGNMENT_GROUP, entry_id)
+            await pipe.execute()
+
     async def workers(self) -> list[WorkerRecord]:
         """Every registered worker, alive or not (see ``heartbeat``)."""
         async with self.guard():
@@ -94,6 +157,7 @@ class FleetMixin(StoreBase):
                     float(fields.get("heartbeat", 0)),
                     json.loads(fields.get("warm", "[]")),
                     int(fields.get("inflight", 0)),
+                    fields.get("draining") == "1",
                 )
             )
         return records

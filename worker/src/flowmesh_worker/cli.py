@@ -1,0 +1,361 @@
+"""The commands this package adds to ``flowmesh``: worker, demo, up, down.
+
+Kept light: nothing here imports torch or an executor at import time, because
+``flowmesh --help`` loads this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+
+from flowmesh_core.cli._common import CliContext, pass_cli, reports_errors
+from flowmesh_core.errors import ConfigError
+from flowmesh_core.store.connection import is_embedded
+
+__all__ = ["demo_command", "down_command", "up_command", "worker_command"]
+
+log = logging.getLogger("flowmesh.worker")
+
+_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _labels(values: tuple[str, ...]) -> dict[str, str]:
+    labels = {}
+    for value in values:
+        key, sep, label = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: write labels as KEY=VALUE", param_hint="--label")
+        labels[key] = label
+    return labels
+
+
+@click.command("worker")
+@click.option("--worker-id", help="Name in the fleet (default: host-pid-random).")
+@click.option(
+    "--slots", type=click.IntRange(1, 64), default=1, show_default=True, help="Batches run at once."
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Most items per batch (what the accelerator's memory allows).",
+)
+@click.option(
+    "--price",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="$ per hour (default: a list price for the detected accelerator).",
+)
+@click.option(
+    "--watts",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Power draw in W (default: the board power of the detected accelerator).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label shown with the worker (repeatable).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="On SIGTERM, seconds the batches in hand get to finish before they are handed back.",
+)
+@click.option(
+    "--log-level", type=click.Choice(_LEVELS), default="info", show_default=True, help="Log level."
+)
+@pass_cli
+@reports_errors
+def worker_command(
+    cli: CliContext,
+    worker_id: str | None,
+    slots: int,
+    max_batch: int,
+    price: float | None,
+    watts: float | None,
+    labels: tuple[str, ...],
+    drain_timeout: float,
+    log_level: str,
+) -> None:
+    """Run a worker: take batches from the control plane, execute them, store the results.
+
+    The worker registers its accelerator (CUDA through torch, else the CPU), price and
+    power, heartbeats, and executes the batches assigned to it with the executors of each
+    kind (embed, llm.generate, score, data.*, python), keeping models warm. Results go to
+    the blob store; the batch is acknowledged only then. SIGTERM or Ctrl-C drains: the
+    batches in hand finish, the rest is handed back, and the worker leaves the fleet.
+
+    It needs the control plane's Redis (FLOWMESH_REDIS_URL=redis://...) and blob store
+    (FLOWMESH_BLOB_URL); the embedded store lives inside one process, so use
+    `flowmesh demo` to try everything on one machine without a Redis server.
+    """
+    logging.getLogger("flowmesh").setLevel(log_level.upper())
+    settings = cli.settings
+    if is_embedded(settings.redis_url):
+        raise ConfigError(
+            "a worker process cannot reach the embedded store (memory://), which lives inside "
+            "one process: set FLOWMESH_REDIS_URL=redis://host:6379/0 (the control plane's "
+            "Redis), or run `flowmesh demo` for everything in one process"
+        )
+    from flowmesh_worker.assemble import build_worker
+
+    worker = build_worker(
+        settings,
+        drain_s=drain_timeout,
+        worker_id=worker_id,
+        slots=slots,
+        max_batch=max_batch,
+        price_per_hour=price,
+        watts=watts,
+        labels=_labels(labels),
+    )
+    asyncio.run(_run_until_signal(worker))
+
+
+async def _run_until_signal(worker: object) -> None:
+    from flowmesh_worker.worker import Worker
+
+    assert isinstance(worker, Worker)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+    try:
+        await worker.run(stop)
+    finally:
+        await worker.store.aclose()
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        return
+    log.info("%s: draining (finishing the batches in hand, then leaving)", sig.name)
+    stop.set()
+
+
+@click.command("demo")
+@click.option(
+    "--prompts",
+    "per_tenant",
+    type=click.IntRange(min=2),
+    default=24,
+    show_default=True,
+    help="Prompts each tenant takes from the 48 shipped with the demo; each tenant's window "
+    "overlaps the next one's by half.",
+)
+@click.option(
+    "--no-isolated",
+    is_flag=True,
+    help="Skip the second part (each tenant alone), and with it the measured comparison.",
+)
+@click.option(
+    "--keep-blobs",
+    type=click.Path(file_okay=False),
+    help="Write the shared run's results to DIR and keep them "
+    "(default: a temporary directory, removed at the end).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log what the control plane and workers do.")
+@pass_cli
+@reports_errors
+def demo_command(
+    cli: CliContext, per_tenant: int, no_isolated: bool, keep_blobs: str | None, verbose: bool
+) -> None:
+    """Run the whole fabric in this process and show dedup and batching at work.
+
+    Three tenants submit overlapping workflows at once (template -> generate with
+    flowmesh/tiny-gpt -> score with flowmesh/tiny-reward -> top 5 -> embed with
+    all-MiniLM-L6-v2) to one control plane with two workers, on the embedded store (an
+    in-process Redis; no Redis server, no S3) and a temporary blob directory. Items that
+    several tenants ask for run once: the others hit the action cache or join the work in
+    flight, and compatible items from different tenants share batches. A live table
+    follows each tenant's nodes; a summary then shows items asked for vs executed, cache
+    hits, joins, batches, worker-seconds, $ and Wh, and latency per tenant.
+
+    Then each tenant runs the same work alone (its own store, blob directory and one cold
+    worker), and the summary sets the two side by side: the saving is measured, not
+    assumed. $ and Wh are worker-seconds times the workers' declared price and power.
+
+    The generate and score models are tiny random-weight models built on first use into
+    the worker model dir (real loading and batching code, meaningless text); the encoder
+    is the real all-MiniLM-L6-v2. Nothing is downloaded. It always runs embedded,
+    whatever FLOWMESH_REDIS_URL and FLOWMESH_BLOB_URL say. Ctrl-C stops it cleanly.
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from flowmesh_worker.demo import DemoInterrupted, DemoOptions, main
+    from flowmesh_worker.demo.run import logs_to
+
+    kept = Path(keep_blobs).expanduser() if keep_blobs else None
+    options = DemoOptions(per_tenant=per_tenant, isolated=not no_isolated, keep_blobs=kept)
+    console = Console()
+    try:
+        with logs_to(console, verbose):
+            main(options, cli.settings, console)
+    except (DemoInterrupted, KeyboardInterrupt):
+        console.print("[yellow]interrupted[/yellow]: workers and control plane stopped")
+        raise SystemExit(130) from None
+
+
+_STATE_DIR_HELP = "Where the state file and logs live [default: ~/.local/state/flowmesh]."
+
+
+@click.command("up")
+@click.option(
+    "--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="Workers to start."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Control plane address.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Control plane port [default: server_url's port, 8470].",
+)
+@click.option(
+    "--slots",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Batches each worker runs at once.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Most items in one batch, per worker.",
+)
+@click.option("--tenant", default="local", show_default=True, help="Admin tenant for local use.")
+@click.option("--state-dir", type=click.Path(file_okay=False), help=_STATE_DIR_HELP)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=90.0,
+    show_default=True,
+    help="Seconds to wait for /healthz and every worker's registration.",
+)
+@click.option(
+    "--log-level", type=click.Choice(_LEVELS), default="info", show_default=True, help="Log level."
+)
+@pass_cli
+@reports_errors
+def up_command(
+    cli: CliContext,
+    workers: int,
+    host: str,
+    port: int | None,
+    slots: int,
+    max_batch: int,
+    tenant: str,
+    state_dir: str | None,
+    timeout: float,
+    log_level: str,
+) -> None:
+    """Start a local cluster: the control plane and N workers, on the real Redis.
+
+    Each is a detached `flowmesh serve` / `flowmesh worker` process, logging to a file in
+    the state directory; the state file there (mode 0600) lists pids, URL, key prefix,
+    logs and the token. `up` returns once /healthz answers and every worker has
+    registered, and makes sure an admin tenant for local use exists (--tenant). On
+    stdout it prints `export` lines for FLOWMESH_SERVER_URL and FLOWMESH_TOKEN, so
+    `eval "$(flowmesh up)"` sets them; the token is kept in the state directory for the
+    next `up`. Refuses to start while a cluster from the same state directory runs.
+
+    Needs FLOWMESH_REDIS_URL=redis://...: separate processes cannot share the embedded
+    store (for everything in one process, use `flowmesh demo`). Stop with `flowmesh down`.
+    """
+    from pathlib import Path
+
+    from flowmesh_core.cli._common import err_console
+    from flowmesh_worker import cluster
+
+    settings = cli.settings
+    options = cluster.UpOptions(
+        state_dir=Path(state_dir) if state_dir else cluster.default_state_dir(),
+        workers=workers,
+        host=host,
+        port=_default_port(settings.server_url) if port is None else port,
+        slots=slots,
+        max_batch=max_batch,
+        tenant=tenant,
+        timeout_s=timeout,
+        log_level=log_level,
+        config_file=cli.config_file,
+    )
+    state = cluster.up(settings, options, say=lambda line: err_console.print(line, highlight=False))
+    err_console.print(cluster.summary(state))
+    err_console.print(f"logs in {options.state_dir / 'logs'}", highlight=False)
+    click.echo(f"export FLOWMESH_SERVER_URL={state.url}")
+    if state.token is not None:
+        click.echo(f"export FLOWMESH_TOKEN={state.token}")
+        told = f"its token is above and in {options.state_dir / cluster.STATE_FILE}"
+    else:
+        told = (
+            f"it existed already on this Redis and prefix, and its token is not kept in "
+            f"{options.state_dir}: use the token you saved, or `up` with --tenant NAME"
+        )
+    err_console.print(
+        f"tenant {state.tenant!r} (admin): {told}. Stop the cluster with `flowmesh down`.",
+        highlight=False,
+    )
+
+
+def _default_port(server_url: str) -> int:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(server_url).port or 8470
+    except ValueError as exc:
+        raise ConfigError(f"server_url {server_url!r}: {exc}") from exc
+
+
+@click.command("down")
+@click.option("--state-dir", type=click.Path(file_okay=False), help=_STATE_DIR_HELP)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=75.0,
+    show_default=True,
+    help="Seconds the workers (then the control plane) get to stop before SIGKILL.",
+)
+@reports_errors
+def down_command(state_dir: str | None, timeout: float) -> None:
+    """Stop the local cluster that `flowmesh up` started.
+
+    SIGTERM to the workers first: each finishes the batches in hand (a worker drains for
+    up to 60 s), hands back the rest and leaves the fleet. Then SIGTERM to the control
+    plane. A process still running after --timeout is killed (SIGKILL), and said so;
+    work it held is re-planned by the next control plane. The state file is removed (the
+    logs and the saved token stay). With no cluster running, says so and exits 0.
+    """
+    from pathlib import Path
+
+    from flowmesh_core.cli._common import err_console
+    from flowmesh_worker import cluster
+
+    directory = Path(state_dir) if state_dir else cluster.default_state_dir()
+    state, report = cluster.down(directory, timeout)
+    if state is None:
+        err_console.print(f"no local cluster is running (no state file in {directory})")
+        return
+    for proc in report.killed:
+        err_console.print(
+            f"{proc.role} {proc.name} (pid {proc.pid}) did not stop within {timeout:g} s: "
+            f"killed it (SIGKILL); its log: {proc.log}",
+            highlight=False,
+        )
+    if report.gone:
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in report.gone)
+        err_console.print(f"already gone: {names}", highlight=False)
+    stopped = len(report.stopped) + len(report.killed)
+    err_console.print(f"stopped {stopped} process(es) of the cluster at {state.url}")

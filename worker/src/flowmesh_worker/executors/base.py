@@ -1,0 +1,83 @@
+"""What an executor is: the code that runs one batch of one kind.
+
+An executor receives a ``Batch`` whose inputs are already resolved (blob references read
+from the CAS) and returns one outcome per item, in order: a JSON-able value, or an
+``ItemError`` for an item that failed on its own. Raising fails the whole batch; the
+worker then runs the items one at a time to find the one to blame, so an executor never
+has to guess which item broke a batched call.
+
+Executors that need weights implement ``load`` (called through the worker's warm-model
+cache, never per batch) and get the loaded object back in ``run``. An executor must never
+touch Redis or the CAS: what goes in and out is the worker's business.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flowmesh_core.models import ModelRef
+
+__all__ = ["Batch", "Executor", "ItemError", "Loaded", "WorkItem"]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One item to compute: its resolved inputs and its own (normalized) params."""
+
+    op_key: str
+    inputs: Mapping[str, Any]
+    params: Mapping[str, Any]
+    sample_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items that share kind, version, model and every param the executor cannot vary."""
+
+    kind: str
+    version: str
+    model: ModelRef | None
+    items: Sequence[WorkItem]
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The params of the first item (the signature params are the same for all)."""
+        return self.items[0].params if self.items else {}
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """An item that failed on its own; ``message`` goes into every requester's lineage."""
+
+    message: str
+
+
+@dataclass
+class Loaded:
+    """Weights in memory: the object ``run`` gets, and what it costs to keep it warm."""
+
+    model: Any
+    nbytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Executor(ABC):
+    """Runs batches of one kind. Instances are created once per worker and reused."""
+
+    kind: ClassVar[str]
+    needs_model: ClassVar[bool] = False
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+
+    def load(self, path: Path, model: ModelRef) -> Loaded:
+        """Load the weights at ``path`` (a local directory) for ``model``."""
+        raise NotImplementedError(f"kind {self.kind!r} takes no model")
+
+    @abstractmethod
+    def run(self, batch: Batch, loaded: Loaded | None) -> list[Any]:
+        """One outcome per item of ``batch``, in order: a JSON-able value or an ItemError."""

