@@ -474,6 +474,42 @@ async def test_a_report_read_by_a_killed_control_plane_is_applied_after_restart(
     assert len(executed(worker)) == 2
 
 
+@pytest.mark.parametrize("ending", ["done", "failed"])
+async def test_a_plane_killed_between_an_item_ending_and_its_node_settling_loses_nothing(
+    fabric: Fabric, ending: str
+) -> None:
+    # The last item's result (or final failure) is recorded atomically, but the node's
+    # transition (manifest, dependents, workflow) is applied after it. A plane killed in
+    # between must not strand the workflow: its replacement finds the transition recorded
+    # in the settle hash and applies it.
+    first = await fabric.plane(consumer="host-a-101", max_attempts=1)
+    acme = await fabric.tenant("acme")
+    died = asyncio.Event()
+
+    async def killed(node_key: str, outcome: str) -> None:
+        died.set()
+        await asyncio.Event().wait()  # the process dies here
+
+    first.engine.settle = killed  # type: ignore[method-assign]
+    failing = "bad" if ending == "failed" else None
+
+    def execute(item: Item) -> Any:
+        if item.inputs.get("prompts") == failing:
+            raise ValueError("refusing bad")
+        return echo(item)
+
+    await fabric.worker(execute=execute)
+    nodes = workflow(gen=generate(["k1", failing or "k2"]), more=generate({"ref": "gen"}))
+    sub = await first.submit_workflow(acme, nodes)
+    await asyncio.wait_for(died.wait(), timeout=5)
+    await fabric.kill_plane(first)
+
+    second = await fabric.plane(consumer="host-b-202")
+    done = await second.wait(acme, sub.workflow_id, 8.0)
+    assert done.state is (NodeState.DONE if ending == "done" else NodeState.FAILED), done
+    assert await second.store.unsettled() == {}
+
+
 async def test_two_control_planes_one_scheduler_and_each_item_runs_once(fabric: Fabric) -> None:
     one = await fabric.plane(consumer="host-a-1", lease_ttl_s=3.0)
     two = await fabric.plane(consumer="host-b-2", lease_ttl_s=3.0)

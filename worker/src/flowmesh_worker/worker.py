@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 
 from flowmesh_core.models import WorkerProfile
-from flowmesh_core.protocol import Assignment
+from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.store import Store
 from flowmesh_worker.runner import BatchRunner
 
@@ -134,39 +135,63 @@ class Worker:
             self._slot_freed.set()
 
     async def _execute(self, entry_id: str, assignment: Assignment) -> None:
-        for attempt, backoff in enumerate((*RETRY_BACKOFF_S, None)):
+        report = await self._run(assignment)
+        await self._report(entry_id, report)
+        failed = sum(1 for r in report.results if r.error is not None)
+        self.batches_done += 1
+        self.items_done += len(report.results)
+        log.info(
+            "batch %s: %d %s item(s) in %.3fs (load %.3fs)%s",
+            assignment.batch_id, len(report.results), assignment.kind,
+            report.finished_at - report.started_at, report.load_seconds,
+            f", {failed} failed" if failed else "",
+        )  # fmt: skip
+
+    async def _run(self, assignment: Assignment) -> Completion:
+        """Execute the batch, retrying while its results cannot be stored (the CAS fails
+        under us). Past the retries, a report that fails every item: the control plane
+        retries them (up to max_attempts) and this worker's slot is freed."""
+        for backoff in RETRY_BACKOFF_S:
             try:
-                report = await asyncio.to_thread(self.runner.run, assignment)
-                await self.store.report_batch(self.worker_id, entry_id, report.to_stream())
+                return await asyncio.to_thread(self.runner.run, assignment)
             except Exception as exc:
-                # The CAS or Redis failed under us: nothing was acked, so nothing is lost.
-                if backoff is None:
-                    log.error(
-                        "batch %s: giving up after %d attempts (%s); it stays unacked "
-                        "and is re-planned when this worker stops", assignment.batch_id,
-                        attempt + 1, exc,
-                    )  # fmt: skip
-                    return
                 log.warning("batch %s: %s; retrying in %.1fs", assignment.batch_id, exc, backoff)
                 await asyncio.sleep(backoff)
-                continue
-            failed = sum(1 for r in report.results if r.error is not None)
-            self.batches_done += 1
-            self.items_done += len(report.results)
-            log.info(
-                "batch %s: %d %s item(s) in %.3fs (load %.3fs)%s",
-                assignment.batch_id, len(report.results), assignment.kind,
-                report.finished_at - report.started_at, report.load_seconds,
-                f", {failed} failed" if failed else "",
-            )  # fmt: skip
-            return
+        try:
+            return await asyncio.to_thread(self.runner.run, assignment)
+        except Exception as exc:
+            log.error("batch %s: results could not be stored: %s", assignment.batch_id, exc)
+            return _failed(assignment, self.worker_id, f"results could not be stored: {exc}")
+
+    async def _report(self, entry_id: str, report: Completion) -> None:
+        """Report and ack, retrying until Redis takes it. The results are in the CAS, so
+        a report that did not land never runs the batch again. If Redis stays away past
+        the heartbeat TTL, the control plane re-plans the batch and this late report is
+        harmless (the first result wins)."""
+        for attempt in itertools.count():
+            try:
+                await self.store.report_batch(self.worker_id, entry_id, report.to_stream())
+                return
+            except Exception as exc:
+                delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
+                log.warning(
+                    "batch %s: report failed (%s); retrying in %.1fs",
+                    report.batch_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
 
     async def _drain(self) -> None:
         with contextlib.suppress(Exception):
             await self.store.set_draining(self.worker_id)
         if not self._running:
             return
-        log.info("worker %s draining %d batch(es) in hand", self.worker_id, len(self._running))
+        log.info(
+            "worker %s draining %d batch(es) in hand",
+            self.worker_id,
+            len(self._running),
+        )
         _done, pending = await asyncio.wait(set(self._running), timeout=self.drain_s)
         if pending:
             # Their threads cannot be interrupted; the batches stay unacked and the
@@ -187,3 +212,19 @@ class Worker:
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
+
+
+def _failed(assignment: Assignment, worker_id: str, error: str) -> Completion:
+    """A report that fails every item of ``assignment`` with ``error``."""
+    now = time.time()
+    return Completion(
+        batch_id=assignment.batch_id,
+        worker_id=worker_id,
+        signature=assignment.signature,
+        started_at=now,
+        finished_at=now,
+        load_seconds=0.0,
+        results=[
+            ItemResult(domain=a.domain, op_key=a.op_key, error=error) for a in assignment.items
+        ],
+    )

@@ -24,6 +24,7 @@ from flowmesh_core.errors import ServiceUnavailableError
 from flowmesh_core.protocol import Completion, ItemResult
 from flowmesh_core.store import Store
 from flowmesh_core.store.fleet import EVENTS_GROUP
+from flowmesh_core.store.ops import node_failure
 
 __all__ = ["BatchObserver", "CompletionApplier", "fail_item"]
 
@@ -72,6 +73,7 @@ class CompletionApplier:
                     grouped = True
                 if started - adopted_at > self.adopt_after_s:
                     await self.adopt_orphans()
+                    await self.engine.settle_all()
                     adopted_at = started
                 applied = await self.read_once(position, block_ms=500)
             except ServiceUnavailableError as exc:
@@ -166,8 +168,7 @@ class CompletionApplier:
             worker_seconds=seconds,
         )
         for node_key in done.finished_nodes:
-            wf_id, node = self.store.keys.parse_node(node_key)
-            await self.engine.finish_node(wf_id, node)
+            await self.engine.settle(node_key, "done")
 
     async def _failed(self, report: Completion, result: ItemResult) -> None:
         error = result.error or "the worker reported no result and no error"
@@ -195,5 +196,4 @@ async def fail_item(
 ) -> None:
     """Fail an item for good, and every node (and workflow) waiting on it."""
     for node_key in await store.fail(domain, op_key, error):
-        wf_id, node = store.keys.parse_node(node_key)
-        await engine.fail_node(wf_id, node, f"item {op_key[:12]}: {error}")
+        await engine.settle(node_key, "failed\n" + node_failure(op_key, error))

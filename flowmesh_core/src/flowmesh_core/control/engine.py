@@ -158,8 +158,17 @@ class WorkflowEngine:
         )
 
     async def finish_node(self, wf_id: str, name: str) -> None:
-        """Record a node's result once its last item is done, then advance the workflow."""
+        """Record a node's result once its last item is done, then advance the workflow.
+
+        Idempotent, and safe to repeat after a crash anywhere in it: a node already
+        marked done still advances its workflow (the crash may have come in between).
+        """
         record = await self.store.node_record(wf_id, name)
+        if not record:
+            return  # the workflow is gone (purged)
+        if record.get("state") == "done":
+            await self.advance(wf_id)
+            return
         total = int(record.get("items_total", 0))
         digests = await self.store.item_digests(wf_id, name, total)
         if any(d is None for d in digests):
@@ -171,24 +180,40 @@ class WorkflowEngine:
             await self.store.record_blob(result, len(manifest), "application/json")
         else:
             result = str(digests[0])
-        if not await self.store.finish_node(wf_id, name, "done", result_digest=result):
-            return
-        await self.store.grant_result(record.get("tenant", ""), result)
-        log.info("node %s/%s done: %s", wf_id, name, result)
-        await self.store.notify(wf_id, f"node:{name}:done")
+        if await self.store.finish_node(wf_id, name, "done", result_digest=result):
+            await self.store.grant_result(record.get("tenant", ""), result)
+            log.info("node %s/%s done: %s", wf_id, name, result)
+            await self.store.notify(wf_id, f"node:{name}:done")
         await self.advance(wf_id)
 
     async def fail_node(self, wf_id: str, name: str, error: str) -> None:
-        """Fail a node, the nodes downstream of it, and the workflow."""
-        if not await self.store.finish_node(wf_id, name, "failed", error=error):
-            return
+        """Fail a node, the nodes downstream of it, and the workflow (idempotent)."""
+        first = await self.store.finish_node(wf_id, name, "failed", error=error)
         workflow = await self._workflow(wf_id)
         for other in _downstream(workflow, name):
             await self.store.finish_node(
                 wf_id, other, "failed", error=f"upstream node {name!r} failed: {error}"
             )
         await self.store.set_workflow_status(wf_id, "failed", final=True)
-        await self.store.notify(wf_id, f"node:{name}:failed")
+        if first:
+            await self.store.notify(wf_id, f"node:{name}:failed")
+
+    async def settle(self, node_key: str, outcome: str) -> None:
+        """Apply a node transition recorded in the settle hash, then clear it."""
+        wf_id, name = self.store.keys.parse_node(node_key)
+        if outcome == "done":
+            await self.finish_node(wf_id, name)
+        else:
+            await self.fail_node(wf_id, name, outcome.partition("\n")[2] or "failed")
+        await self.store.settled(node_key)
+
+    async def settle_all(self) -> int:
+        """Apply every transition a control plane recorded but did not finish applying
+        (it died in between); how many there were."""
+        pending = await self.store.unsettled()
+        for node_key, outcome in pending.items():
+            await self.settle(node_key, outcome)
+        return len(pending)
 
     async def advance(self, wf_id: str) -> None:
         """Start every node whose inputs are all done; finish the workflow when all are."""

@@ -9,6 +9,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:op:{domain}:{op_key}:waiters   LIST    lineage keys of every requester waiting
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
+    {p}:settle                         HASH    node key -> "done" | "failed\n<error>": nodes
+                                               whose last item ended but whose transition
+                                               (manifest, dependents, workflow) is not yet
+                                               applied; a restarted control plane applies it
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
@@ -89,6 +93,9 @@ class KeySpace:
 
     def inflight(self) -> str:
         return f"{self.prefix}:inflight"
+
+    def settle(self) -> str:
+        return f"{self.prefix}:settle"
 
     @staticmethod
     def inflight_member(domain: str, op_key: str) -> str:

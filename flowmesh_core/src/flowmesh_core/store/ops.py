@@ -17,7 +17,7 @@ from flowmesh_core.models import Item, ItemStatus, Requester
 from flowmesh_core.store._base import StoreBase, strings
 from flowmesh_core.store.records import CompleteResult, JoinOutcome, JoinResult
 
-__all__ = ["OpsMixin", "signature_meta"]
+__all__ = ["OpsMixin", "node_failure", "signature_meta"]
 
 DEFAULT_VIRTUAL_COST = 0.01
 """Seconds of virtual time one item advances its tenant's fair-queuing clock by."""
@@ -211,7 +211,7 @@ class OpsMixin(StoreBase):
         validate_digest(digest)
         k = self.keys
         now = time.time()
-        keys = [*self._op_keys(domain, op_key), k.results()]
+        keys = [*self._op_keys(domain, op_key), k.results(), k.settle()]
         args = [
             k.inflight_member(domain, op_key),
             digest,
@@ -231,9 +231,27 @@ class OpsMixin(StoreBase):
     async def fail(self, domain: str, op_key: str, error: str) -> tuple[str, ...]:
         """Fail the op for every waiting requester; the node keys that failed with it."""
         k = self.keys
-        keys = self._op_keys(domain, op_key)
-        args = [k.inflight_member(domain, op_key), error, repr(time.time()), k.ready("")]
+        keys = [*self._op_keys(domain, op_key), k.settle()]
+        node_error = node_failure(op_key, error)
+        args = [
+            k.inflight_member(domain, op_key),
+            error,
+            repr(time.time()),
+            k.ready(""),
+            node_error,
+        ]
         return tuple(await self.run_script("fail", keys, args))
+
+    async def unsettled(self) -> dict[str, str]:
+        """Nodes whose last item ended but whose transition is not applied yet (see
+        ``KeySpace.settle``): node key -> "done" or "failed\n<error>"."""
+        async with self.guard():
+            return strings(await self._redis.hgetall(self.keys.settle()))
+
+    async def settled(self, node_key: str) -> None:
+        """A node's transition has been applied in full."""
+        async with self.guard():
+            await self._redis.hdel(self.keys.settle(), node_key)
 
     async def finish_batch(
         self, batch_id: str, worker: str, size: int, seconds: float, cost: float, energy: float
@@ -243,3 +261,8 @@ class OpsMixin(StoreBase):
         keys = [k.batch(batch_id), k.worker(worker), k.cluster_stats()]
         args = [size, repr(seconds), repr(cost), repr(energy)]
         return bool(await self.run_script("finish_batch", keys, args))
+
+
+def node_failure(op_key: str, error: str) -> str:
+    """The error a node records when one of its items fails for good."""
+    return f"item {op_key[:12]}: {error}"

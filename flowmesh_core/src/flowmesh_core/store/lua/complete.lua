@@ -5,13 +5,15 @@
 -- added to each requester's tenant totals.
 --
 -- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats,
---       6 all results set
+--       6 all results set, 7 nodes to settle
 -- ARGV: 1 inflight member, 2 result digest, 3 finished_at, 4 batch id, 5 worker,
 --       6 started_at, 7 cost in USD, 8 energy in Wh, 9 worker-seconds,
 --       10 tenant stats template (KeySpace.stats_template),
 --       11 tenant results template (KeySpace.results_template)
 -- Returns {outcome, digest, n_released, node keys finished...}; outcome is completed |
--- duplicate. A node key is listed when this call released its last pending item.
+-- duplicate. A node key is listed when this call released its last pending item; it is
+-- also written to the settle hash, so the node's transition survives a control plane
+-- that dies before applying it.
 
 local existing = redis.call('GET', KEYS[1])
 local digest = existing or ARGV[2]
@@ -42,6 +44,7 @@ for _, waiter in ipairs(waiters) do
   if info[2] and redis.call('HEXISTS', info[2], 'remaining') == 1 then
     if redis.call('HINCRBY', info[2], 'remaining', -1) == 0 then
       out[#out + 1] = info[2]
+      redis.call('HSET', KEYS[7], info[2], 'done')
     end
   end
 end

@@ -2,10 +2,13 @@
 -- the in-flight op so that a later request may try again. Nothing enters the action cache.
 -- An op already completed is left alone (a result beats a late failure report).
 --
--- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats
--- ARGV: 1 inflight member, 2 error message, 3 now, 4 ready zset template
+-- KEYS: 1 action cache, 2 op hash, 3 op waiters, 4 inflight zset, 5 cluster stats,
+--       6 nodes to settle
+-- ARGV: 1 inflight member, 2 error message, 3 now, 4 ready zset template,
+--       5 the node's error (names the item)
 -- Returns the node keys of the waiting requesters that this call failed (a node is
--- listed once, the first time one of its items fails).
+-- listed once, the first time one of its items fails); each is also written to the
+-- settle hash, so the failure reaches the workflow even if the control plane dies now.
 
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {}
@@ -21,6 +24,7 @@ for _, waiter in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
   if node and redis.call('HEXISTS', node, 'remaining') == 1 then
     if redis.call('HSETNX', node, 'error', ARGV[2]) == 1 then
       failed[#failed + 1] = node
+      redis.call('HSET', KEYS[6], node, 'failed\n' .. ARGV[5])
     end
   end
 end
