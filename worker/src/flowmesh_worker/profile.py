@@ -11,6 +11,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowmesh_core.models import WorkerProfile
 
@@ -44,7 +45,13 @@ HARDWARE: dict[str, tuple[float, float]] = {
 
 
 def detect_hardware() -> Hardware:
-    """The first CUDA device if torch sees one, else this machine's CPU and memory."""
+    """The first CUDA device if torch sees one, else this machine's CPU and memory.
+
+    Without an NVIDIA driver on the machine torch is not imported at all (it costs
+    seconds per worker start, and a data-only worker may not need it).
+    """
+    if not any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia")):
+        return _cpu()
     try:
         import torch
     except ImportError:  # a data-only worker need not have torch

@@ -126,3 +126,22 @@ def _check_expanded_size(data: Any, limit: int) -> None:
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The submission's ``Idempotency-Key`` header (1-256 printable ASCII), if any.
+
+    Raises InvalidInputError (400) for a malformed key.
+    """
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 256 or not key.isprintable() or not key.isascii():
+        raise InvalidInputError(
+            f"the {IDEMPOTENCY_HEADER} header must be 1-256 printable ASCII characters "
+            "(a retried task sends the same key to get the same submission back)"
+        )
+    return key

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 
-from flowmesh_core.api.body import ACCEPTED_TYPES, read_model
+from flowmesh_core.api.body import ACCEPTED_TYPES, idempotency_key, read_model
 from flowmesh_core.api.deps import ApiState, CurrentTenant, State
 from flowmesh_core.api.errors import ErrorBody
 from flowmesh_core.control import (
@@ -92,9 +92,9 @@ async def submit_workflow(
     or were created. Nothing is stored if any node is invalid.
     """
     workflow = await read_model(request, state.control.settings.max_body_bytes, parse_workflow)
-    result = await state.control.submit_workflow(tenant, workflow)
-    response.headers["Location"] = f"/v1/workflows/{result.workflow_id}"
-    return result
+    key = idempotency_key(request)
+    result = await state.control.submit_workflow(tenant, workflow, key)
+    return _submitted(response, result)
 
 
 @router.post(
@@ -110,8 +110,15 @@ async def submit_operator(
 ) -> SubmitResult:
     """Run one operator as a one-node workflow; its node is named ``op``."""
     operator = await read_model(request, state.control.settings.max_body_bytes, parse_operator)
-    result = await state.control.submit_operator(tenant, operator)
+    key = idempotency_key(request)
+    result = await state.control.submit_operator(tenant, operator, key)
+    return _submitted(response, result)
+
+
+def _submitted(response: Response, result: SubmitResult) -> SubmitResult:
     response.headers["Location"] = f"/v1/workflows/{result.workflow_id}"
+    if result.replayed:
+        response.status_code = 200  # nothing was created: the earlier submission stands
     return result
 
 

@@ -67,13 +67,25 @@ class AsyncClient:
             response = await self._http.send(request)
         return s.finish(call, response)
 
-    async def submit_workflow(self, workflow: Workflow | Mapping[str, Any] | str) -> SubmitResult:
-        """Submit a workflow (a model, a mapping, or YAML/JSON text); its id and plan."""
-        return await self._call(s.submit_workflow_call(workflow))
+    async def submit_workflow(
+        self, workflow: Workflow | Mapping[str, Any] | str, *, idempotency_key: str | None = None
+    ) -> SubmitResult:
+        """Submit a workflow (a model, a mapping, or YAML/JSON text); its id and plan.
 
-    async def submit_operator(self, operator: Operator | Mapping[str, Any] | str) -> SubmitResult:
-        """Submit one operator as a one-node workflow (the node is named ``op``)."""
-        return await self._call(s.submit_operator_call(operator))
+        ``idempotency_key``: a retry that sends the same key gets the same submission
+        back (``replayed``) instead of creating a second one.
+        """
+        return await self._call(s.submit_workflow_call(workflow, idempotency_key))
+
+    async def submit_operator(
+        self, operator: Operator | Mapping[str, Any] | str, *, idempotency_key: str | None = None
+    ) -> SubmitResult:
+        """Submit one operator as a one-node workflow (the node is named ``op``).
+
+        ``idempotency_key``: a retry that sends the same key gets the same submission
+        back (``replayed``) instead of creating a second one.
+        """
+        return await self._call(s.submit_operator_call(operator, idempotency_key))
 
     async def status(self, workflow_id: str, *, lineage: bool = True) -> WorkflowStatus:
         """The workflow's status now, with each node's lineage unless ``lineage=False``."""

@@ -128,6 +128,7 @@ class Call(Generic[T]):
     content_type: str | None = None
     auth: bool = True
     read_extra_s: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def _json_parser(adapter: TypeAdapter[T], what: str) -> Callable[[httpx.Response], T]:
@@ -174,16 +175,44 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-def submit_workflow_call(workflow: Workflow | Mapping[str, Any] | str) -> Call[SubmitResult]:
+def submit_workflow_call(
+    workflow: Workflow | Mapping[str, Any] | str, idempotency_key: str | None = None
+) -> Call[SubmitResult]:
     """POST a workflow: a model or mapping as JSON, text (YAML or JSON) as YAML."""
     content, content_type = _body(workflow, "workflow")
-    return Call("POST", "/v1/workflows", _SUBMIT, content=content, content_type=content_type)
+    return Call(
+        "POST",
+        "/v1/workflows",
+        _SUBMIT,
+        content=content,
+        content_type=content_type,
+        headers=_idempotency(idempotency_key),
+    )
 
 
-def submit_operator_call(operator: Operator | Mapping[str, Any] | str) -> Call[SubmitResult]:
+def submit_operator_call(
+    operator: Operator | Mapping[str, Any] | str, idempotency_key: str | None = None
+) -> Call[SubmitResult]:
     """POST one operator; the server runs it as a one-node workflow whose node is ``op``."""
     content, content_type = _body(operator, "operator")
-    return Call("POST", "/v1/operators", _SUBMIT, content=content, content_type=content_type)
+    return Call(
+        "POST",
+        "/v1/operators",
+        _SUBMIT,
+        content=content,
+        content_type=content_type,
+        headers=_idempotency(idempotency_key),
+    )
+
+
+def _idempotency(key: str | None) -> dict[str, str]:
+    if key is None:
+        return {}
+    if not 1 <= len(key) <= 256 or not key.isprintable() or not key.isascii():
+        raise InvalidInputError(
+            f"idempotency_key {key[:40]!r}...: use 1-256 printable ASCII characters"
+        )
+    return {"Idempotency-Key": key}
 
 
 def _flag(value: bool) -> str:
@@ -298,6 +327,7 @@ def build_request(
         headers["Authorization"] = f"Bearer {config.token}"
     if call.content_type is not None:
         headers["Content-Type"] = call.content_type
+    headers.update(call.headers)
     timeout = httpx.Timeout(config.timeout, read=config.timeout + call.read_extra_s)
     return http.build_request(
         call.method,

@@ -23,7 +23,7 @@ from typing import Any
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.control.models import NodePlan, NodeState, SubmitResult, Tenant
-from flowmesh_core.errors import FlowMeshError, NotFoundError
+from flowmesh_core.errors import ConflictError, FlowMeshError, NotFoundError
 from flowmesh_core.hashing import canonical_json
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.models import BlobInput, NodeRef, Operator, Requester, Workflow, WorkflowNode
@@ -53,19 +53,30 @@ class WorkflowEngine:
 
     # -- submission --------------------------------------------------------------------
 
-    async def submit(self, tenant: Tenant, workflow: Workflow) -> SubmitResult:
-        """Validate ``workflow`` whole, store it, and start every node whose inputs are known."""
+    async def submit(
+        self, tenant: Tenant, workflow: Workflow, idempotency_key: str | None = None
+    ) -> SubmitResult:
+        """Validate ``workflow`` whole, store it, and start every node whose inputs are known.
+
+        A repeated ``idempotency_key`` (a retried task) creates nothing: the answer is the
+        earlier submission's id and its plan as it stands now (``replayed``). The same key
+        with a different workflow is a ConflictError.
+        """
         wf_id = uuid.uuid4().hex
         ready = await self._validate(tenant, workflow, wf_id)
         domain = self.domain(tenant.name, tenant.organisation)
-        await self.store.create_workflow(
+        spec = workflow.model_dump_json()
+        earlier = await self.store.create_workflow(
             wf_id,
             tenant.name,
             workflow.name or "",
-            workflow.model_dump_json(),
+            spec,
             list(workflow.nodes),
             domain,
+            idempotency_key=idempotency_key,
         )
+        if earlier is not None:
+            return await self._replay(earlier, spec)
         plans = {}
         for name, expansion in ready.items():
             plans[name] = await self._start(tenant.name, domain, wf_id, name, expansion)
@@ -78,6 +89,34 @@ class WorkflowEngine:
         if all(p.state is NodeState.DONE for p in plans.values()):
             await self._finish_workflow(wf_id)
         return SubmitResult(workflow_id=wf_id, nodes=[plans[n] for n in workflow.nodes])
+
+    async def _replay(self, wf_id: str, spec: str) -> SubmitResult:
+        """The plan of an earlier submission made with the same idempotency key."""
+        state = await self.store.workflow(wf_id)
+        if state is None:
+            raise ConflictError(
+                f"this idempotency key named workflow {wf_id}, which no longer exists; "
+                "use a new key"
+            )
+        if state.spec != spec:
+            raise ConflictError(
+                f"this idempotency key was used for workflow {wf_id} with a different "
+                "workflow; a retry must resubmit the same work, or use a new key"
+            )
+        workflow = Workflow.model_validate_json(spec)
+        records = await self.store.node_records(wf_id, list(workflow.nodes))
+        plans = [
+            NodePlan(
+                node=name,
+                op_key=records[name].get("op_key"),
+                state=_plan_state(records[name].get("state"), bool(node.dependencies())),
+                items=int(records[name].get("items_total", 0)),
+                waits_for=node.dependencies(),
+            )
+            for name, node in workflow.nodes.items()
+        ]
+        log.info("submission replayed: workflow %s", wf_id)
+        return SubmitResult(workflow_id=wf_id, nodes=plans, replayed=True)
 
     async def _validate(
         self, tenant: Tenant, workflow: Workflow, wf_id: str
@@ -278,3 +317,9 @@ def _downstream(workflow: Workflow, name: str) -> list[str]:
                 found.append(other)
                 frontier.append(other)
     return found
+
+
+def _plan_state(stored: str | None, has_inputs: bool) -> NodeState:
+    if stored in set(NodeState):
+        return NodeState(stored)
+    return NodeState.WAITING if has_inputs else NodeState.PENDING

@@ -63,10 +63,15 @@ class NodePlan(FrozenModel):
 
 
 class SubmitResult(FrozenModel):
-    """The answer to a submission: the workflow id and a plan per node."""
+    """The answer to a submission: the workflow id and a plan per node.
+
+    ``replayed``: the submission repeated an earlier one's idempotency key, so nothing
+    new was created and this is the earlier workflow (its plan's counters are zero).
+    """
 
     workflow_id: str
     nodes: list[NodePlan]
+    replayed: bool = False
 
 
 class NodeStatus(FrozenModel):

@@ -116,14 +116,19 @@ class ControlPlane:
 
     # -- submission and status ---------------------------------------------------------
 
-    async def submit_workflow(self, tenant: Tenant, workflow: Workflow) -> SubmitResult:
+    async def submit_workflow(
+        self, tenant: Tenant, workflow: Workflow, idempotency_key: str | None = None
+    ) -> SubmitResult:
         """Validate, store and start a workflow (see ``WorkflowEngine.submit``)."""
-        return await self.engine.submit(tenant, workflow)
+        return await self.engine.submit(tenant, workflow, idempotency_key)
 
-    async def submit_operator(self, tenant: Tenant, operator: Operator) -> SubmitResult:
+    async def submit_operator(
+        self, tenant: Tenant, operator: Operator, idempotency_key: str | None = None
+    ) -> SubmitResult:
         """A single operator, run as a one-node workflow whose node is named ``op``."""
         node = WorkflowNode.model_validate(operator.model_dump())
-        return await self.engine.submit(tenant, Workflow(name=operator.kind, nodes={"op": node}))
+        workflow = Workflow(name=operator.kind, nodes={"op": node})
+        return await self.engine.submit(tenant, workflow, idempotency_key)
 
     async def status(
         self, tenant: Tenant, wf_id: str, *, with_lineage: bool = True

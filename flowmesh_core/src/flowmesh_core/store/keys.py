@@ -19,6 +19,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
     {p}:tenant:{tenant}:workflows      ZSET    wf ids -> created_at
+    {p}:tenant:{tenant}:submission:{h} STRING  wf id of the submission whose idempotency key
+                                               hashes to h (sha256); expires after a week
     {p}:lin:{wf_id}:{node}:{index}     HASH    one lineage record (see models.LineageRecord)
     {p}:stats:{tenant}                 HASH    requested, cache_hits, joins, created
     {p}:stats                          HASH    executed, failed, claimed (cluster-wide)
@@ -118,6 +120,9 @@ class KeySpace:
 
     def tenant_workflows(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:workflows"
+
+    def submission(self, tenant: str, key_hash: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:submission:{key_hash}"
 
     def lineage(self, wf_id: str, node: str, index: int) -> str:
         return f"{self.prefix}:lin:{wf_id}:{node}:{index}"

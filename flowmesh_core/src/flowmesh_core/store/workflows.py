@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,6 +11,9 @@ from flowmesh_core.errors import ConflictError
 from flowmesh_core.models import LineageRecord, Requester
 from flowmesh_core.store._base import StoreBase, strings
 from flowmesh_core.store.records import WorkflowState, parse_lineage
+
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+"""How long a submission's idempotency key is remembered."""
 
 __all__ = ["WorkflowsMixin"]
 
@@ -25,16 +29,30 @@ class WorkflowsMixin(StoreBase):
         spec: str,
         nodes: Sequence[str],
         domain: str = "global",
-    ) -> None:
+        idempotency_key: str | None = None,
+    ) -> str | None:
         """Store a workflow and its node states in one step; ConflictError if the id exists.
 
-        ``domain`` is the dedup domain every item of this workflow is requested in.
+        ``domain`` is the dedup domain every item of this workflow is requested in. With
+        an ``idempotency_key`` that this tenant used before (within a week), nothing is
+        stored and the earlier workflow's id is returned; otherwise None.
         """
         k = self.keys
-        keys = [k.workflow(wf_id), k.workflow_nodes(wf_id), k.tenant_workflows(tenant)]
-        args = [wf_id, tenant, name, repr(time.time()), spec, domain, *nodes]
-        if not await self.run_script("create_workflow", keys, args):
+        key_hash = hashlib.sha256((idempotency_key or "").encode()).hexdigest()
+        keys = [
+            k.workflow(wf_id),
+            k.workflow_nodes(wf_id),
+            k.tenant_workflows(tenant),
+            k.submission(tenant, key_hash),
+        ]
+        flag = "1" if idempotency_key is not None else ""
+        args = [wf_id, tenant, name, repr(time.time()), spec, domain, flag, IDEMPOTENCY_TTL_S]
+        outcome, found = await self.run_script("create_workflow", keys, [*args, *nodes])
+        if int(outcome) == 2:
+            return str(found)
+        if int(outcome) == 0:
             raise ConflictError(f"workflow id {wf_id!r} is already taken")
+        return None
 
     async def workflow(self, wf_id: str) -> WorkflowState | None:
         """A stored workflow, or None."""

@@ -1,0 +1,82 @@
+"""A live FlowMesh for the orchestrator adapters' tests: real processes, real Redis.
+
+``live`` starts one ``flowmesh serve`` and one ``flowmesh worker`` (the python kind may
+call ``tests.worker.ops``) per test module, on the real Redis under a fresh key prefix
+and a temporary blob directory, and purges the prefix when the module is done. Tests get
+tenants from ``live.tenant(name)`` (a fresh name per call, so tests do not see each other's
+workflows) and talk to the control plane only as the adapters do: over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flowmesh_core.control import create_tenant
+from flowmesh_core.store import Store
+from tests.integration.procs import Procs, Served, process_env, until
+
+
+@dataclass
+class Live:
+    """A running control plane and worker; see the module docstring."""
+
+    url: str
+    redis_url: str
+    prefix: str
+    blob_dir: Path
+    procs: Procs
+
+    def tenant(self, name: str = "team", *, admin: bool = False) -> tuple[str, str]:
+        """A new tenant (its name gets a random suffix): (name, token)."""
+        unique = f"{name}-{uuid.uuid4().hex[:6]}"
+
+        async def create() -> str:
+            store = Store.open(self.redis_url, self.prefix)
+            try:
+                _tenant, token = await create_tenant(store, unique, admin=admin)
+            finally:
+                await store.aclose()
+            return token
+
+        return unique, asyncio.run(create())
+
+    def logs(self) -> str:
+        return self.procs.logs()
+
+
+@pytest.fixture(scope="module")
+def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    directory = tmp_path_factory.mktemp("live")
+    prefix = f"fmtest-{uuid.uuid4().hex[:12]}"
+    blob_dir = directory / "blobs"
+    env = process_env(
+        redis_url,
+        prefix,
+        f"file://{blob_dir}",
+        worker_python_modules=["tests.worker.ops"],
+        worker_ttl_s=5,
+        max_attempts=2,
+    )
+    procs = Procs(directory / "logs", env)
+    try:
+        server: Served = procs.serve()
+        procs.worker("adapter-worker", "--max-batch", "32")
+        asyncio.run(until(server.healthy, 60, "the control plane to answer", procs.logs))
+        yield Live(server.url, redis_url, prefix, blob_dir, procs)
+    finally:
+        procs.close()
+
+        async def purge() -> None:
+            store = Store.open(redis_url, prefix)
+            try:
+                await store.purge()
+            finally:
+                await store.aclose()
+
+        asyncio.run(purge())
