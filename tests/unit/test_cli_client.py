@@ -21,7 +21,7 @@ from rich.console import Console
 
 from flowmesh_core.cli import _inspect, _submit, main
 from flowmesh_core.client import Client
-from flowmesh_core.control.models import (
+from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
     NodeStatus,

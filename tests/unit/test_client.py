@@ -11,6 +11,8 @@ import asyncio
 import functools
 import inspect
 import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -23,7 +25,9 @@ import flowmesh_core.client
 from flowmesh_core import errors
 from flowmesh_core.client import AsyncClient, Client
 from flowmesh_core.client._shared import MAX_WAIT_SLICE_S, WaitLoop
-from flowmesh_core.control.models import (
+from flowmesh_core.hashing import digest_bytes
+from flowmesh_core.models import LineageRecord, Operator, Workflow
+from flowmesh_core.models.api import (
     NodeState,
     NodeStatus,
     StatsReport,
@@ -31,8 +35,6 @@ from flowmesh_core.control.models import (
     TenantStats,
     WorkflowStatus,
 )
-from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.models import LineageRecord, Operator, Workflow
 
 URL = "http://fm.test:8470"
 TOKEN = "tok-123"
@@ -112,8 +114,31 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
         client.close()
 
 
-def test_the_package_exports_exactly_the_two_clients_and_python_operator() -> None:
-    assert flowmesh_core.client.__all__ == ["AsyncClient", "Client", "python_operator"]
+def test_the_package_exports_the_clients_python_operator_and_the_values_they_return() -> None:
+    assert flowmesh_core.client.__all__ == [
+        "AsyncClient",
+        "Client",
+        "NodePlan",
+        "NodeState",
+        "NodeStatus",
+        "StatsReport",
+        "SubmitResult",
+        "WorkflowStatus",
+        "python_operator",
+    ]
+
+
+def test_importing_the_client_never_imports_the_control_plane_or_redis() -> None:
+    # Adapters import the client inside orchestrator workers; the server's code and its
+    # dependencies must not come along (DESIGN.md: adapters never import the server).
+    code = (
+        "import sys, flowmesh_core.client\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in {'redis', 'fakeredis', 'fastapi'}"
+        " or m.startswith(('flowmesh_core.control', 'flowmesh_core.store', 'flowmesh_core.api'))]\n"
+        "print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # -- requests and parsing --------------------------------------------------------------

@@ -4,6 +4,8 @@ The public API is what ``__all__`` lists; modules and names starting with ``_`` 
 internal. The control plane never imports torch or an orchestrator.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from flowmesh_core.blobs import BlobStore, open_blob_store
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.keys import Expansion, expand
@@ -20,7 +22,9 @@ from flowmesh_core.models import (
 from flowmesh_core.models.parse import parse_document, parse_operator, parse_workflow
 from flowmesh_core.registry import KindSpec, Registry
 from flowmesh_core.settings import DedupDomain, Settings, load_settings
-from flowmesh_core.store import Store
+
+if TYPE_CHECKING:
+    from flowmesh_core.store import Store
 
 __version__ = "0.1.0"
 
@@ -49,3 +53,13 @@ __all__ = [
     "parse_operator",
     "parse_workflow",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The store (and with it redis) loads on first use, so the client SDK and the
+    # orchestrator adapters that import it never load the server's dependencies.
+    if name == "Store":
+        from flowmesh_core.store import Store
+
+        return Store
+    raise AttributeError(f"module 'flowmesh_core' has no attribute {name!r}")

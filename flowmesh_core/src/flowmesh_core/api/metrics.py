@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowmesh_core.control.models import StatsReport
+from flowmesh_core.models.api import StatsReport
 
 __all__ = ["ApiMetrics", "MetricsMiddleware"]
 

@@ -17,9 +17,9 @@ from rich.text import Text
 
 from flowmesh_core.cli._common import CliContext, console, pass_cli, reports_errors
 from flowmesh_core.client import Client
-from flowmesh_core.control.models import NodeState, StatsReport, WorkflowStatus
 from flowmesh_core.errors import AuthenticationError
 from flowmesh_core.models import LineageRecord, Satisfaction
+from flowmesh_core.models.api import NodeState, StatsReport, WorkflowStatus
 
 __all__ = [
     "lineage_command",

@@ -21,8 +21,8 @@ from rich.text import Text
 from flowmesh_core.cli import _inspect
 from flowmesh_core.cli._common import CliContext, console, err_console, pass_cli, reports_errors
 from flowmesh_core.client import Client
-from flowmesh_core.control.models import NodeState, SubmitResult, WorkflowStatus
 from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.models.api import NodeState, SubmitResult, WorkflowStatus
 from flowmesh_core.models.parse import parse_document
 
 __all__ = [

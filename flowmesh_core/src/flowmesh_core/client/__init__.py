@@ -11,11 +11,30 @@ these and never talk HTTP themselves.
             data = fm.result_json(status.nodes[-1].result_digest)
 
 ``python_operator(fn, inputs, **kwargs)`` builds a ``python`` operator from a function,
-its version being the function's source hash.
+its version being the function's source hash. The value types the methods return are
+re-exported here. Importing this package never imports the control plane or Redis.
 """
 
 from flowmesh_core.client._async import AsyncClient
 from flowmesh_core.client._python import python_operator
 from flowmesh_core.client._sync import Client
+from flowmesh_core.models.api import (
+    NodePlan,
+    NodeState,
+    NodeStatus,
+    StatsReport,
+    SubmitResult,
+    WorkflowStatus,
+)
 
-__all__ = ["AsyncClient", "Client", "python_operator"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "NodePlan",
+    "NodeState",
+    "NodeStatus",
+    "StatsReport",
+    "SubmitResult",
+    "WorkflowStatus",
+    "python_operator",
+]

@@ -16,8 +16,8 @@ import httpx
 
 from flowmesh_core.client import _shared as s
 from flowmesh_core.client._errors import check_response, transport_errors
-from flowmesh_core.control.models import StatsReport, SubmitResult, WorkerState, WorkflowStatus
 from flowmesh_core.models import LineageRecord, Operator, Workflow
+from flowmesh_core.models.api import StatsReport, SubmitResult, WorkerState, WorkflowStatus
 
 __all__ = ["AsyncClient"]
 

@@ -27,13 +27,6 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from flowmesh_core.client._errors import check_response
-from flowmesh_core.control.models import (
-    NodeState,
-    StatsReport,
-    SubmitResult,
-    WorkerState,
-    WorkflowStatus,
-)
 from flowmesh_core.errors import (
     AuthenticationError,
     ConfigError,
@@ -42,6 +35,13 @@ from flowmesh_core.errors import (
 )
 from flowmesh_core.hashing import DIGEST_PREFIX, digest_bytes, validate_digest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
+from flowmesh_core.models.api import (
+    NodeState,
+    StatsReport,
+    SubmitResult,
+    WorkerState,
+    WorkflowStatus,
+)
 from flowmesh_core.settings import load_settings
 
 __all__ = [

@@ -6,7 +6,9 @@ HTTP); the parts are the workflow engine (submission, expansion, advance), the s
 functions in ``utility`` and ``throughput`` that the simulator reuses.
 """
 
-from flowmesh_core.control.models import (
+from flowmesh_core.control.service import ControlPlane
+from flowmesh_core.control.tenants import create_tenant
+from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
     NodeStatus,
@@ -17,8 +19,6 @@ from flowmesh_core.control.models import (
     WorkerState,
     WorkflowStatus,
 )
-from flowmesh_core.control.service import ControlPlane
-from flowmesh_core.control.tenants import create_tenant
 
 __all__ = [
     "ControlPlane",

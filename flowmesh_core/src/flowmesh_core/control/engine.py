@@ -22,11 +22,11 @@ from collections import Counter
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
-from flowmesh_core.control.models import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.errors import ConflictError, FlowMeshError, NotFoundError
 from flowmesh_core.hashing import canonical_json
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.models import BlobInput, NodeRef, Operator, Requester, Workflow, WorkflowNode
+from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import JoinOutcome, Store, domain_for

@@ -23,7 +23,12 @@ from typing import Any
 from flowmesh_core.blobs import BlobInfo, BlobStore, open_blob_store
 from flowmesh_core.control.completions import CompletionApplier, fail_item
 from flowmesh_core.control.engine import WorkflowEngine
-from flowmesh_core.control.models import (
+from flowmesh_core.control.scheduler import Scheduler
+from flowmesh_core.control.tenants import authenticate
+from flowmesh_core.errors import NotFoundError, PermissionDeniedError
+from flowmesh_core.hashing import validate_digest
+from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
+from flowmesh_core.models.api import (
     NodeState,
     NodeStatus,
     StatsReport,
@@ -33,11 +38,6 @@ from flowmesh_core.control.models import (
     WorkerState,
     WorkflowStatus,
 )
-from flowmesh_core.control.scheduler import Scheduler
-from flowmesh_core.control.tenants import authenticate
-from flowmesh_core.errors import NotFoundError, PermissionDeniedError
-from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store

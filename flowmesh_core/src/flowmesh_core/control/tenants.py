@@ -11,8 +11,8 @@ import secrets
 
 from pydantic import ValidationError
 
-from flowmesh_core.control.models import Tenant
 from flowmesh_core.errors import AuthenticationError, ConflictError, InvalidInputError
+from flowmesh_core.models.api import Tenant
 from flowmesh_core.store import Store
 
 __all__ = ["authenticate", "create_tenant", "hash_token"]
