@@ -1,35 +1,18 @@
 #!/usr/bin/env bash
-# The README's first command: FlowMesh on the embedded default (in-process Redis, blobs on
-# local disk). Until the workers land this shows the foundation: the doctor's checks, a
-# CAS round trip, and how op keys make overlapping work from two teams the same items.
+# The README's first command: FlowMesh on the embedded default (an in-process Redis,
+# blobs on local disk; no Redis server, no S3). The doctor checks the store and the blob
+# store in one line; then `flowmesh demo` runs three tenants' overlapping workflows on one
+# shared fabric (a control plane and two workers, real models), runs the same work for
+# each tenant alone, and compares the two. See `flowmesh demo --help`.
 set -euo pipefail
 RUN=$1
 cd "$(dirname "$0")/.."
-unset FLOWMESH_REDIS_URL  # the embedded store, whatever the shell had set
+unset FLOWMESH_REDIS_URL FLOWMESH_BLOB_URL  # the embedded default, whatever the shell had set
 
-echo "== flowmesh doctor (embedded default) =="
-$RUN flowmesh doctor
-
-echo
-echo "== CAS round trip: put a file, get it back verified =="
-digest=$($RUN flowmesh cas put examples/operators/embed-team-a.yaml)
-echo "digest: $digest"
-out=$(mktemp)
-$RUN flowmesh cas get "$digest" -o "$out"
-cmp "$out" examples/operators/embed-team-a.yaml && echo "bytes match"
-rm -f "$out"
-
-echo
-echo "== op keys: two teams, overlapping prompt sets =="
-$RUN flowmesh key examples/operators/embed-team-a.yaml
-$RUN flowmesh key examples/operators/embed-team-b.yaml
-$RUN python - <<'PY'
-import json, subprocess
-def items(path):
-    out = subprocess.run(["flowmesh", "key", path, "--json"], check=True, capture_output=True)
-    return {i["op_key"] for i in json.loads(out.stdout)["items"]}
-a = items("examples/operators/embed-team-a.yaml")
-b = items("examples/operators/embed-team-b.yaml")
-print(f"team A asks for {len(a)} items, team B for {len(b)}; {len(a & b)} are the same items,")
-print(f"so the fabric runs {len(a | b)} instead of {len(a) + len(b)}.")
-PY
+if doctor=$($RUN flowmesh doctor 2>&1); then
+    echo "flowmesh doctor (embedded default): $(tail -n 1 <<<"$doctor")"
+else
+    echo "$doctor"
+    exit 1
+fi
+exec $RUN flowmesh demo

@@ -148,7 +148,7 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     "--prompts",
     "per_tenant",
     type=click.IntRange(min=2),
-    default=24,
+    default=32,
     show_default=True,
     help="Prompts each tenant takes from the 48 shipped with the demo; each tenant's window "
     "overlaps the next one's by half.",
@@ -204,7 +204,7 @@ def demo_command(
         with logs_to(console, verbose):
             main(options, cli.settings, console)
     except (DemoInterrupted, KeyboardInterrupt):
-        console.print("[yellow]interrupted[/yellow]: workers and control plane stopped")
+        console.print("[yellow]interrupted[/yellow]: everything the demo started is stopped")
         raise SystemExit(130) from None
 
 

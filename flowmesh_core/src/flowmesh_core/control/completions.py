@@ -23,7 +23,7 @@ from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.errors import ServiceUnavailableError
 from flowmesh_core.protocol import Completion, ItemResult
 from flowmesh_core.store import Store
-from flowmesh_core.store.fleet import EVENTS_GROUP
+from flowmesh_core.store.fleet import EMBEDDED_POLL_S, EVENTS_GROUP
 from flowmesh_core.store.ops import node_failure
 
 __all__ = ["BatchObserver", "CompletionApplier", "fail_item"]
@@ -99,17 +99,19 @@ class CompletionApplier:
     async def read_once(self, position: str = ">", block_ms: int = 500) -> int:
         """Read and apply one chunk of reports; how many were applied."""
         stream = self.store.keys.events()
+        blocks = position != "0" and not self.store.embedded  # see EMBEDDED_POLL_S
         async with self.store.guard():
             reply: Any = await self.store.redis.xreadgroup(
                 EVENTS_GROUP,
                 self.consumer,
                 {stream: position},
-                # The embedded store (fakeredis 2.40) ignores BLOCK when COUNT is given, and
-                # an idle loop would spin a core; without COUNT it blocks as Redis does.
-                count=None if self.store.embedded else 64,
-                block=None if position == "0" else block_ms,
+                count=64,
+                block=block_ms if blocks else None,
             )
-        return await self._apply_entries(reply[0][1] if reply else [])
+        entries = reply[0][1] if reply else []
+        if not entries and position != "0" and not blocks:
+            await asyncio.sleep(min(block_ms / 1000, EMBEDDED_POLL_S))
+        return await self._apply_entries(entries)
 
     async def _apply_entries(self, entries: list[Any]) -> int:
         """Apply each report, then acknowledge it (acked only once applied)."""

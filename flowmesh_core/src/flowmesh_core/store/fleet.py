@@ -7,6 +7,7 @@ only its holder's ``claim_batch`` calls assign anything.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -21,6 +22,15 @@ __all__ = ["ASSIGNMENT_GROUP", "EVENTS_GROUP", "FleetMixin", "WorkerRecord"]
 
 ASSIGNMENT_GROUP = "worker"
 EVENTS_GROUP = "control"
+
+EMBEDDED_POLL_S = 0.05
+"""How long a stream read on the embedded store sleeps when it found nothing.
+
+fakeredis 2.40 cannot block on XREADGROUP safely: with COUNT it ignores BLOCK, and
+without COUNT it moves entries that are already waiting into the pending list and never
+returns them (the reader stalls while the entry sits unacked). So readers on the
+embedded store poll instead: a non-blocking read, then this sleep when it came back empty.
+"""
 
 
 class WorkerRecord:
@@ -113,20 +123,24 @@ class FleetMixin(StoreBase):
         """Up to ``count`` batches from a worker's stream, as (entry id, fields).
 
         ``pending`` re-reads the entries this worker was given but never acked (after a
-        restart under the same id) instead of new ones; it never blocks.
+        restart under the same id) instead of new ones; it never blocks. On the embedded
+        store the read does not block either (see ``EMBEDDED_POLL_S``): it returns what
+        is there, after a short sleep when nothing is.
         """
         stream = self.keys.assignments(worker_id)
+        blocks = not pending and not self.embedded
         async with self.guard():
             reply: Any = await self._redis.xreadgroup(
                 ASSIGNMENT_GROUP,
                 worker_id,
                 {stream: "0" if pending else ">"},
-                # The embedded store ignores BLOCK when COUNT is given (fakeredis 2.40);
-                # without COUNT it blocks, and the loop reads no more than it was handed.
-                count=None if self.embedded and not pending else count,
-                block=None if pending else block_ms,
+                count=count,
+                block=block_ms if blocks else None,
             )
-        return [(str(i), strings(f)) for i, f in (reply[0][1] if reply else []) if f]
+        entries = [(str(i), strings(f)) for i, f in (reply[0][1] if reply else []) if f]
+        if not entries and not pending and not blocks and block_ms:
+            await asyncio.sleep(min(block_ms / 1000, EMBEDDED_POLL_S))
+        return entries
 
     async def report_batch(self, worker_id: str, entry_id: str, report: dict[str, str]) -> None:
         """Put a completion report on the events stream and ack its assignment, atomically.
