@@ -88,6 +88,7 @@ class LineageRecord(FrozenModel):
     finished_at: float | None = None
     cost_usd: float = 0.0
     energy_wh: float = 0.0
+    worker_seconds: float = 0.0
     error: str | None = None
 
 

@@ -78,7 +78,14 @@ class WorkflowState(FrozenModel):
     nodes: dict[str, str]
 
 
-_FLOAT_FIELDS = ("requested_at", "started_at", "finished_at", "cost_usd", "energy_wh")
+_FLOAT_FIELDS = (
+    "requested_at",
+    "started_at",
+    "finished_at",
+    "cost_usd",
+    "energy_wh",
+    "worker_seconds",
+)
 
 
 def parse_lineage(raw: dict[str, str]) -> LineageRecord:

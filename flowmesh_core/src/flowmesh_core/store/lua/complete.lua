@@ -34,7 +34,8 @@ end
 for _, waiter in ipairs(waiters) do
   redis.call('HSET', waiter, 'status', 'done', 'result_digest', digest, 'batch_id', ARGV[4],
     'worker', ARGV[5], 'started_at', ARGV[6], 'finished_at', ARGV[3],
-    'cost_usd', tostring(cost), 'energy_wh', tostring(energy))
+    'cost_usd', tostring(cost), 'energy_wh', tostring(energy),
+    'worker_seconds', tostring(seconds))
   local info = redis.call('HMGET', waiter, 'tenant', 'node_key')
   local stats = ARGV[10] .. info[1]
   redis.call('HINCRBYFLOAT', stats, 'cost_usd', tostring(cost))
