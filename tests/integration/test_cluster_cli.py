@@ -158,7 +158,7 @@ def fake_flowmesh(
     def install(name: str) -> Path:
         script = tmp_path / name
         script.write_text(textwrap.dedent(FAKE_FLOWMESH))
-        monkeypatch.setattr(cluster, "_flowmesh_argv", lambda: [sys.executable, str(script)])
+        monkeypatch.setattr(cluster._up, "flowmesh_argv", lambda: [sys.executable, str(script)])
         installed.append(script)
         return script
 
@@ -229,7 +229,7 @@ def test_down_kills_what_does_not_stop_and_says_so(tmp_path: Path) -> None:
         assert stubborn.stdout.readline() == "ignoring SIGTERM\n"
         state_dir = tmp_path / "state"
         state_dir.mkdir()
-        started = cluster._start_time(stubborn.pid)  # as `up` records it
+        started = cluster._processes.start_time(stubborn.pid)  # as `up` records it
         proc = cluster.Process("serve", "control plane", stubborn.pid, "serve.log", started)
         state = cluster.ClusterState(
             "http://127.0.0.1:1", "redis://x", "p", "file:///b", "t", None, 0.0, [proc]
@@ -258,14 +258,14 @@ async def test_the_local_tenant_token_is_kept_for_the_next_up(
     options = cluster.UpOptions(state_dir=tmp_path / "state")
     options.state_dir.mkdir()
     try:
-        token = await cluster._tenant_token(store, options, redis_url)
+        token = await cluster._up.tenant_token(store, options, redis_url)
         assert token is not None
         assert token.startswith("fm_")
-        tokens = options.state_dir / cluster.TOKENS_FILE
+        tokens = options.state_dir / cluster._state.TOKENS_FILE
         assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-        assert await cluster._tenant_token(store, options, redis_url) == token  # the next up
+        assert await cluster._up.tenant_token(store, options, redis_url) == token  # the next up
         tokens.unlink()
-        assert await cluster._tenant_token(store, options, redis_url) is None  # exists, unknown
+        assert await cluster._up.tenant_token(store, options, redis_url) is None  # exists, unknown
     finally:
         await store.purge()
         await store.aclose()

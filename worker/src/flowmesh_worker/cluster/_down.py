@@ -1,0 +1,34 @@
+"""``flowmesh down``: stop the local cluster that ``up`` started from a state directory.
+
+The workers go first (SIGTERM: each drains and hands back the rest), then the control
+plane; what has not stopped within the timeout is killed, and the state file is removed.
+
+This module must never signal a process that the state file does not record (each pid is
+checked against its recorded start time first), and never stops the control plane before
+the workers have had their time to drain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flowmesh_worker.cluster._processes import DownReport, stop
+from flowmesh_worker.cluster._state import STATE_FILE, ClusterState, locked, read_state
+
+
+def down(state_dir: Path, timeout_s: float) -> tuple[ClusterState | None, DownReport]:
+    """Stop the cluster started from ``state_dir``: workers first (they drain), then the
+    control plane, each given ``timeout_s`` before SIGKILL; the state file is removed.
+
+    Returns (None, empty report) when no cluster was started from there.
+    """
+    report = DownReport()
+    with locked(state_dir):
+        state = read_state(state_dir)
+        if state is None:
+            return None, report
+        workers = [p for p in state.processes if p.role == "worker"]
+        stop(workers, timeout_s, report)
+        stop([p for p in state.processes if p.role != "worker"], timeout_s, report)
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+    return state, report
