@@ -1,4 +1,24 @@
-"""Prefect 3 integration for FlowMesh (task decorator, credentials block): to come."""
+"""Prefect 3 integration for FlowMesh: a task decorator and a credentials block.
 
-__all__: list[str] = []
+    from flowmesh_prefect import flowmesh_task
+
+    @flowmesh_task(kind="embed", model="all-MiniLM-L6-v2")
+    def embed(texts: list[str]) -> list[list[float]]:
+        '''Embeddings of ``texts``, computed (or found) on FlowMesh.'''
+
+See docs/prefect.md for configuration, what shows in the Prefect UI, and the limits.
+"""
+
+from flowmesh_prefect.credentials import FlowMeshCredentials
+from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
+from flowmesh_prefect.results import FlowMeshRef
+from flowmesh_prefect.tasks import flowmesh_task
+
+__all__ = [
+    "FlowMeshCredentials",
+    "FlowMeshRef",
+    "OperatorFailedError",
+    "OperatorTimeoutError",
+    "flowmesh_task",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,138 @@
+"""Submitting one operator for one Prefect task run, and waiting for it: sync and async.
+
+Retries re-attach. Every submission carries an idempotency key made from the Prefect task
+run's id, which stays the same across the retries of one task run, so a retry gets back
+the workflow its earlier attempt created (running or finished) instead of a new one.
+A workflow that *failed* is not worth re-attaching to (its answer would not change), so
+attempt n walks the keys ``<run>``, ``<run>-attempt-2``, ... ``<run>-attempt-n`` and
+stays on the first one whose workflow has not failed; the last key is submitted afresh.
+Each attempt thus creates at most one workflow, and only after the previous one failed.
+
+This module must never load results (``results`` does) nor talk to Prefect beyond
+reading the task run's id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect.context import TaskRunContext
+
+from flowmesh_core.client import AsyncClient, Client
+from flowmesh_core.models import Operator
+from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
+from flowmesh_prefect.results import FlowMeshRef, make_ref
+
+__all__ = ["Attempt", "arun_operator", "current_attempt", "run_operator"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which task run this is and which of its tries (``number`` counts from 1)."""
+
+    task_run_id: str | None
+    number: int = 1
+
+    def keys(self) -> list[str | None]:
+        """The idempotency keys to walk, oldest first (see the module docstring)."""
+        if self.task_run_id is None:
+            return [None]
+        base = f"prefect-task-run-{self.task_run_id}"
+        retries: list[str | None] = [f"{base}-attempt-{n}" for n in range(2, self.number + 1)]
+        return [base, *retries]
+
+
+def current_attempt() -> Attempt:
+    """The running Prefect task run's id and try number; no id outside a task run."""
+    context = TaskRunContext.get()
+    if context is None:
+        return Attempt(None)
+    return Attempt(str(context.task_run.id), max(1, context.task_run.run_count))
+
+
+def _submitted(log: Log, key: str | None, result: Any) -> str:
+    """Log what a submission did and return its workflow id."""
+    plan = result.nodes[0]
+    if result.replayed:
+        log(f"re-attached to FlowMesh workflow {result.workflow_id} (idempotency key {key})")
+    else:
+        log(
+            f"submitted FlowMesh workflow {result.workflow_id} (op key {plan.op_key}): "
+            f"{plan.items} item(s), {plan.cache_hits} cached, {plan.joined} joined, "
+            f"{plan.created} new"
+        )
+    return str(result.workflow_id)
+
+
+def _check(status: Any, wait_s: float | None) -> None:
+    """Raise unless the workflow is done: FlowMesh's own message when it failed."""
+    if status.state == "done":
+        return
+    node = status.nodes[0] if status.nodes else None
+    if status.state == "failed":
+        raise OperatorFailedError(
+            _failure_message(status.workflow_id, node),
+            status.workflow_id,
+            getattr(node, "op_key", None),
+        )
+    waited = "" if wait_s is None else f" after {wait_s:g} s"
+    raise OperatorTimeoutError(
+        f"FlowMesh workflow {status.workflow_id} is still {status.state}{waited}; the work "
+        "goes on, and a retry of this task re-attaches to it",
+        status.workflow_id,
+    )
+
+
+def _failure_message(workflow_id: str, node: Any) -> str:
+    """FlowMesh's own words: the node's error, else its items' distinct errors."""
+    if node is None:
+        reason = "the workflow has no node"
+    else:
+        errors = [node.error] if node.error else [r.error for r in node.lineage if r.error]
+        reason = "; ".join(dict.fromkeys(errors)) or "no error message was recorded"
+    where = f"op key {node.op_key}, " if node is not None and node.op_key else ""
+    return f"FlowMesh operator failed ({where}workflow {workflow_id}): {reason}"
+
+
+def run_operator(
+    client: Client, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+) -> FlowMeshRef:
+    """Submit (or re-attach), wait, and return a reference to the finished result.
+
+    OperatorFailedError with FlowMesh's message when it failed, OperatorTimeoutError when
+    ``wait_s`` seconds passed first; the client's own errors pass through unchanged.
+    """
+    *earlier, last = attempt.keys()
+    workflow_id: str | None = None
+    for key in earlier:
+        candidate = _submitted(log, key, client.submit_operator(op, idempotency_key=key))
+        if client.status(candidate, lineage=False).state != "failed":
+            workflow_id = candidate
+            break
+    if workflow_id is None:
+        workflow_id = _submitted(log, last, client.submit_operator(op, idempotency_key=last))
+    status = client.wait(workflow_id, timeout=wait_s, lineage=True)
+    _check(status, wait_s)
+    return make_ref(status)
+
+
+async def arun_operator(
+    client: AsyncClient, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+) -> FlowMeshRef:
+    """Like ``run_operator``, for async tasks."""
+    *earlier, last = attempt.keys()
+    workflow_id: str | None = None
+    for key in earlier:
+        candidate = _submitted(log, key, await client.submit_operator(op, idempotency_key=key))
+        if (await client.status(candidate, lineage=False)).state != "failed":
+            workflow_id = candidate
+            break
+    if workflow_id is None:
+        workflow_id = _submitted(log, last, await client.submit_operator(op, idempotency_key=last))
+    status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
+    _check(status, wait_s)
+    return make_ref(status)

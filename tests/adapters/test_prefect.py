@@ -1,0 +1,414 @@
+"""The Prefect 3 adapter inside real Prefect: flows under ``prefect_test_harness`` (a
+temporary Prefect server) whose ``@flowmesh_task`` tasks run on the live FlowMesh of
+``conftest.live`` (a real ``flowmesh serve`` and ``flowmesh worker`` on the real Redis).
+
+Every test uses inputs of its own (a random tag in them), so what one test computes is
+never a cache hit for another: the ``satisfied_by`` assertions mean what they say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import inspect
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow, unmapped
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.states import State
+from prefect.testing.utilities import prefect_test_harness
+
+import flowmesh_prefect
+from flowmesh_core.client import Client
+from flowmesh_core.errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidOperatorError,
+    ServiceUnavailableError,
+)
+from flowmesh_prefect import (
+    FlowMeshCredentials,
+    FlowMeshRef,
+    OperatorFailedError,
+    flowmesh_task,
+)
+from tests.adapters.conftest import Live
+from tests.integration.procs import free_port
+from tests.worker import ops
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server (SQLite) for the module: it takes seconds to start."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=60):
+            yield
+
+
+@pytest.fixture(scope="module")
+def creds(live: Live) -> FlowMeshCredentials:
+    _name, token = live.tenant("prefect")
+    return FlowMeshCredentials(server_url=live.url, token=token)
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def task_runs(state: State[Any], expected: int) -> list[Any]:
+    """The flow run's task runs as the Prefect API records them (it records them
+    asynchronously, so poll until ``expected`` have a final state)."""
+    flow_run_id = state.state_details.flow_run_id
+    deadline = time.monotonic() + 20
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            final = [r for r in runs if r.state is not None and r.state.is_final()]
+            if len(final) >= expected or time.monotonic() > deadline:
+                return final
+            time.sleep(0.2)
+
+
+# -- in a flow ------------------------------------------------------------------------
+
+
+def test_map_over_a_list_runs_one_operator_per_element(creds: FlowMeshCredentials) -> None:
+    add = flowmesh_task(kind="python", credentials=creds)(ops.add)
+    base = int(uuid.uuid4().int % 10_000) * 1000
+
+    @flow
+    def adder(xs: list[int]) -> list[float]:
+        return add.map(a=xs, b=unmapped(0.5)).result()
+
+    state = adder([base + 1, base + 2, base + 3], return_state=True)
+    assert state.result() == [base + 1.5, base + 2.5, base + 3.5]
+
+    runs = task_runs(state, 3)
+    assert len(runs) == 3
+    for run in runs:
+        assert run.state is not None
+        assert run.state.is_completed()
+        assert run.name.startswith("add-")
+        assert {"flowmesh", "flowmesh:python"} <= set(run.tags)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert len(artifacts) == 3
+    assert all("FlowMesh operator" in str(a.data) for a in artifacts)
+
+
+def test_submit_and_reference_mode_chain_by_digest(creds: FlowMeshCredentials) -> None:
+    echo = flowmesh_task(kind="python", credentials=creds, returns="reference")(ops.echo)
+
+    @flowmesh_task(kind="data.dedup", credentials=creds)
+    def dedup(items: list[str]) -> list[str]:
+        """Drop repeated items, on FlowMesh."""
+
+    words = [f"a-{tag()}", "b", "a", "b"]
+
+    @flow
+    def pipeline() -> tuple[FlowMeshRef, FlowMeshRef, list[str]]:
+        first = echo.submit(x=words)
+        again = echo.submit(x=words, wait_for=[first])
+        return first.result(), again.result(), dedup.submit(items=first).result()
+
+    first, again, deduped = pipeline()
+    assert deduped == [words[0], "b", "a"]
+    assert first.satisfied_by == "executed"
+    assert (first.items, first.executed) == (1, 1)
+    assert again.satisfied_by == "cache_hit"
+    assert again.digest == first.digest
+    assert again.op_key == first.op_key
+    assert again.workflow_id != first.workflow_id
+    with Client(creds.server_url, creds.token.get_secret_value()) as client:
+        assert client.result_json(first.digest) == words
+
+
+def test_a_list_operator_returns_its_items_and_takes_call_params(
+    creds: FlowMeshCredentials,
+) -> None:
+    @flowmesh_task(kind="data.template", credentials=creds, call_params=["template"])
+    def greet(records: list[dict[str, str]], template: str = "hi {name}") -> list[str]:
+        """One greeting per record (a list operator: one item each)."""
+
+    politely = greet.with_options(name="greet-politely", retries=1)
+    records = [{"name": f"ann-{tag()}"}, {"name": f"bob-{tag()}"}]
+
+    @flow
+    def greetings() -> tuple[list[str], list[str]]:
+        return politely(records), politely(records, template="dear {name}")
+
+    state = greetings(return_state=True)
+    hi, dear = state.result()
+    assert hi == [f"hi {r['name']}" for r in records]
+    assert dear == [f"dear {r['name']}" for r in records]
+    runs = task_runs(state, 2)
+    assert [r.name.startswith("greet-politely-") for r in runs] == [True, True]
+    assert all("flowmesh:data.template" in r.tags for r in runs)
+
+
+# -- retries --------------------------------------------------------------------------
+
+
+class Submissions:
+    """Every ``Client.submit_operator`` call in this process: its key and its answer."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str | None, str, bool]] = []
+        original = Client.submit_operator
+
+        def spy(client: Client, op: Any, *, idempotency_key: str | None = None) -> Any:
+            result = original(client, op, idempotency_key=idempotency_key)
+            self.calls.append((idempotency_key, result.workflow_id, result.replayed))
+            return result
+
+        monkeypatch.setattr(Client, "submit_operator", spy)
+
+
+def fail_first_call(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> None:
+    """Make the first call of ``cls.name`` in this process fail as a network blip would."""
+    original: Callable[..., Any] = getattr(cls, name)
+    calls = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ServiceUnavailableError("simulated: the connection dropped")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, flaky)
+
+
+def test_a_retry_re_attaches_to_the_same_workflow(
+    creds: FlowMeshCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submissions = Submissions(monkeypatch)
+    fail_first_call(monkeypatch, Client, "result")  # the first attempt fails after submitting
+    echo = flowmesh_task(kind="python", credentials=creds, task_options={"retries": 2})(ops.echo)
+    value = f"retry-{tag()}"
+
+    @flow
+    def once() -> Any:
+        return echo(x=value)
+
+    state = once(return_state=True)
+    assert state.result() == value
+    (key, first_id, replayed_first), (key2, second_id, replayed) = submissions.calls
+    assert key is not None
+    assert key == key2
+    assert key.startswith("prefect-task-run-")
+    assert second_id == first_id
+    assert replayed
+    assert not replayed_first
+    (run,) = task_runs(state, 1)
+    assert run.run_count == 2
+
+
+def test_a_retry_after_a_flowmesh_failure_submits_afresh(
+    creds: FlowMeshCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    submissions = Submissions(monkeypatch)
+    fail_on = flowmesh_task(kind="python", credentials=creds, task_options={"retries": 1})(
+        ops.fail_on
+    )
+    bad = f"bad-{tag()}"
+
+    @flow
+    def doomed() -> Any:
+        return fail_on(x=bad, bad=bad)
+
+    with pytest.raises(OperatorFailedError, match="refusing"):
+        doomed()
+    keys = [key for key, _id, _replayed in submissions.calls]
+    base = keys[0]
+    # attempt 1 creates; attempt 2 finds that workflow failed and creates one more
+    assert keys == [base, base, f"{base}-attempt-2"]
+    ids = [workflow_id for _key, workflow_id, _replayed in submissions.calls]
+    assert ids[0] == ids[1] != ids[2]
+
+
+# -- failures -------------------------------------------------------------------------
+
+
+def test_a_flowmesh_failure_fails_the_task_with_flowmeshs_message(
+    creds: FlowMeshCredentials,
+) -> None:
+    fail_on = flowmesh_task(kind="python", credentials=creds)(ops.fail_on)
+    bad = f"bad-{tag()}"
+
+    @flow
+    def doomed() -> tuple[bool, str | None, Any]:
+        state = fail_on(x=bad, bad=bad, return_state=True)
+        return state.is_failed(), state.message, state.result(raise_on_failure=False)
+
+    failed, message, error = doomed()
+    assert failed
+    assert f"refusing '{bad}'" in (message or "")
+    assert isinstance(error, OperatorFailedError)
+    assert f"refusing '{bad}'" in str(error)
+    assert error.workflow_id
+    assert error.op_key
+
+
+def test_an_unreachable_control_plane_is_named(creds: FlowMeshCredentials) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    nowhere = FlowMeshCredentials(server_url=url, token="fm_nobody")
+    echo = flowmesh_task(kind="python", credentials=nowhere)(ops.echo)
+
+    @flow
+    def lost() -> Any:
+        return echo(x=1)
+
+    with pytest.raises(ServiceUnavailableError, match=f"FlowMesh server at {url} "):
+        lost()
+
+
+# -- credentials ----------------------------------------------------------------------
+
+
+def test_a_saved_block_is_loaded_by_name(creds: FlowMeshCredentials) -> None:
+    name = f"fm-{tag()}"
+    creds.save(name)
+    loaded = FlowMeshCredentials.load(name)
+    assert loaded.token.get_secret_value() == creds.token.get_secret_value()
+    assert creds.token.get_secret_value() not in repr(loaded)
+    echo = flowmesh_task(kind="python", credentials=name)(ops.echo)
+    missing = flowmesh_task(kind="python", credentials=f"{name}-missing")(ops.echo)
+    value = f"block-{tag()}"
+
+    @flow
+    def by_name() -> Any:
+        return echo(x=value)
+
+    @flow
+    def by_wrong_name() -> Any:
+        return missing(x=value)
+
+    assert by_name() == value
+    with pytest.raises(ConfigError, match=f"no FlowMeshCredentials block named '{name}-missing'"):
+        by_wrong_name()
+
+
+def test_without_credentials_the_settings_are_used(
+    creds: FlowMeshCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    echo = flowmesh_task(kind="python")(ops.echo)
+    value = f"env-{tag()}"
+
+    @flow
+    def from_env() -> Any:
+        return echo(x=value)
+
+    monkeypatch.delenv("FLOWMESH_TOKEN", raising=False)
+    monkeypatch.delenv("FLOWMESH_SERVER_URL", raising=False)
+    with pytest.raises(AuthenticationError, match="FLOWMESH_TOKEN"):
+        from_env()
+    monkeypatch.setenv("FLOWMESH_SERVER_URL", creds.server_url)
+    monkeypatch.setenv("FLOWMESH_TOKEN", creds.token.get_secret_value())
+    assert from_env() == value
+
+
+# -- async ----------------------------------------------------------------------------
+
+
+# Prefect 3.7's async flow engine opens a sync API client to read the server's default
+# result storage (prefect/results.py, _read_server_default_result_storage_block_id) and
+# never closes it; its socket is reported when collected. Not ours: ignored for this test
+# only, and collected here so the report cannot land on another test.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+)
+def test_an_async_task_in_an_async_flow(creds: FlowMeshCredentials) -> None:
+    @flowmesh_task(kind="data.dedup", credentials=creds, returns="reference")
+    async def dedup(items: list[str]) -> FlowMeshRef:
+        """Drop repeated items, on FlowMesh, without blocking the event loop."""
+
+    items = [f"x-{tag()}", "y", "y"]
+
+    @flow
+    async def deduplicate() -> FlowMeshRef:
+        return await dedup(items)
+
+    ref = asyncio.run(deduplicate())
+    gc.collect()
+    assert ref.satisfied_by == "executed"
+    with Client(creds.server_url, creds.token.get_secret_value()) as client:
+        assert client.result_json(ref.digest) == items[:2]
+
+
+# -- the decorator itself (no FlowMesh needed) ----------------------------------------
+
+
+def test_the_task_has_the_functions_signature_less_fixed_kwargs() -> None:
+    slow = flowmesh_task(kind="python", delay=0.1)(ops.slow_echo)
+    assert list(inspect.signature(slow.fn).parameters) == ["x"]
+    assert slow.name == "slow_echo"
+    assert {"flowmesh", "flowmesh:python"} <= slow.tags
+
+    def echo(x: Any) -> Any:
+        """Same name as ops.echo, another module: Prefect must tell the tasks apart."""
+
+    ours = flowmesh_task(kind="data.dedup")(echo)
+    theirs = flowmesh_task(kind="python")(ops.echo)
+    assert ours.task_key != theirs.task_key
+
+
+def test_decorator_mistakes_are_caught_when_decorating() -> None:
+    with pytest.raises(ConfigError, match="returns"):
+        flowmesh_task(kind="embed", returns="everything")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOperatorError, match="'temperature'"):
+        flowmesh_task(kind="embed", call_params=["temperature"])(ops.echo)
+    with pytest.raises(InvalidOperatorError, match="named parameters"):
+
+        @flowmesh_task(kind="embed", model="all-MiniLM-L6-v2")
+        def texts(*texts: str) -> None: ...
+
+    with pytest.raises(InvalidOperatorError, match="nested function"):
+
+        @flowmesh_task(kind="python")
+        def nested(x: int) -> int:
+            return x
+
+
+def test_decorating_a_python_kinds_definition_says_what_to_do_instead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "fm_prefect_hint.py").write_text(
+        "from flowmesh_prefect import flowmesh_task\n\n\n"
+        "@flowmesh_task(kind='python')\n"
+        "def double(x):\n"
+        "    return 2 * x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(InvalidOperatorError, match="build the task from the plain function"):
+        importlib.import_module("fm_prefect_hint")
+
+
+def test_public_api() -> None:
+    assert flowmesh_prefect.__all__ == [
+        "FlowMeshCredentials",
+        "FlowMeshRef",
+        "OperatorFailedError",
+        "OperatorTimeoutError",
+        "flowmesh_task",
+    ]
