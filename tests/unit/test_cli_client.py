@@ -21,6 +21,8 @@ from rich.console import Console
 
 from flowmesh_core.cli import _inspect, _submit, main
 from flowmesh_core.client import Client
+from flowmesh_core.hashing import digest_bytes
+from flowmesh_core.models import LineageRecord
 from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
@@ -30,8 +32,6 @@ from flowmesh_core.models.api import (
     TenantStats,
     WorkflowStatus,
 )
-from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.models import LineageRecord
 
 WORKFLOW_FILE = """\
 name: demo

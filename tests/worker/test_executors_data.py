@@ -200,7 +200,7 @@ def test_filter_rejects_inputs_that_are_not_lists() -> None:
 
 def test_filter_with_crossed_bounds_is_refused_at_submission() -> None:
     params = {"min_score": 0.9, "max_score": 0.1}
-    with pytest.raises(InvalidParamsError, match="min_score 0.9 is above max_score 0.1"):
+    with pytest.raises(InvalidParamsError, match=r"min_score 0\.9 is above max_score 0\.1"):
         run_one("data.filter", params, items=["a"], scores=[0.5])
 
 
