@@ -23,7 +23,7 @@ __all__ = ["ASSIGNMENT_GROUP", "EVENTS_GROUP", "FleetMixin", "WorkerRecord"]
 ASSIGNMENT_GROUP = "worker"
 EVENTS_GROUP = "control"
 
-EMBEDDED_POLL_S = 0.05
+EMBEDDED_POLL_S = 0.1
 """How long a stream read on the embedded store sleeps when it found nothing.
 
 fakeredis 2.40 cannot block on XREADGROUP safely: with COUNT it ignores BLOCK, and
