@@ -2,10 +2,12 @@
 
 A smoke test only: it checks that the benchmark still drives the current code (names it
 wraps, routes it calls) and prints what its README promises. It asserts no timing.
+``bench/batching.py --quick`` likewise, on the embedded store.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -58,3 +60,45 @@ def test_quick_benchmark_reports_every_figure(redis_url: str, tmp_path: Path) ->
     for key in ("# nproc: ", "# redis: "):
         assert key in text
     assert "section,figure,value,unit,target,note" in text
+
+
+BATCHING = BENCH.parent / "batching.py"
+
+
+@pytest.mark.timeout(90)
+def test_quick_batching_benchmark_reports_a_sane_row_per_batch_size(tmp_path: Path) -> None:
+    """``bench/batching.py --quick`` on the embedded store, ``llm.generate`` only.
+
+    ``embed`` is left out to stay well under 20 s: importing sentence-transformers alone
+    takes 10 s and more on a small machine. Both kinds run the same benchmark code; only
+    the model and the check of a result's shape differ.
+    """
+    results = tmp_path / "batching.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
+    command = [sys.executable, str(BATCHING), "--quick", "--kinds", "llm.generate"]
+    run = subprocess.run(
+        [*command, "--csv", str(results)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    assert "batching: 8 items per configuration" in output
+    text = results.read_text()
+    for key in ("# date: ", "# nproc: ", "# store: embedded", "# load average"):
+        assert key in text
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert [(row["kind"], row["batch_size"]) for row in rows] == [
+        ("llm.generate", "1"),
+        ("llm.generate", "4"),
+    ]
+    for row in rows:
+        size = int(row["batch_size"])
+        for rate in ("direct_items_per_s", "fabric_items_per_s", "overhead_direct_per_fabric"):
+            assert float(row[rate]) > 0, row
+        batches, mean = int(row["batches_formed"]), float(row["mean_batch_size"])
+        assert 1 <= mean <= size, row  # never bigger than the worker's max_batch
+        assert batches * mean == pytest.approx(8), row  # every item ran, once
