@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
 from flowmesh_core.cli._common import CliContext, pass_cli, reports_errors
 from flowmesh_core.errors import ConfigError
 from flowmesh_core.store.connection import is_embedded
+
+if TYPE_CHECKING:  # imported lazily at run time: `flowmesh --help` must not load torch
+    from flowmesh_worker.worker import Worker
 
 __all__ = ["demo_command", "down_command", "up_command", "worker_command"]
 
@@ -122,10 +126,7 @@ def worker_command(
     asyncio.run(_run_until_signal(worker))
 
 
-async def _run_until_signal(worker: object) -> None:
-    from flowmesh_worker.worker import Worker
-
-    assert isinstance(worker, Worker)
+async def _run_until_signal(worker: Worker) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
