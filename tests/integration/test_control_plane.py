@@ -317,6 +317,17 @@ async def test_compatible_items_share_a_batch_and_incompatible_ones_never_do(
     assert stats.mean_batch_size == pytest.approx(12 / 5)
 
 
+async def test_scheduler_max_batch_caps_every_batch_below_the_workers_own_limit(
+    fabric: Fabric,
+) -> None:
+    cp = await fabric.plane(scheduler_max_batch=2)
+    acme = await fabric.tenant("acme")
+    worker = await fabric.worker(delay_s=0.05, max_batch=64)
+    sub = await cp.submit_workflow(acme, workflow(gen=generate([f"c{i}" for i in range(5)])))
+    assert (await finished(cp, acme, sub.workflow_id)).state is NodeState.DONE
+    assert sorted(len(b.items) for b in worker.batches) == [1, 2, 2]
+
+
 @both_stores
 async def test_a_dependent_node_starts_when_its_input_is_done_with_its_digests(
     fabric: Fabric,

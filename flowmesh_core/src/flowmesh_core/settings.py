@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     scheduler_policy: str = Field(
         default="utility", description="utility (FlowMesh), fifo, cheapest or fastest"
     )
+    scheduler_max_batch: int | None = Field(
+        default=None,
+        ge=1,
+        description="most items the scheduler puts in one batch on any worker "
+        "(default: each worker's own max_batch); 1 turns batching off",
+    )
     utility_weights: dict[str, float] = Field(
         default_factory=dict,
         description="overrides of the utility weights (see control/utility.py UtilityWeights)",

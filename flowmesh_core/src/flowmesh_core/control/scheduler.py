@@ -199,6 +199,7 @@ class Scheduler:
 
     async def _workers(self) -> list[WorkerView]:
         now = time.time()
+        cap = self.settings.scheduler_max_batch or 1 << 30
         views = []
         for record in await self.store.workers():
             p = record.profile
@@ -212,7 +213,7 @@ class Scheduler:
                         price_per_hour=p.price_per_hour,
                         watts=p.watts,
                         free_slots=free,
-                        max_batch=p.max_batch,
+                        max_batch=min(p.max_batch, cap),
                         warm_models=frozenset(record.warm),
                         bandwidth_bytes_s=p.bandwidth_bytes_s,
                     )
