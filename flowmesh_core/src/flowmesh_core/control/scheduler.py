@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import time
 import uuid
 from collections import Counter
 
+from flowmesh_core.control.planning import RoundPlan, member_tenant
 from flowmesh_core.control.policies import POLICIES, Policy
 from flowmesh_core.control.reclaim import Exhausted, reclaim_dead_workers
 from flowmesh_core.control.throughput import ThroughputModel
-from flowmesh_core.control.utility import BatchCandidate, Decision, UtilityWeights, WorkerView
+from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
 from flowmesh_core.errors import ConfigError, ServiceUnavailableError
 from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
@@ -146,20 +146,17 @@ class Scheduler:
             return 0
         head = max(w.max_batch for w in workers)
         pool = await self.store.ready_summary(head)
-        candidates = {sig: await self._candidate(sig, n, members) for sig, n, members in pool}
-        members = {sig: [m for m, _ in ms] for sig, _, ms in pool}
-        usage = await self._usage()
+        plan = RoundPlan(
+            {sig: await self._candidate(sig, n, members) for sig, n, members in pool},
+            {sig: [m for m, _ in ms] for sig, _, ms in pool},
+            workers,
+            policy=self.policy,
+            throughput=self.throughput,
+            weights=self.weights,
+            usage=await self._usage(),
+        )
         assigned = 0
-        while candidates and workers:
-            decision = self.policy.choose(
-                list(candidates.values()),
-                workers,
-                throughput=self.throughput,
-                weights=self.weights,
-                usage=usage,
-            )
-            if decision is None:
-                break
+        while (decision := plan.next()) is not None:
             got = await self.store.claim_batch(
                 decision.signature, decision.size, decision.worker_id, uuid.uuid4().hex, self.fence
             )
@@ -167,35 +164,8 @@ class Scheduler:
                 log.warning("scheduler fenced out: another replica holds the lease")
                 return assigned
             assigned += got
-            self._account(decision, got, candidates, members, workers)
+            plan.account(decision, got)
         return assigned
-
-    def _account(
-        self,
-        decision: Decision,
-        got: int,
-        candidates: dict[str, BatchCandidate],
-        members: dict[str, list[str]],
-        workers: list[WorkerView],
-    ) -> None:
-        """Update the local view after a claim, so the next decision sees it."""
-        sig = decision.signature
-        taken = max(got, decision.size)
-        members[sig] = members[sig][taken:]
-        old = candidates.pop(sig)
-        left = old.ready - taken
-        if left > 0 and got > 0:
-            tenants = Counter(m.split("|", 1)[0] for m in members[sig])
-            candidates[sig] = dataclasses.replace(old, ready=left, tenant_items=tenants)
-        for i, worker in enumerate(workers):
-            if worker.worker_id == decision.worker_id:
-                warm = worker.warm_models | ({old.model} if old.model else set())
-                workers[i] = dataclasses.replace(
-                    worker, free_slots=worker.free_slots - 1, warm_models=frozenset(warm)
-                )
-                if workers[i].free_slots <= 0:
-                    del workers[i]
-                break
 
     async def _workers(self) -> list[WorkerView]:
         now = time.time()
@@ -233,7 +203,7 @@ class Scheduler:
             model=model_id(meta.get("model")),
             ready=count,
             oldest_wait_s=max(time.time() - oldest, 0.0),
-            tenant_items=Counter(m.split("|", 1)[0] for m, _ in members),
+            tenant_items=Counter(member_tenant(m) for m, _ in members),
         )
 
     async def _usage(self) -> dict[str, float]:
