@@ -277,3 +277,14 @@ def test_malformed_state_is_rejected(mutate: Any) -> None:
         ThroughputModel.from_dict(data)
     with pytest.raises(InvalidInputError, match="throughput model state"):
         ThroughputModel.from_dict({})
+
+
+def test_a_kind_without_a_seed_is_slower_on_a_cpu_than_on_any_gpu() -> None:
+    """The default seeds rank hardware even for kinds they do not name (training, python)."""
+    model = ThroughputModel()
+    cpu = model.batch_seconds("cpu", "train.sft", "m@1", 1)
+    gpus = [model.batch_seconds(a, "train.sft", "m@1", 1) for a in ("L4", "L40S", "A100")]
+    h100 = model.batch_seconds("H100-80GB", "train.sft", "m@1", 1)  # by its family
+    assert cpu > max(gpus)
+    assert gpus == sorted(gpus, reverse=True)
+    assert h100 < min(gpus)

@@ -45,6 +45,15 @@ DEFAULT_SEEDS: Mapping[tuple[str, str], float] = {
     ("H100", "embed"): 5000.0,
     ("H100", "score"): 1000.0,
     ("H100", "llm.generate"): 12.0,
+    # Any other kind (training, custom python): only the hardware's relative speed, so
+    # that a kind never seen is not assumed as fast on a CPU as on a GPU. The simulator
+    # showed the cost of a flat prior: a training run placed on a CPU node because every
+    # accelerator looked equally fast for it (bench/RESULTS.md).
+    ("cpu", WILDCARD): 0.02,
+    ("L4", WILDCARD): 1.0,
+    ("L40S", WILDCARD): 2.0,
+    ("A100", WILDCARD): 3.0,
+    ("H100", WILDCARD): 5.0,
 }
 
 _FORMAT = 1
@@ -90,7 +99,8 @@ class ThroughputModel:
        seed's gain curve anchored at the smallest: ``rate[lo] * g(b) / g(lo)``;
     3. nothing measured: ``batch_overhead_s + n / (r1 * g(n))`` with ``g(n) =
        min(n, gain_cap) ** gain_exp`` and ``r1`` the seeded items/s at batch 1, looked up as
-       (accelerator, kind), (accelerator, "*"), ("*", kind), else ``default_rate``.
+       (accelerator, kind), (family, kind), (accelerator, "*"), (family, "*"), ("*", kind),
+       else ``default_rate`` (the family of "H100-80GB" is "H100").
 
     ``load_seconds(accelerator, model)`` is the EWMA of observed loads, else ``default``
     (when given), else ``default_load_s``. Every EWMA starts at its first sample and then
@@ -216,6 +226,8 @@ class ThroughputModel:
             r1 = seeds.get((family, kind))
         if r1 is None:
             r1 = seeds.get((accelerator, WILDCARD))
+        if r1 is None:
+            r1 = seeds.get((family, WILDCARD))
         if r1 is None:
             r1 = seeds.get((WILDCARD, kind), self.default_rate)
         return r1 * self._gain(size)

@@ -1,0 +1,81 @@
+"""One scheduling round (flowmesh_core.control.planning.RoundPlan), without Redis.
+
+The round asks the policy, the caller claims, the plan accounts for the claim; these tests
+check that the view follows each claim exactly as the scheduler and the simulator rely on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flowmesh_core.control.planning import RoundPlan, member_tenant
+from flowmesh_core.control.policies import POLICIES
+from flowmesh_core.control.throughput import ThroughputModel
+from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
+
+
+def worker(worker_id: str, slots: int = 1, max_batch: int = 4) -> WorkerView:
+    return WorkerView(
+        worker_id=worker_id,
+        accelerator="cpu",
+        price_per_hour=0.1,
+        watts=50.0,
+        free_slots=slots,
+        max_batch=max_batch,
+        warm_models=frozenset(),
+    )
+
+
+def plan(members: list[str], workers: list[WorkerView]) -> RoundPlan:
+    candidate = BatchCandidate(
+        signature="sig",
+        kind="embed",
+        model="m@1",
+        ready=len(members),
+        oldest_wait_s=1.0,
+        tenant_items=Counter(member_tenant(m) for m in members),
+    )
+    return RoundPlan(
+        {"sig": candidate},
+        {"sig": members},
+        workers,
+        policy=POLICIES["utility"],
+        throughput=ThroughputModel(seeds={("cpu", "embed"): 100.0}),
+        weights=UtilityWeights(),
+        usage={},
+    )
+
+
+def test_each_claim_shrinks_the_group_and_uses_a_slot_until_nothing_is_left() -> None:
+    members = [f"{'a' if i < 3 else 'b'}|k{i}" for i in range(6)]
+    p = plan(members, [worker("w1", slots=2), worker("w2")])
+    taken = []
+    while (d := p.next()) is not None:
+        taken.append((d.worker_id, d.size))
+        p.account(d, d.size)
+    assert sum(size for _, size in taken) == 6
+    assert len(taken) == 2  # max_batch 4: a batch of 4, then the last 2
+    assert not p.candidates
+
+
+def test_the_group_left_behind_counts_only_its_remaining_tenants() -> None:
+    members = ["a|1", "a|2", "a|3", "a|4", "b|5", "b|6"]
+    p = plan(members, [worker("w1", max_batch=4), worker("w2", max_batch=4)])
+    d = p.next()
+    assert d is not None
+    assert d.size == 4
+    p.account(d, 4)
+    assert p.candidates["sig"].ready == 2
+    assert p.candidates["sig"].tenant_items == Counter({"b": 2})
+    assert [w.worker_id for w in p.workers] == ["w2" if d.worker_id == "w1" else "w1"]
+
+
+def test_a_claim_that_found_nothing_drops_the_group_and_the_worker_warms_the_model() -> None:
+    p = plan(["a|1", "a|2"], [worker("w1", slots=2)])
+    d = p.next()
+    assert d is not None
+    p.account(d, 0)
+    assert not p.candidates
+    assert p.workers[0].free_slots == 1
+    assert p.workers[0].warm_models == frozenset({"m@1"})
+    assert p.next() is None
