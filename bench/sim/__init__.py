@@ -1,0 +1,1 @@
+"""The cluster simulator behind bench/simulate.py (see its docstring)."""

@@ -1,0 +1,141 @@
+"""Simulated workers, their bills, and the autoscaler that adds and removes them.
+
+A worker is billed from the moment it is requested (boot time included) until it is
+removed or preempted, at its market's price; it draws its board power while running a
+batch (model loads included) and its idle power otherwise. Marketplace workers are
+preempted at a Poisson rate; the engine re-plans their work.
+
+The autoscaler looks at the ready pool every ``interval_s``: it estimates the backlog in
+accelerator-seconds on the type it would buy, asks for enough workers to drain it within
+``drain_s`` (of the type with the lowest $ per item for the largest backlog, unless
+heterogeneity is switched off), keeps at least ``min_workers``, and removes workers idle
+for ``idle_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from bench.sim.hardware import ACCELERATORS, MODELS, Accelerator, Roofline, Work
+
+__all__ = ["Autoscaler", "Batch", "SimWorker", "Usage", "backlog_seconds"]
+
+
+@dataclass(slots=True)
+class Batch:
+    batch_id: int
+    signature: str
+    items: list  # engine items
+    started: float
+    load_s: float
+    exec_s: float
+
+
+@dataclass(slots=True)
+class SimWorker:
+    worker_id: str
+    acc: Accelerator
+    price_hr: float
+    marketplace: bool
+    max_batch: int
+    requested: float
+    ready_at: float
+    pool: str = "all"
+    gone_at: float | None = None
+    warm: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    batch: Batch | None = None
+    idle_since: float = 0.0
+    busy_s: float = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.gone_at is None
+
+    def warm_up(self, model: str) -> None:
+        """Keep ``model`` warm, evicting the least recently used ones past half the memory."""
+        self.warm[model] = None
+        self.warm.move_to_end(model)
+        budget = 0.5 * self.acc.memory_gb * 1e9
+        while sum(MODELS[m].weight_bytes for m in self.warm) > budget and len(self.warm) > 1:
+            self.warm.popitem(last=False)
+
+
+@dataclass(slots=True)
+class Usage:
+    """What the fleet cost: $, Wh, busy and billed seconds."""
+
+    usd: float = 0.0
+    wh: float = 0.0
+    busy_s: float = 0.0
+    billed_s: float = 0.0
+    peak_workers: int = 0
+
+    def bill(self, w: SimWorker, until: float) -> None:
+        billed = max(0.0, until - w.requested)
+        idle = max(0.0, until - w.ready_at) - w.busy_s
+        self.usd += w.price_hr * billed / 3600.0
+        self.wh += (w.acc.watts * w.busy_s + w.acc.idle_watts * max(idle, 0.0)) / 3600.0
+        self.busy_s += w.busy_s
+        self.billed_s += billed
+
+
+@dataclass
+class Autoscaler:
+    """Adds workers for the backlog, removes idle ones; one per pool of signatures."""
+
+    types: tuple[str, ...]
+    marketplace: bool
+    min_workers: int = 0
+    max_workers: int = 1000
+    per_type_max: int = 1000
+    drain_s: float = 60.0
+    idle_s: float = 60.0
+    interval_s: float = 15.0
+    heterogeneous: bool = True
+    default_type: str = "A100"
+
+    def pick_type(
+        self,
+        roof: Roofline,
+        backlog: list[tuple[Work, int]],
+        works: list[Work],
+        counts: dict[str, int],
+    ) -> str | None:
+        """The type with room left that runs the whole backlog for the fewest $.
+
+        ``backlog`` holds (work, items waiting) pairs (a training run counts its examples).
+        Costs come from the spec sheet (the roofline at the batch the backlog allows), as
+        a cloud autoscaler knows the instance types it can buy; the scheduler's learned
+        rates only cover types it has already run, at the batch sizes it happened to form.
+        """
+        if not self.heterogeneous:
+            name = self.default_type
+            return name if counts.get(name, 0) < self.per_type_max else None
+        best, best_usd = None, math.inf
+        for name in self.types:
+            if counts.get(name, 0) >= self.per_type_max:
+                continue
+            acc = ACCELERATORS[name]
+            price = acc.market_hr if self.marketplace else acc.on_demand_hr
+            usd = price * sum(
+                backlog_seconds(roof, acc, work, ready, works) for work, ready in backlog
+            )
+            if usd < best_usd:
+                best, best_usd = name, usd
+        return best
+
+    def wanted(self, backlog_s: float, spare: int) -> int:
+        """Workers to add: enough to drain ``backlog_s`` within ``drain_s``, less the spare."""
+        return max(0, math.ceil(backlog_s / self.drain_s) - spare)
+
+
+def backlog_seconds(
+    roof: Roofline, acc: Accelerator, work: Work, ready: int, works: list[Work]
+) -> float:
+    """Seconds ``acc`` needs for ``ready`` items of ``work`` in full batches."""
+    if work.kind.startswith("train."):
+        return roof.batch_seconds(acc, work, ready)
+    n = max(1, min(ready, Roofline.max_batch(acc, works)))
+    return ready * roof.batch_seconds(acc, work, n) / n
