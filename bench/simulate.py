@@ -34,7 +34,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable
@@ -82,8 +82,10 @@ def paper_runs(seed: int) -> list[tuple[str, Runner]]:
         ("static", lambda subs, tick: run_static(subs)),
         ("oracle", lambda subs, tick: run_oracle(subs)),
         ("oracle-market", lambda subs, tick: run_oracle(subs, price="market")),
+        ("oracle-energy", lambda subs, tick: run_oracle(subs, by="energy")),
         ("flowmesh", _fabric(FLOWMESH, on_demand, seed)),
         ("flowmesh-market", _fabric(FLOWMESH, market, seed)),
+        ("flowmesh-market, buys by Wh", _fabric(FLOWMESH, replace(market, buy_by="energy"), seed)),
     ]
     runs += [(v.name, _fabric(v, on_demand, seed)) for v in (*ABLATIONS, *BASELINES)]
     return runs

@@ -95,6 +95,7 @@ class Autoscaler:
     interval_s: float = 15.0
     heterogeneous: bool = True
     default_type: str = "A100"
+    buy_by: str = "usd"  # or "energy": the type with the fewest Wh for the backlog
 
     def pick_type(
         self,
@@ -119,6 +120,8 @@ class Autoscaler:
                 continue
             acc = ACCELERATORS[name]
             price = acc.market_hr if self.marketplace else acc.on_demand_hr
+            if self.buy_by == "energy":
+                price = acc.watts
             usd = price * sum(
                 backlog_seconds(roof, acc, work, ready, works) for work, ready in backlog
             )

@@ -169,13 +169,19 @@ class Roofline:
         return n / self.batch_seconds(acc, work, n)
 
 
-def cheapest_per_item(roofline: Roofline, work: Work, price: str, n: int) -> tuple[str, float]:
-    """The accelerator with the lowest $ per item of ``work`` at batch ``n``, and that $."""
-    best = ("", math.inf)
+def best_per_item(
+    roofline: Roofline, work: Work, price: str, n: int, by: str = "usd"
+) -> tuple[Accelerator, float]:
+    """The accelerator with the lowest $ (``by="usd"``) or Wh (``by="energy"``) per item of
+    ``work`` at batch ``n`` (or the most its memory allows), and its seconds per item."""
+    best: tuple[Accelerator, float] | None = None
+    best_cost = math.inf
     for acc in ACCELERATORS.values():
         hourly = acc.on_demand_hr if price == "on_demand" else acc.market_hr
         size = n if work.kind.startswith("train.") else min(n, Roofline.max_batch(acc, [work]))
-        usd = hourly / 3600.0 * roofline.batch_seconds(acc, work, size) / size
-        if usd < best[1]:
-            best = (acc.name, usd)
+        per_item = roofline.batch_seconds(acc, work, size) / size
+        cost = per_item * (hourly if by == "usd" else acc.watts)
+        if cost < best_cost:
+            best, best_cost = (acc, per_item), cost
+    assert best is not None
     return best

@@ -8,17 +8,18 @@ after the other, each stage's items in full batches (what vLLM would do with the
 each stage's model when it changes, and is billed from arrival to the workflow's end.
 Nothing is shared: every tenant recomputes the overlap.
 
-**oracle**: a lower bound on cost. Only the unique work (the distinct op keys across all
-submissions), each stage on the accelerator with the lowest $ per item at its largest
-batch, with no model loads, no idle time and no boot. It has no latency.
+**oracle**: a lower bound. Only the unique work (the distinct op keys across all
+submissions), each stage on the accelerator with the lowest $ per item (or, for the energy
+oracle, the lowest Wh per item) at its largest batch, with no model loads, no idle time
+and no boot. It has no latency.
 """
 
 from __future__ import annotations
 
 from bench.sim.engine import Outcome
 from bench.sim.fleet import Usage
-from bench.sim.hardware import ACCELERATORS, Roofline, cheapest_per_item
-from bench.sim.workload import Submission, item_keys, training_key
+from bench.sim.hardware import ACCELERATORS, Roofline, best_per_item
+from bench.sim.workload import Stage, Submission, item_keys, training_key
 
 __all__ = ["run_oracle", "run_static"]
 
@@ -74,41 +75,38 @@ def _peak(subs: list[Submission], latencies: list[float]) -> int:
     return peak
 
 
-def run_oracle(subs: list[Submission], price: str = "on_demand") -> Outcome:
+def run_oracle(subs: list[Submission], price: str = "on_demand", by: str = "usd") -> Outcome:
+    """The distinct work on the best accelerator per item: by $ (``by="usd"``) or by Wh."""
     roof = Roofline()
-    unique: dict[str, set[str]] = {}
-    stage_of = {}
     out = Outcome([], 0.0, Usage())
+    for stage, count, examples in _distinct_work(subs, out):
+        n = examples if stage.training else 256
+        acc, per_item = best_per_item(roof, stage.work, price, n, by)
+        seconds = per_item * (examples if stage.training else count)
+        hourly = acc.on_demand_hr if price == "on_demand" else acc.market_hr
+        out.usage.usd += hourly * seconds / 3600.0
+        out.usage.wh += acc.watts * seconds / 3600.0
+        out.usage.busy_s += seconds
+        out.usage.billed_s += seconds
+        out.executed += count
+        out.by_type[acc.name] += count
+    return out
+
+
+def _distinct_work(subs: list[Submission], out: Outcome) -> list[tuple[Stage, int, int]]:
+    """(stage, distinct items, examples per training run) over every submission; counts
+    the requested items into ``out``."""
+    items: dict[str, tuple[Stage, set[str]]] = {}
+    runs: dict[str, tuple[Stage, int]] = {}
     for sub in subs:
         keys = [f"p{p}" for p in sub.prompts]
         for stage in sub.template.stages:
             if stage.training:
                 keys = [training_key(stage, keys)]
-                unique.setdefault(keys[0], set()).add(str(len(sub.prompts)))
+                runs[keys[0]] = (stage, len(sub.prompts))
             else:
                 keys = item_keys(stage, keys)
-                unique.setdefault(stage.signature, set()).update(keys)
-            stage_of[stage.signature] = stage
-            if stage.training:
-                stage_of[keys[0]] = stage
+                items.setdefault(stage.signature, (stage, set()))[1].update(keys)
             out.requested += len(keys)
-    for group, keys in unique.items():
-        stage = stage_of[group]
-        if stage.training:
-            n = int(next(iter(keys)))
-            name, usd = cheapest_per_item(roof, stage.work, price, n)
-            seconds, count = roof.batch_seconds(ACCELERATORS[name], stage.work, n), 1
-            usd *= n
-        else:
-            n = 256
-            name, usd = cheapest_per_item(roof, stage.work, price, n)
-            count = len(keys)
-            seconds = roof.batch_seconds(ACCELERATORS[name], stage.work, n) / n * count
-            usd *= count
-        out.usage.usd += usd
-        out.usage.wh += ACCELERATORS[name].watts * seconds / 3600.0
-        out.usage.busy_s += seconds
-        out.usage.billed_s += seconds
-        out.executed += count
-        out.by_type[name] += count
-    return out
+    work = [(stage, len(keys), 0) for stage, keys in items.values()]
+    return work + [(stage, 1, examples) for stage, examples in runs.values()]

@@ -45,6 +45,7 @@ class Dynamics:
     per_type_max: int = 1000
     drain_s: float = 60.0  # the autoscaler buys enough to drain the backlog within this
     idle_s: float = 60.0  # ... and removes a worker idle this long
+    buy_by: str = "usd"  # what the autoscaler minimises per item when it buys: usd or energy
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class Variant:
                 per_type_max=dyn.per_type_max,
                 drain_s=dyn.drain_s,
                 idle_s=dyn.idle_s,
+                buy_by=dyn.buy_by,
                 heterogeneous=hetero,
                 default_type=self.homogeneous_type,
             )
