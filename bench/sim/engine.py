@@ -246,6 +246,7 @@ class Engine:
                 ready=len(queue),
                 oldest_wait_s=self.now - queue[0].enqueued,
                 tenant_items=Counter(i.tenant for i in first),
+                item_weight=float(queue[0].units),  # a training run: its examples
             )
         plan = RoundPlan(
             candidates,

@@ -451,6 +451,7 @@ def candidate_lists(draw: st.DrawFn, worker_ids: list[str]) -> list[BatchCandida
             tenant_items=draw(st.dictionaries(st.sampled_from("abc"), st.integers(0, 9))),
             input_bytes_per_item=draw(st.sampled_from([0.0, 1e3, 1e7])),
             local_fraction=draw(local),
+            item_weight=draw(st.sampled_from([1.0, 1.0, 7.5, 400.0])),
         )
         for i in range(draw(st.integers(1, 5)))
     ]
@@ -638,6 +639,7 @@ def test_fastest_sends_the_oldest_candidate_to_the_lowest_seconds_per_item() -> 
         lambda: cand(wait=math.nan),
         lambda: cand(input_bytes=-5.0),
         lambda: cand(local={"w": 1.5}),
+        lambda: BatchCandidate("s", "embed", M, 1, 0.0, {}, item_weight=0.0),
         lambda: worker(bandwidth=0.0),
         lambda: worker(price=-1.0),
         lambda: worker(watts=math.inf),
@@ -668,3 +670,19 @@ def test_bad_values_are_invalid_input(make: object) -> None:
 def test_unworkable_weights_are_a_config_error(weights: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         UtilityWeights(**weights)
+
+
+def test_an_item_that_stands_for_much_work_runs_at_once_where_a_plain_one_waits() -> None:
+    """A training run over 1,000 examples is one item; valued as one unit of work it costs
+    more than it is worth on every worker and would wait for aging (the simulator found
+    DPO runs waiting ~80 s for that). Its weight makes it worth its work."""
+    slow = ThroughputModel(seeds={("gpu", "train"): 0.01})  # 100 s per item
+    costly = worker(acc="gpu", price=4.0, warm=())
+    plain = cand(kind="train", ready=1, model=None)
+    heavy = BatchCandidate("s", "train", None, 1, 0.0, {}, item_weight=1000.0)
+    assert pick([plain], [costly], tp=slow) is None
+    decision = pick([heavy], [costly], tp=slow)
+    assert decision is not None
+    expected = score(heavy, costly, 1, throughput=slow, weights=DEFAULT, usage={})
+    assert decision.score == expected
+    assert expected.value == pytest.approx(1000 * DEFAULT.value_per_item)

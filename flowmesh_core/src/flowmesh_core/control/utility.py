@@ -57,12 +57,17 @@ class BatchCandidate:
     tenant_items: Mapping[str, int]  # tenant -> items among the first `ready`
     input_bytes_per_item: float = 0.0  # mean input bytes a worker must hold locally
     local_fraction: Mapping[str, float] = field(default_factory=dict)  # worker_id -> 0..1
+    item_weight: float = 1.0  # units of work one item stands for (a training run: its examples)
 
     def __post_init__(self) -> None:
         if self.ready < 1:
             raise InvalidInputError(f"BatchCandidate.ready must be >= 1, got {self.ready}")
         _finite_at_least("BatchCandidate", "oldest_wait_s", self.oldest_wait_s, 0.0)
         _finite_at_least("BatchCandidate", "input_bytes_per_item", self.input_bytes_per_item, 0.0)
+        if not (math.isfinite(self.item_weight) and self.item_weight > 0):
+            raise InvalidInputError(
+                f"BatchCandidate.item_weight must be a finite number > 0, got {self.item_weight!r}"
+            )
         for worker_id, fraction in self.local_fraction.items():
             if not 0.0 <= fraction <= 1.0:
                 raise InvalidInputError(
@@ -183,7 +188,7 @@ def _fairness(tenant_items: Mapping[str, int], share: float, usage: TenantUsage)
 
 
 def _item_value(candidate: BatchCandidate, weights: UtilityWeights, fair: float) -> float:
-    v = weights.value_per_item
+    v = weights.value_per_item * candidate.item_weight
     return v * (1.0 + weights.wait_weight * candidate.oldest_wait_s) + (
         weights.fairness_weight * v * fair
     )
@@ -237,11 +242,14 @@ def score(
                   / w.bandwidth_bytes_s                 (0 when input_bytes_per_item == 0)
         T       = throughput.batch_seconds(w.accelerator, c.kind, c.model, n)
                   + load + n * xfer                     (expected seconds)
-        value   = n * (v * (1 + a * c.oldest_wait_s) + phi * v * fairness(c, usage))
+        value   = n * u * (v * (1 + a * c.oldest_wait_s) + phi * v * fairness(c, usage))
         utility = value - (kc * w.price_per_hour / 3600 + ke * w.watts / 3600 + kt) * T
         rate    = utility / T
 
-    that is, ``utility = value - kc * cost - ke * energy - kt * T`` with
+    with ``u = c.item_weight``, the units of work one item stands for (1 for an item of a
+    split list; a training run's examples), so that an item worth many units is not left
+    waiting because running it costs more than one unit is worth. That is,
+    ``utility = value - kc * cost - ke * energy - kt * T`` with
     ``cost = w.price_per_hour * T / 3600`` ($) and ``energy = w.watts * T / 3600`` (Wh),
     the two reported in the Score. ``fairness`` (in [-1, 1]) is defined in its docstring.
     Aging makes an item's value grow without bound while it waits, so no group starves;
