@@ -170,20 +170,32 @@ def plot(path: Path, rows: Sequence[Row], scenarios: Sequence[str]) -> None:
     for col, scenario in enumerate(scenarios):
         mine = [r for r in rows if r.scenario == scenario]
         names = [r.variant for r in mine]
-        colors = ["tab:green" if n.startswith("flowmesh") else "tab:gray" for n in names]
+        colors = [_color(n) for n in names]
         axes[0][col].barh(names, [r.cost_usd for r in mine], color=colors)
         axes[0][col].set_title(f"{scenario}: cost ($)")
         axes[0][col].invert_yaxis()
         axes[1][col].barh(names, [r.p95_s or 0.0 for r in mine], color=colors)
         axes[1][col].set_title(f"{scenario}: p95 workflow latency (s)")
         axes[1][col].invert_yaxis()
-        for ax in (axes[0][col], axes[1][col]):
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())
+        for ax, values in (
+            (axes[0][col], [r.cost_usd for r in mine]),
+            (axes[1][col], [r.p95_s for r in mine if r.p95_s]),
+        ):
+            if values and max(values) > 30 * min(values):  # no-batching dwarfs the rest
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _color(variant: str) -> str:
+    if variant.startswith(("static", "oracle")):
+        return "tab:blue"
+    if variant.startswith(("flowmesh", "drain")):
+        return "tab:green"
+    return "tab:gray"
 
 
 def console() -> Console:
