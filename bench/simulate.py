@@ -18,9 +18,9 @@ Scenarios:
   preemption
         64 tenants x 4 workflows over two hours on marketplace workers, preempted at 0,
         10%, 30% and 100% of workers per hour: is anything lost, and what does it cost?
-  autoscaler
-        paper-fixed on marketplace prices under a grid of the autoscaler's two knobs
-        (drain the backlog within D s; remove a worker idle for I s).
+  autoscaler, autoscaler-bursty
+        paper-fixed (paper-bursty) on marketplace prices under a grid of the autoscaler's
+        two knobs (drain the backlog within D s; remove a worker idle for I s).
   scale
         a fixed fleet of 1,000 workers (200 each of H100, A100, L40S, L4 and CPU nodes)
         and ~100,000 operators.
@@ -50,7 +50,15 @@ from bench.sim.variants import ABLATIONS, BASELINES, FLOWMESH, Dynamics, Variant
 from bench.sim.workload import Submission, make_submissions
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("paper-fixed", "paper-ramp", "paper-bursty", "preemption", "autoscaler", "scale")
+ALL = (
+    "paper-fixed",
+    "paper-ramp",
+    "paper-bursty",
+    "preemption",
+    "autoscaler",
+    "autoscaler-bursty",
+    "scale",
+)
 FLEET_TYPES = ("H100", "A100", "L40S", "L4", "cpu")
 
 
@@ -146,13 +154,13 @@ def scenario(
             seed=seed,
         )
         return subs, preemption_runs(seed)
-    if name == "autoscaler":
+    if name.startswith("autoscaler"):
         subs = make_submissions(
             tenants=size.tenants,
             workflows_per_tenant=size.workflows,
             prompts=size.prompts,
             overlap=overlap,
-            arrival="fixed",
+            arrival="bursty" if name.endswith("bursty") else "fixed",
             horizon_s=size.horizon_s,
             seed=seed,
         )
