@@ -44,6 +44,7 @@ from rich.table import Table
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.control import ControlPlane, NodeState, Tenant, create_tenant
+from flowmesh_core.control.planning import RoundPlan
 from flowmesh_core.hashing import canonical_json
 from flowmesh_core.models import Operator, WorkerProfile, Workflow
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
@@ -354,8 +355,10 @@ async def _schedule(
 ) -> float:
     """Run ``Scheduler.run`` until ``expected`` items are assigned; the time of the last."""
     scheduler, store = plane.scheduler, plane.store
-    for attr in ("round", "_workers", "_candidate", "_usage", "_account"):
+    for attr in ("round", "_workers", "_candidate", "_usage"):
         timers.wrap(scheduler, attr, f"scheduler.{attr}")
+    # the round's bookkeeping after each claim (a new RoundPlan per round: wrap the class)
+    timers.wrap(RoundPlan, "account", "plan.account")
     for attr in ("hold_lease", "workers", "ready_summary", "claim_batch", "wait_wake"):
         timers.wrap(store, attr, f"store.{attr}")
     timers.wrap_scripts(store)
@@ -807,7 +810,7 @@ def _steady_state(tp: Throughput, mean_batch: float, ref: str) -> Row:
                      "scheduler._candidate", "scheduler._usage")
     ) / rounds  # fmt: skip
     per_batch = sum(
-        t.total[n] for n in ("store.claim_batch", "policy.choose", "scheduler._account")
+        t.total[n] for n in ("store.claim_batch", "policy.choose", "plan.account")
     ) / max(tp.batches, 1)
     ceiling = mean_batch / (fixed + per_batch) if fixed + per_batch > 0 else 0.0
     note = (
@@ -824,6 +827,8 @@ def _breakdown(phase: Phase) -> list[Row]:
     out: list[Row] = []
     for name, total in sorted(phase.timers.total.items(), key=lambda kv: -kv[1]):
         calls = phase.timers.calls[name]
+        if calls == 0:
+            continue
         note = f"{total / items * 1e6:.2f} µs/item; {calls} calls x {total / calls * 1e3:.2f} ms"
         out.append((section, name, 100 * total / phase.wall_s, "% wall", "", note))
     usec = phase.server.usec
