@@ -24,3 +24,22 @@ async def test_a_batch_assigned_between_reads_is_delivered(store: Store) -> None
     assert await store.read_assignments("w-1", 1, 50) == []
     pending = await store.read_assignments("w-1", 10, None, pending=True)
     assert [f["batch_id"] for _, f in pending] == ["b0", "b1", "b2"]
+
+
+async def test_a_drained_worker_can_be_taken_back_into_service(store: Store) -> None:
+    for worker_id in ("w-1", "w-2"):
+        profile = WorkerProfile(
+            worker_id=worker_id, accelerator="cpu", memory_bytes=0, price_per_hour=0, watts=0
+        )
+        await store.register_worker(profile)
+
+    async def draining() -> dict[str, bool]:
+        return {r.profile.worker_id: r.draining for r in await store.workers()}
+
+    await store.set_draining("w-1")
+    assert await draining() == {"w-1": True, "w-2": False}
+    await store.heartbeat("w-1", warm=["m"])  # a heartbeat does not undo a drain
+    assert await draining() == {"w-1": True, "w-2": False}
+    await store.set_draining("w-1", draining=False)
+    await store.set_draining("w-2", draining=False)  # not draining: a no-op
+    assert await draining() == {"w-1": False, "w-2": False}

@@ -102,3 +102,60 @@ def test_quick_batching_benchmark_reports_a_sane_row_per_batch_size(tmp_path: Pa
         batches, mean = int(row["batches_formed"]), float(row["mean_batch_size"])
         assert 1 <= mean <= size, row  # never bigger than the worker's max_batch
         assert batches * mean == pytest.approx(8), row  # every item ran, once
+
+
+MULTITENANT = BENCH.parent / "multitenant.py"
+
+MULTITENANT_FIGURES = (
+    "requested",
+    "executed",
+    "batches",
+    "mean batch",
+    "busy s",
+    "CPU-s",
+    "busy/CPU",
+    "$ busy",
+    "$ CPU",
+    "Wh",
+    "p50 s",
+    "p95 s",
+    "makespan s",
+    "isolated / flowmesh:",
+    "flowmesh / oracle:",
+    "where the busy time goes",
+    "summary over overlaps",
+)
+VARIANTS = ("isolated", "no-dedup", "no-batching", "flowmesh", "oracle")
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(240)
+def test_quick_multitenant_benchmark_reports_every_variant_and_figure(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``bench/multitenant.py --quick``: real worker processes on the real Redis, every
+    variant at one overlap; the CSV and the plot are written. No timing is asserted."""
+    results, plot = tmp_path / "multitenant.csv", tmp_path / "multitenant.png"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
+    command = [sys.executable, str(MULTITENANT), "--quick", "--redis-url", redis_url]
+    run = subprocess.run(
+        [*command, "--csv", str(results), "--png", str(plot)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    for figure in (*MULTITENANT_FIGURES, *VARIANTS):
+        assert figure in output, f"{figure!r} missing from the output:\n{output}"
+    text = results.read_text()
+    for key in ("# date: ", "# nproc: ", "# redis: ", "# load average at start: ", "# options: "):
+        assert key in text
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    assert [(row["overlap_pct"], row["variant"]) for row in rows] == [("50", v) for v in VARIANTS]
+    for row in rows:
+        assert float(row["items_executed"]) <= float(row["items_requested"]), row
+        assert float(row["worker_cpu_s"]) > 0, row
+    assert plot.read_bytes().startswith(b"\x89PNG")

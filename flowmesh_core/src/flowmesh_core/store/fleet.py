@@ -95,10 +95,15 @@ class FleetMixin(StoreBase):
             pipe.delete(self.keys.worker(worker_id))
             await pipe.execute()
 
-    async def set_draining(self, worker_id: str) -> None:
-        """Stop assigning to a worker that is shutting down (it finishes what it holds)."""
+    async def set_draining(self, worker_id: str, draining: bool = True) -> None:
+        """Stop assigning to a worker (it finishes what it holds), or with ``draining``
+        false assign to it again: an operator's cordon and uncordon. A retired worker
+        stays retired; a stopping worker drains itself and should not be uncordoned."""
         async with self.guard():
-            await self._redis.hset(self.keys.worker(worker_id), "draining", "1")
+            if draining:
+                await self._redis.hset(self.keys.worker(worker_id), "draining", "1")
+            else:
+                await self._redis.hdel(self.keys.worker(worker_id), "draining")
 
     async def retire_worker(self, worker_id: str) -> None:
         """Hand a stopping worker's remaining batches back: the next reclaim round re-plans
