@@ -46,7 +46,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.sim.engine import Engine, Outcome
 from bench.sim.report import Row, console, plot, row, table, write_csv
 from bench.sim.static import run_oracle, run_static
-from bench.sim.variants import ABLATIONS, BASELINES, FLOWMESH, Dynamics, Variant
+from bench.sim.variants import ABLATIONS, BASELINES, FLEET_TYPES, FLOWMESH, Dynamics, Variant
 from bench.sim.workload import Submission, make_submissions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,7 +59,6 @@ ALL = (
     "autoscaler-bursty",
     "scale",
 )
-FLEET_TYPES = ("H100", "A100", "L40S", "L4", "cpu")
 
 
 @dataclass(frozen=True)

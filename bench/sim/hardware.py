@@ -165,9 +165,6 @@ class Roofline:
                 fits.append(int(room // per_seq))
         return max(1, min(fits))
 
-    def items_per_second(self, acc: Accelerator, work: Work, n: int) -> float:
-        return n / self.batch_seconds(acc, work, n)
-
 
 def best_per_item(
     roofline: Roofline, work: Work, price: str, n: int, by: str = "usd"

@@ -17,9 +17,17 @@ from bench.sim.fleet import Autoscaler, SimWorker
 from bench.sim.hardware import ACCELERATORS, Accelerator, Roofline, Work
 from flowmesh_core.control.utility import WorkerView
 
-__all__ = ["ABLATIONS", "BASELINES", "FLOWMESH", "Dynamics", "Features", "Variant"]
+__all__ = [
+    "ABLATIONS",
+    "BASELINES",
+    "FLEET_TYPES",
+    "FLOWMESH",
+    "Dynamics",
+    "Features",
+    "Variant",
+]
 
-GPU_TYPES = ("H100", "A100", "L40S", "L4", "cpu")  # what the autoscaler may buy
+FLEET_TYPES = ("H100", "A100", "L40S", "L4", "cpu")  # what the autoscaler may buy
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +61,7 @@ class Variant:
     name: str
     policy: str = "utility"
     features: Features = Features()
-    types: tuple[str, ...] = GPU_TYPES
+    types: tuple[str, ...] = FLEET_TYPES
     per_task_pools: bool = False
     homogeneous_type: str = "A100"
 

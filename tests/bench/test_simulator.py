@@ -16,6 +16,7 @@ import pytest
 
 from bench.sim import engine as engine_module
 from bench.sim.engine import Engine
+from bench.sim.fleet import SimWorker
 from bench.sim.hardware import ACCELERATORS, Roofline, Work
 from bench.sim.static import run_oracle, run_static
 from bench.sim.variants import FLOWMESH, Dynamics, Features, Variant
@@ -154,9 +155,19 @@ def test_roofline_orders_hardware_and_batching_pays() -> None:
     assert Roofline.max_batch(l4, [Work("llm.generate", "llama-3.2-3b", 640, 256)]) >= 16
 
 
-def test_variant_switches_change_only_the_view() -> None:
+def test_with_heterogeneity_and_locality_off_the_scheduler_sees_one_kind_of_worker() -> None:
     v = Variant("x", features=Features(locality=False, heterogeneous=False))
-    assert v.label("H100") == v.label("L4") == "gpu"
+    works = list(TEMPLATES["chain"].stages)
+    views = []
+    for name in ("H100", "L4"):
+        w = SimWorker(name, ACCELERATORS[name], 1.0, False, 8, 0.0, 0.0)
+        w.warm_up(works[0].work.model)
+        views.append(v.view(w))
+    assert views[0].worker_id != views[1].worker_id
+    same = [(x.accelerator, x.price_per_hour, x.watts, x.warm_models) for x in views]
+    assert same[0] == same[1] == ("gpu", same[0][1], same[0][2], frozenset())
+    assert FLOWMESH.view(w).accelerator == "L4"
+    assert FLOWMESH.view(w).warm_models == frozenset({works[0].work.model})
 
 
 @pytest.mark.timeout(120)
