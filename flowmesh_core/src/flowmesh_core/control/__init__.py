@@ -3,7 +3,7 @@
 ``ControlPlane`` is the whole of it as one object (what ``flowmesh serve`` exposes over
 HTTP); the parts are the workflow engine (submission, expansion, advance), the scheduler
 (lease, ready pool, utility argmax), the completion applier, and the pure decision
-functions in ``utility`` and ``throughput`` that the simulator reuses.
+code in ``utility``, ``throughput`` and ``planning`` that the simulator reuses.
 """
 
 from flowmesh_core.control.service import ControlPlane
