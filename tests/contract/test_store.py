@@ -29,7 +29,7 @@ def make_item(signature: str = SIGNATURE) -> Item:
         kind="embed",
         version="1",
         params={"normalize": True},
-        inputs={"texts": key},
+        inputs={"texts": {"kind": "literal", "value": key}},
         input_digests={},
     )
 
@@ -154,11 +154,14 @@ async def test_claim_requeue_and_attempts(store: Store) -> None:
 
 async def test_fail_marks_every_waiter_and_allows_a_retry(store: Store) -> None:
     item = make_item()
-    for i in range(3):
+    await store.submit_workflow("wf0", "acme", "", "{}", ["embed"])
+    await store.start_node("acme", DOMAIN, "wf0", "embed", item.op_key, [item], batched=False)
+    for i in range(1, 3):
         await store.join_or_create(DOMAIN, requester(i), item)
-    await store.start_node("wf0", "embed", item.op_key, 1, {})
     failed = await store.fail(DOMAIN, item.op_key, "CUDA out of memory")
-    assert failed == (store.keys.node("wf0", "embed"),)  # once, though three items failed
+    assert failed == 1  # the one node with a start record, announced once
+    entries = await store.redis.xrange(store.keys.outbox())
+    assert [(f["event"], f["node"]) for _, f in entries][-1] == ("node.item_failed", "embed")
     for i in range(3):
         failed_record = await store.lineage_of(requester(i))
         assert failed_record is not None
@@ -177,7 +180,7 @@ async def test_failure_after_completion_is_ignored(store: Store) -> None:
     item = make_item()
     await store.join_or_create(DOMAIN, requester(0), item)
     await store.complete(DOMAIN, item.op_key, DIGEST_A)
-    assert await store.fail(DOMAIN, item.op_key, "late error") == ()
+    assert await store.fail(DOMAIN, item.op_key, "late error") == 0
     record = await store.lineage_of(requester(0))
     assert record is not None
     assert record.status is ItemStatus.DONE
@@ -220,17 +223,20 @@ async def test_cost_and_energy_are_split_across_requesters(store: Store) -> None
 
 
 async def test_workflow_records_and_lineage_order(store: Store) -> None:
-    await store.create_workflow("wf0", "acme", "demo", '{"nodes": {}}', ["embed", "score"])
+    await store.submit_workflow("wf0", "acme", "demo", '{"nodes": {}}', ["embed", "score"])
     with pytest.raises(ConflictError):
-        await store.create_workflow("wf0", "acme", "again", "{}", ["x"])
+        await store.submit_workflow("wf0", "acme", "again", "{}", ["x"])
     state = await store.workflow("wf0")
     assert state is not None
     assert (state.tenant, state.name, state.nodes) == (
         "acme",
         "demo",
-        {"embed": "pending", "score": "pending"},
+        {"embed": "waiting", "score": "waiting"},
     )
-    await store.set_node_status("wf0", "embed", "done")
+    item = make_item()
+    await store.start_node("acme", DOMAIN, "wf0", "embed", item.op_key, [item], batched=False)
+    await store.complete(DOMAIN, item.op_key, DIGEST_A)
+    assert await store.finish_node("wf0", "embed", DIGEST_A) == (True, False)
     state = await store.workflow("wf0")
     assert state is not None
     assert state.nodes["embed"] == "done"
@@ -239,9 +245,9 @@ async def test_workflow_records_and_lineage_order(store: Store) -> None:
 
     items = [make_item() for _ in range(3)]
     for i, item in enumerate(items):
-        req = Requester(tenant="acme", workflow="wf0", node="embed", index=i)
+        req = Requester(tenant="acme", workflow="wf0", node="score", index=i)
         await store.join_or_create(DOMAIN, req, item)
-    lineage = await store.lineage("wf0")
+    lineage = [r for r in await store.lineage("wf0") if r.node == "score"]
     assert [r.op_key for r in lineage] == [i.op_key for i in items]
     assert [r.index for r in lineage] == [0, 1, 2]
 

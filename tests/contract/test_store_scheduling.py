@@ -21,7 +21,7 @@ from flowmesh_core.errors import ConflictError
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.models import Item, ItemStatus, Requester, Satisfaction
 from flowmesh_core.protocol import Assignment
-from flowmesh_core.store import JoinOutcome, Store
+from flowmesh_core.store import JoinOutcome, Store, Transition
 from flowmesh_core.store.fleet import ASSIGNMENT_GROUP
 
 DOMAIN = "global"
@@ -40,7 +40,7 @@ def make_item(signature: str = SIGNATURE, text: str | None = None) -> Item:
         version="1",
         model={"name": "mini-lm"},
         params={"normalize": True},
-        inputs={"texts": text if text is not None else key},
+        inputs={"texts": {"kind": "literal", "value": text if text is not None else key}},
         input_digests={},
     )
 
@@ -372,10 +372,16 @@ async def test_racing_requeues_put_an_op_back_once(clients: list[Store]) -> None
 
 async def node_with_items(store: Store, items: list[Item], wf: str = "wf-n") -> str:
     """A node of ``len(items)`` items (one requester per item) whose ops are all pending."""
-    await store.start_node(wf, "embed", "c" * 64, len(items), {})
-    for i, item in enumerate(items):
-        await store.join_or_create(DOMAIN, requester(i, workflow=wf), item)
+    assert await store.submit_workflow(wf, "acme", "", "{}", ["embed"]) is None
+    start = await store.start_node("acme", DOMAIN, wf, "embed", "c" * 64, items, batched=True)
+    assert start.started
     return store.keys.node(wf, "embed")
+
+
+async def announced(store: Store, event: Transition) -> list[tuple[str, str]]:
+    """(workflow, node) of each outbox entry of kind ``event``, oldest first."""
+    entries = await store.redis.xrange(store.keys.outbox())
+    return [(f["workflow"], f["node"]) for _, f in entries if f["event"] == event]
 
 
 async def remaining(store: Store, node_key: str) -> int:
@@ -385,22 +391,25 @@ async def remaining(store: Store, node_key: str) -> int:
 async def test_complete_counts_a_node_down_and_lists_it_once_at_zero(store: Store) -> None:
     items = [make_item() for _ in range(3)]
     node = await node_with_items(store, items)
-    assert (await store.complete(DOMAIN, items[0].op_key, DIGEST_A)).finished_nodes == ()
+    assert (await store.complete(DOMAIN, items[0].op_key, DIGEST_A)).finished_nodes == 0
     assert await remaining(store, node) == 2
-    assert (await store.complete(DOMAIN, items[1].op_key, DIGEST_A)).finished_nodes == ()
+    assert (await store.complete(DOMAIN, items[1].op_key, DIGEST_A)).finished_nodes == 0
+    assert await announced(store, Transition.NODE_ITEMS_DONE) == []
     last = await store.complete(DOMAIN, items[2].op_key, DIGEST_B)
-    assert last.finished_nodes == (node,)
+    assert last.finished_nodes == 1
     assert await remaining(store, node) == 0
+    assert await announced(store, Transition.NODE_ITEMS_DONE) == [("wf-n", "embed")]
 
 
 async def test_complete_of_an_op_asked_twice_by_one_node_counts_both(store: Store) -> None:
     item = make_item()
-    await store.start_node("wf-d", "embed", "c" * 64, 2, {})
-    first = await store.join_or_create(DOMAIN, requester(0, workflow="wf-d"), item)
-    second = await store.join_or_create(DOMAIN, requester(1, workflow="wf-d"), item)
-    assert (first.outcome, second.outcome) == (JoinOutcome.CREATED, JoinOutcome.JOINED)
+    await store.submit_workflow("wf-d", "acme", "", "{}", ["embed"])
+    start = await store.start_node(
+        "acme", DOMAIN, "wf-d", "embed", "c" * 64, [item, item], batched=True
+    )
+    assert (start.created, start.joined) == (1, 1)
     done = await store.complete(DOMAIN, item.op_key, DIGEST_A)
-    assert done.finished_nodes == (store.keys.node("wf-d", "embed"),)
+    assert done.finished_nodes == 1
     assert await remaining(store, store.keys.node("wf-d", "embed")) == 0
 
 
@@ -418,9 +427,8 @@ async def test_racing_completes_of_the_last_op_list_the_node_once(clients: list[
         )
     )
 
-    listed = [r for r in results if r.finished_nodes]
-    assert len(listed) == 1
-    assert listed[0].finished_nodes == (node,)
+    assert sum(r.finished_nodes for r in results) == 1
+    assert await announced(store, Transition.NODE_ITEMS_DONE) == [("wf-n", "embed")]
     assert sum(not r.duplicate for r in results) == 1
     assert await remaining(store, node) == 0
     assert (await store.cluster_stats())["executed"] == 2
@@ -438,7 +446,8 @@ async def test_racing_fails_list_a_node_once(clients: list[Store]) -> None:
         *(clients[i % 5].fail(DOMAIN, items[i % 3].op_key, f"boom {i % 3}") for i in range(12))
     )
 
-    assert [n for nodes in failed for n in nodes] == [node]
+    assert sum(failed) == 1
+    assert await announced(store, Transition.NODE_ITEM_FAILED) == [("wf-n", "embed")]
     assert (await store.cluster_stats())["failed"] == 3
     for i in range(3):
         record = await store.lineage_of(requester(i, workflow="wf-n"))
@@ -451,7 +460,9 @@ async def test_racing_fails_list_a_node_once(clients: list[Store]) -> None:
 async def test_fail_of_a_pending_op_takes_it_out_of_the_ready_pool(store: Store) -> None:
     items = await enqueue(store, 2)
     await store.fail(DOMAIN, items[0].op_key, "bad input")
-    assert [m.rsplit("|", 1)[1] for m in await ready_members(store)] == [items[1].op_key]
+    assert [store.keys.parse_ready_member(m)[2] for m in await ready_members(store)] == [
+        items[1].op_key
+    ]
     assert await store.claim_batch(SIGNATURE, 5, "w1", "b1", await lease(store)) == 1
 
 
@@ -595,7 +606,7 @@ async def test_racing_workflow_creations_with_one_id_store_one(clients: list[Sto
     store = clients[0]
     outcomes = await asyncio.gather(
         *(
-            clients[i % 5].create_workflow("wf-race", f"t{i}", f"n{i}", "{}", ["a", "b"])
+            clients[i % 5].submit_workflow("wf-race", f"t{i}", f"n{i}", "{}", ["a", "b"])
             for i in range(10)
         ),
         return_exceptions=True,

@@ -104,6 +104,7 @@ class Fabric:
         plane = ControlPlane(self.settings(**overrides))
         if consumer is not None:
             plane.applier.consumer = consumer
+            plane.outbox.consumer = consumer
         stop = asyncio.Event()
         self.running.append(Running(plane, stop, asyncio.create_task(plane.run(stop))))
         return plane

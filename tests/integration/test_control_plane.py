@@ -490,19 +490,19 @@ async def test_a_report_read_by_a_killed_control_plane_is_applied_after_restart(
 async def test_a_plane_killed_between_an_item_ending_and_its_node_settling_loses_nothing(
     fabric: Fabric, ending: str
 ) -> None:
-    # The last item's result (or final failure) is recorded atomically, but the node's
-    # transition (manifest, dependents, workflow) is applied after it. A plane killed in
-    # between must not strand the workflow: its replacement finds the transition recorded
-    # in the settle hash and applies it.
+    # The last item's result (or final failure) is recorded atomically and announced on
+    # the outbox by the same step, but the node's transition (manifest, dependents,
+    # workflow) is applied after it. A plane killed in between must not strand the
+    # workflow: its replacement adopts the outbox entry the dead one never acknowledged.
     first = await fabric.plane(consumer="host-a-101", max_attempts=1)
     acme = await fabric.tenant("acme")
     died = asyncio.Event()
 
-    async def killed(node_key: str, outcome: str) -> None:
+    async def killed(wf_id: str) -> None:
         died.set()
         await asyncio.Event().wait()  # the process dies here
 
-    first.engine.settle = killed  # type: ignore[method-assign]
+    first.engine.advance = killed  # type: ignore[method-assign]
     failing = "bad" if ending == "failed" else None
 
     def execute(item: Item) -> Any:
@@ -519,7 +519,8 @@ async def test_a_plane_killed_between_an_item_ending_and_its_node_settling_loses
     second = await fabric.plane(consumer="host-b-202")
     done = await second.wait(acme, sub.workflow_id, 8.0)
     assert done.state is (NodeState.DONE if ending == "done" else NodeState.FAILED), done
-    assert await second.store.unsettled() == {}
+    pending = await second.store.redis.xpending(second.store.keys.outbox(), "control")
+    assert pending["pending"] == 0
 
 
 async def test_two_control_planes_one_scheduler_and_each_item_runs_once(fabric: Fabric) -> None:

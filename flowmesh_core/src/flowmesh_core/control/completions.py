@@ -1,9 +1,12 @@
-"""Applying workers' completion reports: record results, release waiters, advance nodes.
+"""Applying workers' completion reports: record results, release waiters, account batches.
 
 Reports arrive on the events stream and are read through a consumer group, pending
 entries first, so a control plane that restarts re-applies whatever it had read but not
-acknowledged. Applying a report twice is harmless: ``complete`` keeps the first result,
-``finish_batch`` counts a batch once, and nodes finish once.
+acknowledged. Applying a report twice is harmless: ``complete`` keeps the first result
+and ``finish_batch`` counts a batch once. A report is applied in one round trip: every
+item's ``complete`` and the batch's ``finish_batch`` go to Redis together (each atomic).
+Nodes whose last item a report completes are announced on the outbox by ``complete``
+itself; the outbox consumer takes it from there.
 
 A failed item is handed back to the ready pool until it has run ``max_attempts`` times;
 then it fails, with its error in every requester's lineage (a poison item is not retried
@@ -18,20 +21,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.errors import ServiceUnavailableError
+from flowmesh_core.models import WorkerProfile
 from flowmesh_core.protocol import Completion, ItemResult
 from flowmesh_core.store import Store
+from flowmesh_core.store._base import ScriptCall
 from flowmesh_core.store.fleet import EMBEDDED_POLL_S, EVENTS_GROUP
-from flowmesh_core.store.ops import node_failure
 
-__all__ = ["BatchObserver", "CompletionApplier", "fail_item"]
+__all__ = ["BatchObserver", "CompletionApplier"]
 
 log = logging.getLogger("flowmesh.completions")
 
 BatchObserver = Callable[[str, str, str | None, int, float, float], None]
 """Called per applied batch: (accelerator, kind, model, size, exec seconds, load seconds)."""
+
+_PROFILE_TTL_S = 30.0
+"""How long a worker's profile ($/h, W, accelerator) is taken from memory."""
 
 
 class CompletionApplier:
@@ -40,7 +46,6 @@ class CompletionApplier:
     def __init__(
         self,
         store: Store,
-        engine: WorkflowEngine,
         *,
         consumer: str,
         max_attempts: int,
@@ -48,18 +53,20 @@ class CompletionApplier:
         adopt_after_s: float = 30.0,
     ) -> None:
         self.store = store
-        self.engine = engine
         self.consumer = consumer
         self.max_attempts = max_attempts
         self.observe = observe
         self.adopt_after_s = adopt_after_s
+        self._profiles: dict[str, tuple[float, WorkerProfile | None]] = {}
+        self._signatures: dict[str, dict[str, Any]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply reports until ``stop`` is set.
 
         First this consumer's own pending reports, then, now and then, reports another
         consumer read but never acknowledged (a control plane that died: its consumer name
-        is gone with its process), then new ones.
+        is gone with its process), then new ones. When Redis has lost the group (its data
+        was lost), the group is made again and the loss logged.
         """
         stream = self.store.keys.events()
         grouped = False
@@ -69,15 +76,20 @@ class CompletionApplier:
             started = time.monotonic()
             try:
                 if not grouped:
-                    await self.store.ensure_group(stream, EVENTS_GROUP)
+                    if await self.store.create_group(stream, EVENTS_GROUP) and position != "0":
+                        log.error(
+                            "the events stream's consumer group was gone: Redis lost its "
+                            "data (restarted without persistence, or failed over to an empty "
+                            "replica); work in flight then was lost, new work goes on"
+                        )
                     grouped = True
                 if started - adopted_at > self.adopt_after_s:
                     await self.adopt_orphans()
-                    await self.engine.settle_all()
                     adopted_at = started
                 applied = await self.read_once(position, block_ms=500)
             except ServiceUnavailableError as exc:
                 log.warning("events stream unavailable: %s", exc)
+                grouped = False
                 await asyncio.sleep(1.0)
                 continue
             if position == "0" and applied == 0:
@@ -114,63 +126,77 @@ class CompletionApplier:
         return await self._apply_entries(entries)
 
     async def _apply_entries(self, entries: list[Any]) -> int:
-        """Apply each report, then acknowledge it (acked only once applied)."""
-        stream = self.store.keys.events()
-        for entry_id, fields in entries:
+        """Apply each report, then acknowledge them all (acked only once applied)."""
+        if not entries:
+            return 0
+        for _entry_id, fields in entries:
             if fields:
                 await self.apply(Completion.from_stream(fields))
-            async with self.store.guard():
-                await self.store.redis.xack(stream, EVENTS_GROUP, entry_id)
+        async with self.store.guard():
+            await self.store.redis.xack(
+                self.store.keys.events(), EVENTS_GROUP, *(e[0] for e in entries)
+            )
         return len(entries)
 
     async def apply(self, report: Completion) -> None:
-        """Record every item's outcome, then account for the batch."""
-        batch = await self.store.batch_record(report.batch_id)
-        profile = await self.store.worker_profile(report.worker_id)
+        """Record every item's outcome and account for the batch, in one round trip."""
+        profile = await self._profile(report.worker_id)
         seconds = max(report.finished_at - report.started_at, 0.0)
         price, watts = (profile.price_per_hour, profile.watts) if profile else (0.0, 0.0)
         cost, energy = price * seconds / 3600, watts * seconds / 3600
         share = 1 / max(len(report.results), 1)
+        calls: list[ScriptCall] = [
+            self.store.complete_call(
+                result.domain,
+                result.op_key,
+                result.digest,
+                batch_id=report.batch_id,
+                worker=report.worker_id,
+                started_at=report.started_at,
+                cost_usd=cost * share,
+                energy_wh=energy * share,
+                worker_seconds=seconds * share,
+            )
+            for result in report.results
+            if result.digest is not None
+        ]
         for result in report.results:
-            if result.digest is not None:
-                await self._complete(report, result, cost * share, energy * share, seconds * share)
-            else:
+            if result.digest is None:
                 await self._failed(report, result)
-        size = int(batch.get("size", len(report.results)))
-        if await self.store.finish_batch(
-            report.batch_id, report.worker_id, size, seconds, cost, energy
-        ):
-            await self.store.wake_scheduler()
-            if self.observe is not None and profile is not None:
-                info = await self.store.signature_info(report.signature)
-                model = model_id(info.get("model"))
-                exec_s = max(seconds - report.load_seconds, 1e-6)
-                self.observe(
-                    profile.accelerator,
-                    info.get("kind", "?"),
-                    model,
-                    size,
-                    exec_s,
-                    report.load_seconds,
-                )
-
-    async def _complete(
-        self, report: Completion, result: ItemResult, cost: float, energy: float, seconds: float
-    ) -> None:
-        assert result.digest is not None
-        done = await self.store.complete(
-            result.domain,
-            result.op_key,
-            result.digest,
-            batch_id=report.batch_id,
-            worker=report.worker_id,
-            started_at=report.started_at,
-            cost_usd=cost,
-            energy_wh=energy,
-            worker_seconds=seconds,
+        size = len(report.results)
+        calls.append(
+            self.store.finish_batch_call(
+                report.batch_id, report.worker_id, size, seconds, cost, energy
+            )
         )
-        for node_key in done.finished_nodes:
-            await self.engine.settle(node_key, "done")
+        replies = await self.store.run_scripts(calls)
+        if replies[-1] and self.observe is not None and profile is not None:
+            info = await self._signature(report.signature)
+            exec_s = max(seconds - report.load_seconds, 1e-6)
+            self.observe(
+                profile.accelerator,
+                info.get("kind", "?"),
+                model_id(info.get("model")),
+                size,
+                exec_s,
+                report.load_seconds,
+            )
+
+    async def _profile(self, worker_id: str) -> WorkerProfile | None:
+        now = time.monotonic()
+        cached = self._profiles.get(worker_id)
+        if cached is None or now - cached[0] > _PROFILE_TTL_S:
+            cached = (now, await self.store.worker_profile(worker_id))
+            self._profiles[worker_id] = cached
+        return cached[1]
+
+    async def _signature(self, signature: str) -> dict[str, Any]:
+        info = self._signatures.get(signature)
+        if info is None:
+            info = await self.store.signature_info(signature)
+            if info:
+                self._signatures[signature] = info
+        return info
 
     async def _failed(self, report: Completion, result: ItemResult) -> None:
         error = result.error or "the worker reported no result and no error"
@@ -190,12 +216,4 @@ class CompletionApplier:
                 )
             return
         log.warning("item %s failed after %d attempts: %s", result.op_key, attempts, error)
-        await fail_item(self.store, self.engine, result.domain, result.op_key, error)
-
-
-async def fail_item(
-    store: Store, engine: WorkflowEngine, domain: str, op_key: str, error: str
-) -> None:
-    """Fail an item for good, and every node (and workflow) waiting on it."""
-    for node_key in await store.fail(domain, op_key, error):
-        await engine.settle(node_key, "failed\n" + node_failure(op_key, error))
+        await self.store.fail(result.domain, result.op_key, error)

@@ -1,15 +1,17 @@
-"""Workflows through the fabric: validate whole, expand nodes into items as their inputs
-become available, and advance when nodes finish.
+"""Workflows through the fabric: validate whole, store, start nodes as their inputs become
+known, and record each node's result: a thin driver of the ledger and the rules.
 
 A submission is checked completely (every node's kind, params and inputs; keys of every
 node whose inputs are known) before anything is stored, so bad input leaves no partial
-state. Each item is then satisfied by, in order: the action cache, an in-flight join, or
-entry into the ready pool (one atomic ``join_or_create`` per item). When a node's last
-item finishes, the node's result is recorded (a manifest of item digests for split
-nodes) and every node whose inputs are now all known starts.
+state. Storing the workflow and starting each of its root nodes (every item attached:
+cache hit, join, or entry into the ready pool) go to Redis in one round trip, each an
+atomic ledger step.
 
-Starting and finishing a node are each exactly-once, even with several control-plane
-replicas applying completions: the store decides who wins.
+After that the engine only reacts: ``advance`` reads a workflow's node records, asks
+``rules.next_actions`` what must happen, and carries each action out through the ledger
+(``store/ledger.py``). The outbox consumer calls it for every transition announced, so a
+control plane killed anywhere is replaced by one that finishes its work; each ledger step
+applies once, so asking twice is harmless. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -18,22 +20,49 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import Counter
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
-from flowmesh_core.errors import ConflictError, FlowMeshError, NotFoundError
+from flowmesh_core.control.rules import (
+    FailNode,
+    NodeView,
+    RecordResult,
+    StartNode,
+    downstream,
+    next_actions,
+)
+from flowmesh_core.errors import (
+    ConflictError,
+    FlowMeshError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from flowmesh_core.hashing import canonical_json
 from flowmesh_core.keys import Expansion, expand
-from flowmesh_core.models import BlobInput, NodeRef, Operator, Requester, Workflow, WorkflowNode
+from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
-from flowmesh_core.store import JoinOutcome, Store, domain_for
+from flowmesh_core.store import NodeStart, Store, domain_for
 
 __all__ = ["WorkflowEngine"]
 
 log = logging.getLogger("flowmesh.engine")
+
+_SPEC_CACHE = 4096
+"""Parsed workflow specs kept in memory (a spec never changes once stored)."""
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A stored workflow as the engine drives it."""
+
+    tenant: str
+    domain: str
+    workflow: Workflow
+    final: bool
 
 
 class WorkflowEngine:
@@ -46,6 +75,7 @@ class WorkflowEngine:
         self.blobs = blobs
         self.registry = registry
         self.settings = settings
+        self._specs: OrderedDict[str, _Stored] = OrderedDict()
 
     def domain(self, tenant: str, organisation: str | None = None) -> str:
         """The dedup domain of ``tenant``'s requests."""
@@ -66,29 +96,30 @@ class WorkflowEngine:
         ready = await self._validate(tenant, workflow, wf_id)
         domain = self.domain(tenant.name, tenant.organisation)
         spec = workflow.model_dump_json()
-        earlier = await self.store.create_workflow(
-            wf_id,
-            tenant.name,
-            workflow.name or "",
-            spec,
-            list(workflow.nodes),
-            domain,
-            idempotency_key=idempotency_key,
-        )
+        store = self.store
+        calls = [
+            store.submit_call(
+                wf_id,
+                tenant.name,
+                workflow.name or "",
+                spec,
+                list(workflow.nodes),
+                domain,
+                idempotency_key,
+            )
+        ]
+        calls += [self._start_call(tenant.name, domain, wf_id, n, e) for n, e in ready.items()]
+        replies = await store.run_scripts(calls)
+        earlier = store.submit_outcome(wf_id, replies[0])
         if earlier is not None:
             return await self._replay(earlier, spec)
-        plans = {}
-        for name, expansion in ready.items():
-            plans[name] = await self._start(tenant.name, domain, wf_id, name, expansion)
-        for name, node in workflow.nodes.items():
-            if name not in plans:
-                plans[name] = NodePlan(
-                    node=name, op_key=None, state=NodeState.WAITING, waits_for=node.dependencies()
-                )
-        await self.store.notify(wf_id, "submitted")
-        if all(p.state is NodeState.DONE for p in plans.values()):
-            await self._finish_workflow(wf_id)
-        return SubmitResult(workflow_id=wf_id, nodes=[plans[n] for n in workflow.nodes])
+        self._remember(wf_id, _Stored(tenant.name, domain, workflow, final=False))
+        starts = dict(zip(ready, map(store.start_outcome, replies[1:]), strict=True))
+        plans = [
+            _plan(name, ready.get(name), starts.get(name), node)
+            for name, node in workflow.nodes.items()
+        ]
+        return SubmitResult(workflow_id=wf_id, nodes=plans)
 
     async def _replay(self, wf_id: str, spec: str) -> SubmitResult:
         """The plan of an earlier submission made with the same idempotency key."""
@@ -168,46 +199,55 @@ class WorkflowEngine:
     def _load_json(self, digest: str) -> Any:
         return json.loads(self.blobs.get_bytes(digest))
 
-    # -- nodes -------------------------------------------------------------------------
+    # -- advancing -----------------------------------------------------------------------
 
-    async def _start(
-        self, tenant: str, domain: str, wf_id: str, name: str, exp: Expansion
-    ) -> NodePlan:
-        extra = {"tenant": tenant, "batched": "1" if exp.batched else "0", "state": "pending"}
-        await self.store.start_node(wf_id, name, exp.op_key, len(exp.items), extra)
-        requests = [
-            (Requester(tenant=tenant, workflow=wf_id, node=name, index=i), item)
-            for i, item in enumerate(exp.items)
-        ]
-        results = await self.store.join_many(domain, requests)
-        if any(r.outcome is JoinOutcome.CREATED for r in results):
-            await self.store.wake_scheduler()
-        counts = Counter(r.outcome for r in results)
-        done = any(r.node_done for r in results) or not exp.items
-        if done:
-            await self.finish_node(wf_id, name)
-        return NodePlan(
-            node=name,
-            op_key=exp.op_key,
-            state=NodeState.DONE if done else NodeState.PENDING,
-            items=len(exp.items),
-            cache_hits=counts[JoinOutcome.CACHE_HIT],
-            joined=counts[JoinOutcome.JOINED],
-            created=counts[JoinOutcome.CREATED],
+    def _start_call(self, tenant: str, domain: str, wf_id: str, name: str, exp: Expansion) -> Any:
+        return self.store.start_call(
+            tenant, domain, wf_id, name, exp.op_key, exp.items, batched=exp.batched
         )
 
-    async def finish_node(self, wf_id: str, name: str) -> None:
-        """Record a node's result once its last item is done, then advance the workflow.
+    async def advance(self, wf_id: str) -> None:
+        """Carry out every action the rules ask for, until they ask for none.
 
-        Idempotent, and safe to repeat after a crash anywhere in it: a node already
-        marked done still advances its workflow (the crash may have come in between).
+        Idempotent, and safe to repeat after a crash anywhere in it. Raises
+        ServiceUnavailableError when Redis or the blob store does not answer: nothing
+        is lost, and the caller asks again later.
         """
-        record = await self.store.node_record(wf_id, name)
-        if not record:
-            return  # the workflow is gone (purged)
-        if record.get("state") == "done":
-            await self.advance(wf_id)
+        for _ in range(_MAX_ROUNDS):
+            stored = await self._stored(wf_id)
+            if stored is None or stored.final:
+                return
+            records = await self.store.node_records(wf_id, list(stored.workflow.nodes))
+            views = {name: NodeView.from_record(r) for name, r in records.items()}
+            actions = next_actions(stored.workflow, views)
+            if not actions:
+                return
+            for action in actions:
+                if isinstance(action, StartNode):
+                    await self._start_dependent(wf_id, stored, action)
+                elif isinstance(action, RecordResult):
+                    await self._record_result(wf_id, action.node, records[action.node])
+                else:
+                    await self._fail(wf_id, stored, action)
+                    return
+
+    async def _start_dependent(self, wf_id: str, stored: _Stored, action: StartNode) -> None:
+        node = stored.workflow.nodes[action.node]
+        resolved = {field: BlobInput(blob=digest) for field, digest in action.inputs.items()}
+        try:
+            expansion = await self._expand(node.to_operator(resolved), wf_id, action.node)
+        except ServiceUnavailableError:
+            raise  # a blip, not the workflow's fault: the outbox entry is retried
+        except FlowMeshError as exc:
+            error = f"node {action.node!r}: {exc}"
+            later = tuple(downstream(stored.workflow, action.node))
+            await self._fail(wf_id, stored, FailNode(action.node, error, later))
             return
+        call = self._start_call(stored.tenant, stored.domain, wf_id, action.node, expansion)
+        await self.store.run_script(*call)
+
+    async def _record_result(self, wf_id: str, name: str, record: dict[str, str]) -> None:
+        """A node's result: its one item's digest, or a manifest of its items' digests."""
         total = int(record.get("items_total", 0))
         digests = await self.store.item_digests(wf_id, name, total)
         if any(d is None for d in digests):
@@ -219,104 +259,68 @@ class WorkflowEngine:
             await self.store.record_blob(result, len(manifest), "application/json")
         else:
             result = str(digests[0])
-        if await self.store.finish_node(wf_id, name, "done", result_digest=result):
-            await self.store.grant_result(record.get("tenant", ""), result)
+        node_now, workflow_now = await self.store.finish_node(wf_id, name, result)
+        if node_now:
             log.info("node %s/%s done: %s", wf_id, name, result)
-            await self.store.notify(wf_id, f"node:{name}:done")
-        await self.advance(wf_id)
-
-    async def fail_node(self, wf_id: str, name: str, error: str) -> None:
-        """Fail a node, the nodes downstream of it, and the workflow (idempotent)."""
-        first = await self.store.finish_node(wf_id, name, "failed", error=error)
-        workflow = await self._workflow(wf_id)
-        for other in _downstream(workflow, name):
-            await self.store.finish_node(
-                wf_id, other, "failed", error=f"upstream node {name!r} failed: {error}"
-            )
-        await self.store.set_workflow_status(wf_id, "failed", final=True)
-        if first:
-            await self.store.notify(wf_id, f"node:{name}:failed")
-
-    async def settle(self, node_key: str, outcome: str) -> None:
-        """Apply a node transition recorded in the settle hash, then clear it."""
-        wf_id, name = self.store.keys.parse_node(node_key)
-        if outcome == "done":
-            await self.finish_node(wf_id, name)
-        else:
-            await self.fail_node(wf_id, name, outcome.partition("\n")[2] or "failed")
-        await self.store.settled(node_key)
-
-    async def settle_all(self) -> int:
-        """Apply every transition a control plane recorded but did not finish applying
-        (it died in between); how many there were."""
-        pending = await self.store.unsettled()
-        for node_key, outcome in pending.items():
-            await self.settle(node_key, outcome)
-        return len(pending)
-
-    async def advance(self, wf_id: str) -> None:
-        """Start every node whose inputs are all done; finish the workflow when all are."""
-        state = await self.store.workflow(wf_id)
-        if state is None or state.finished_at is not None:
-            return
-        workflow = Workflow.model_validate_json(state.spec)
-        records = await self.store.node_records(wf_id, list(workflow.nodes))
-        if all(r.get("state") == "done" for r in records.values()):
-            await self._finish_workflow(wf_id)
-            return
-        for name, node in workflow.nodes.items():
-            deps = node.dependencies()
-            if "op_key" in records[name] or not deps:
-                continue
-            if all(records[d].get("state") == "done" for d in deps):
-                await self._start_dependent(state.tenant, state.domain, wf_id, name, node, records)
-
-    async def _start_dependent(
-        self,
-        tenant: str,
-        domain: str,
-        wf_id: str,
-        name: str,
-        node: WorkflowNode,
-        records: dict[str, dict[str, str]],
-    ) -> None:
-        if not await self.store.claim_node_start(wf_id, name):
-            return  # another replica is starting it
-        resolved = {
-            field: BlobInput(blob=records[inp.ref]["result_digest"])
-            for field, inp in node.inputs.items()
-            if isinstance(inp, NodeRef)
-        }
-        try:
-            expansion = await self._expand(node.to_operator(resolved), wf_id, name)
-        except FlowMeshError as exc:
-            await self.fail_node(wf_id, name, str(exc))
-            return
-        await self._start(tenant, domain, wf_id, name, expansion)
-
-    async def _finish_workflow(self, wf_id: str) -> None:
-        if await self.store.set_workflow_status(wf_id, "done", final=True):
+        if workflow_now:
             log.info("workflow %s done", wf_id)
-            await self.store.notify(wf_id, "workflow:done")
+            self._forget(wf_id)
 
-    async def _workflow(self, wf_id: str) -> Workflow:
+    async def _fail(self, wf_id: str, stored: _Stored, action: FailNode) -> None:
+        later = action.downstream
+        if await self.store.fail_nodes(wf_id, action.node, action.error, later):
+            log.warning("workflow %s failed at node %s: %s", wf_id, action.node, action.error)
+        self._forget(wf_id)
+
+    # -- stored workflows --------------------------------------------------------------
+
+    async def _stored(self, wf_id: str) -> _Stored | None:
+        """The workflow as stored; its parsed spec from memory when seen before."""
         state = await self.store.workflow(wf_id)
         if state is None:
-            raise NotFoundError(f"workflow {wf_id} does not exist")
-        return Workflow.model_validate_json(state.spec)
+            self._forget(wf_id)
+            return None
+        final = state.finished_at is not None
+        cached = self._specs.get(wf_id)
+        if cached is None:
+            workflow = Workflow.model_validate_json(state.spec)
+            cached = _Stored(state.tenant, state.domain, workflow, final)
+            self._remember(wf_id, cached)
+        if final:
+            self._forget(wf_id)
+        return _Stored(cached.tenant, cached.domain, cached.workflow, final)
+
+    def _remember(self, wf_id: str, stored: _Stored) -> None:
+        self._specs[wf_id] = stored
+        while len(self._specs) > _SPEC_CACHE:
+            self._specs.popitem(last=False)
+
+    def _forget(self, wf_id: str) -> None:
+        self._specs.pop(wf_id, None)
 
 
-def _downstream(workflow: Workflow, name: str) -> list[str]:
-    """Every node that reads ``name``, directly or through others."""
-    found: list[str] = []
-    frontier = [name]
-    while frontier:
-        current = frontier.pop()
-        for other, node in workflow.nodes.items():
-            if current in node.dependencies() and other not in found:
-                found.append(other)
-                frontier.append(other)
-    return found
+_MAX_ROUNDS = 64
+"""How many rounds of rules ``advance`` runs at most in one call (each round starts,
+finishes or fails at least one node; the outbox brings the workflow back if more is
+left)."""
+
+
+def _plan(
+    name: str, exp: Expansion | None, start: NodeStart | None, node: WorkflowNode
+) -> NodePlan:
+    if exp is None or start is None:
+        return NodePlan(
+            node=name, op_key=None, state=NodeState.WAITING, waits_for=node.dependencies()
+        )
+    return NodePlan(
+        node=name,
+        op_key=exp.op_key,
+        state=NodeState.DONE if start.done else NodeState.PENDING,
+        items=len(exp.items),
+        cache_hits=start.cache_hits,
+        joined=start.joined,
+        created=start.created,
+    )
 
 
 def _plan_state(stored: str | None, has_inputs: bool) -> NodeState:

@@ -39,7 +39,7 @@ async def reclaim_dead_workers(
         before = requeued
         for entry_id, batch_id in await store.take_assignments(worker_id):
             for member in await store.drop_assignment(worker_id, entry_id, batch_id):
-                _tenant, domain, op_key = member.split("|", 2)
+                _tenant, domain, op_key = store.keys.parse_ready_member(member)
                 state = await store.op_state(domain, op_key)
                 if state.get("worker") != worker_id:
                     continue

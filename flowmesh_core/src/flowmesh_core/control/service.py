@@ -21,8 +21,9 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from flowmesh_core.blobs import BlobInfo, BlobStore, open_blob_store
-from flowmesh_core.control.completions import CompletionApplier, fail_item
+from flowmesh_core.control.completions import CompletionApplier
 from flowmesh_core.control.engine import WorkflowEngine
+from flowmesh_core.control.outbox import OutboxConsumer
 from flowmesh_core.control.scheduler import Scheduler
 from flowmesh_core.control.tenants import authenticate
 from flowmesh_core.errors import NotFoundError, PermissionDeniedError
@@ -73,24 +74,25 @@ class ControlPlane:
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.applier = CompletionApplier(
             self.store,
-            self.engine,
             consumer=consumer,
             max_attempts=settings.max_attempts,
             observe=self.scheduler.observe,
             adopt_after_s=2.0,  # applying twice is harmless; losing a report is not
         )
+        self.outbox = OutboxConsumer(self.store, self.engine, consumer=consumer)
 
     async def _exhausted(self, domain: str, op_key: str, error: str) -> None:
-        await fail_item(self.store, self.engine, domain, op_key, error)
+        await self.store.fail(domain, op_key, error)
 
     async def authenticate(self, authorization: str | None) -> Tenant:
         """The tenant behind an ``Authorization: Bearer ...`` header value."""
         return await authenticate(self.store, authorization)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run the scheduler and the completion applier until ``stop`` is set.
+        """Run the scheduler, the completion applier and the outbox consumer until ``stop``
+        is set.
 
-        If either loop dies, ``stop`` is set so the other ends too (a scheduler whose
+        If any loop dies, ``stop`` is set so the others end too (a scheduler whose
         completions nobody applies must not keep the lease), and the error is raised.
         Loops end by ``stop``, never by cancellation: a cancelled Redis call can hang.
         """
@@ -104,6 +106,7 @@ class ControlPlane:
         outcomes = await asyncio.gather(
             until_done(self.scheduler.run(stop)),
             until_done(self.applier.run(stop)),
+            until_done(self.outbox.run(stop)),
             return_exceptions=True,
         )
         for outcome in outcomes:

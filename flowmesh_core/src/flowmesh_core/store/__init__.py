@@ -6,6 +6,9 @@ from flowmesh_core.store.records import (
     CompleteResult,
     JoinOutcome,
     JoinResult,
+    NodeStart,
+    Transition,
+    TransitionEvent,
     WorkflowState,
 )
 from flowmesh_core.store.store import Store
@@ -16,7 +19,10 @@ __all__ = [
     "JoinOutcome",
     "JoinResult",
     "KeySpace",
+    "NodeStart",
     "Store",
+    "Transition",
+    "TransitionEvent",
     "WorkflowState",
     "domain_for",
 ]

@@ -8,35 +8,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from importlib import resources
+from hashlib import sha1
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.exceptions import NoScriptError
 
 from flowmesh_core.errors import StoreUnavailableError
+from flowmesh_core.store._lua import SCRIPTS, script_source
 from flowmesh_core.store.connection import is_embedded
 from flowmesh_core.store.keys import KeySpace
 
 __all__ = ["StoreBase", "redact", "strings"]
 
-SCRIPTS = (
-    "join_or_create",
-    "claim_batch",
-    "requeue",
-    "complete",
-    "fail",
-    "finish_batch",
-    "create_workflow",
-    "lease",
-    "release_lease",
-)
+ScriptCall = tuple[str, Sequence[str], Sequence[Any]]
+"""One script call: (script name, keys, args)."""
 
 
 def strings(raw: Mapping[Any, Any]) -> dict[str, str]:
     """A Redis hash as ``dict[str, str]`` (clients decode responses; this narrows types)."""
     return {str(k): str(v) for k, v in raw.items()}
+
+
+def _sha1(source: str) -> str:
+    return sha1(source.encode(), usedforsecurity=False).hexdigest()
 
 
 def redact(url: str) -> str:
@@ -48,10 +45,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _lua(name: str) -> str:
-    return resources.files("flowmesh_core.store").joinpath("lua", f"{name}.lua").read_text()
-
-
 class StoreBase:
     """What every part of the store builds on."""
 
@@ -60,7 +53,8 @@ class StoreBase:
         self.keys = keys
         self.url = url
         self.shown_url = redact(url)
-        self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
+        self._sources = {name: script_source(name, keys) for name in SCRIPTS}
+        self._shas = {name: _sha1(source) for name, source in self._sources.items()}
 
     @property
     def embedded(self) -> bool:
@@ -88,15 +82,45 @@ class StoreBase:
             ) from exc
 
     async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one of FlowMesh's Lua scripts."""
-        async with self.guard():
-            return await self._scripts[script](keys=list(keys), args=list(args))
+        """Run one of FlowMesh's Lua scripts (one round trip)."""
+        (reply,) = await self.run_scripts([(script, keys, args)])
+        return reply
 
-    async def queue_script(
-        self, pipe: aioredis.client.Pipeline, script: str, keys: Sequence[str], args: Sequence[Any]
-    ) -> None:
-        """Queue a script call on a pipeline (many calls, one round trip)."""
-        await self._scripts[script](keys=list(keys), args=list(args), client=pipe)
+    async def run_scripts(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run many script calls in one round trip, in order; their replies.
+
+        Each call is atomic on its own (calls of other clients may come in between).
+        Scripts run by hash; a server that does not know one (restarted, or its script
+        cache flushed) answers NOSCRIPT for that call alone, which therefore did
+        nothing: the scripts are loaded and exactly those calls sent again.
+        """
+        if not calls:
+            return []
+        replies = await self._evalsha_all(calls)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            await self.load_scripts()
+            again = await self._evalsha_all([calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                async with self.guard():
+                    raise reply
+        return replies
+
+    async def _evalsha_all(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(self._shas[script], len(keys), *keys, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def load_scripts(self) -> None:
+        """Load every FlowMesh script into the server's script cache."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for source in self._sources.values():
+                pipe.script_load(source)
+            await pipe.execute()
 
     async def ping(self) -> None:
         """Raise StoreUnavailableError unless Redis answers."""
@@ -122,8 +146,8 @@ class StoreBase:
         """
         probe = self.keys.probe()
         async with self.guard():
-            for script in self._scripts.values():
-                await self._redis.script_load(script.script)
+            for source in self._sources.values():
+                await self._redis.script_load(source)
             try:
                 await self._redis.xadd(probe, {"probe": "1"})
                 await self._redis.xgroup_create(probe, "probe", id="0")

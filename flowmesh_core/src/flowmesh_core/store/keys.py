@@ -9,10 +9,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:op:{domain}:{op_key}:waiters   LIST    lineage keys of every requester waiting
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
-    {p}:settle                         HASH    node key -> "done" | "failed\n<error>": nodes
-                                               whose last item ended but whose transition
-                                               (manifest, dependents, workflow) is not yet
-                                               applied; a restarted control plane applies it
+    {p}:outbox                         STREAM  the ledger's outbox: one typed entry per node
+                                               and workflow transition (group "control"); a
+                                               restarted or standby control plane consumes
+                                               what the one before it did not acknowledge
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
@@ -49,9 +49,13 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
 
-Lua scripts that reach keys named inside data (a waiter's lineage key, an op named by a
-ready-pool member) get those keys, or the templates for them, from this module as
-arguments: the rule for every name stays here.
+Member formats: a ready-pool member is ``{tenant}|{domain}|{op_key}``, an inflight member
+``{domain}|{op_key}`` (``ready_member`` / ``parse_ready_member`` and friends below).
+
+Lua scripts build no key or member themselves: every script runs behind a prelude
+generated from this module (``lua_templates``) and from the status enums (see
+``store/_lua.py``), so a script that reaches a key named inside data (a waiter's lineage
+key, the op a ready-pool member names) formats it with this module's template.
 
 ``domain`` is the dedup domain a request belongs to: ``global``, ``org:{org}`` or
 ``tenant:{tenant}`` (see ``domain_for``). Op keys are 64 hex digits; digests, tenant,
@@ -84,6 +88,13 @@ class KeySpace:
 
     prefix: str = "fm"
 
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "%|*?[] "):
+            raise ValueError(
+                f"key prefix {self.prefix!r} must be non-empty and hold none of % | * ? [ ] "
+                "or spaces"
+            )
+
     def action(self, domain: str, op_key: str) -> str:
         return f"{self.prefix}:ac:{domain}:{op_key}"
 
@@ -96,12 +107,18 @@ class KeySpace:
     def inflight(self) -> str:
         return f"{self.prefix}:inflight"
 
-    def settle(self) -> str:
-        return f"{self.prefix}:settle"
+    def outbox(self) -> str:
+        return f"{self.prefix}:outbox"
 
     @staticmethod
     def inflight_member(domain: str, op_key: str) -> str:
         return f"{domain}|{op_key}"
+
+    @staticmethod
+    def parse_inflight_member(member: str) -> tuple[str, str]:
+        """(domain, op key) of a member made by ``inflight_member``."""
+        domain, _, op_key = member.rpartition("|")
+        return domain, op_key
 
     def blob(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}"
@@ -136,12 +153,6 @@ class KeySpace:
     def node(self, wf_id: str, node: str) -> str:
         return f"{self.prefix}:wf:{wf_id}:node:{node}"
 
-    def parse_node(self, key: str) -> tuple[str, str]:
-        """(workflow id, node name) of a key made by ``node``."""
-        rest = key.removeprefix(f"{self.prefix}:wf:")
-        wf_id, _, node = rest.partition(":node:")
-        return wf_id, node
-
     def workflow_events(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}:events"
 
@@ -155,9 +166,11 @@ class KeySpace:
     def ready_member(tenant: str, domain: str, op_key: str) -> str:
         return f"{tenant}|{domain}|{op_key}"
 
-    def op_template(self) -> str:
-        """What ``op(domain, op_key)`` starts with: Lua appends ``{domain}:{op_key}``."""
-        return f"{self.prefix}:op:"
+    @staticmethod
+    def parse_ready_member(member: str) -> tuple[str, str, str]:
+        """(tenant, domain, op key) of a member made by ``ready_member``."""
+        tenant, domain, op_key = member.split("|", 2)
+        return tenant, domain, op_key
 
     def signature_meta(self, signature: str) -> str:
         return f"{self.prefix}:sig:{signature}"
@@ -201,19 +214,11 @@ class KeySpace:
     def tenant_results(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:results"
 
-    def results_template(self) -> str:
-        """What ``tenant_results(t)`` is without its suffix: Lua adds ``{t}:results``."""
-        return f"{self.prefix}:tenant:"
-
     def results(self) -> str:
         return f"{self.prefix}:results"
 
     def wake(self) -> str:
         return f"{self.prefix}:wake"
-
-    def stats_template(self) -> str:
-        """What ``tenant_stats(t)`` starts with: Lua appends the tenant name."""
-        return f"{self.prefix}:stats:"
 
     def probe(self) -> str:
         return f"{self.prefix}:probe:{uuid.uuid4().hex}"
@@ -221,6 +226,42 @@ class KeySpace:
     def scratch(self, token: str) -> KeySpace:
         """A key space nested under this one, for throw-away data (the doctor's round trip)."""
         return KeySpace(f"{self.prefix}:scratch:{token}")
+
+    def lua_templates(self) -> dict[str, str]:
+        """The keys and members Lua scripts reach, as ``string.format`` templates.
+
+        Each is the method of the same name with every argument replaced by ``%s``, so
+        the layout above stays the only place a name is decided; ``ready_member_pattern``
+        is the Lua pattern that takes a ready member apart (as ``parse_ready_member``).
+        """
+        s = "%s"
+        return {
+            "action": self.action(s, s),
+            "op": self.op(s, s),
+            "waiters": self.waiters(s, s),
+            "inflight": self.inflight(),
+            "inflight_member": self.inflight_member(s, s),
+            "workflow": self.workflow(s),
+            "workflow_nodes": self.workflow_nodes(s),
+            "workflow_lineage": self.workflow_lineage(s),
+            "workflow_events": self.workflow_events(s),
+            "lineage": self.lineage(s, s, s),  # type: ignore[arg-type]
+            "node": self.node(s, s),
+            "tenant_stats": self.tenant_stats(s),
+            "tenant_results": self.tenant_results(s),
+            "tenant_workflows": self.tenant_workflows(s),
+            "submission": self.submission(s, s),
+            "results": self.results(),
+            "cluster_stats": self.cluster_stats(),
+            "ready": self.ready(s),
+            "ready_signatures": self.ready_signatures(),
+            "ready_member": self.ready_member(s, s, s),
+            "ready_member_pattern": "^([^|]*)|([^|]*)|(.*)$",
+            "signature_meta": self.signature_meta(s),
+            "vclock": self.vclock(),
+            "outbox": self.outbox(),
+            "wake": self.wake(),
+        }
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this installation."""

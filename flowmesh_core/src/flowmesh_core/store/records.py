@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import Field
@@ -15,6 +15,9 @@ __all__ = [
     "CompleteResult",
     "JoinOutcome",
     "JoinResult",
+    "NodeStart",
+    "Transition",
+    "TransitionEvent",
     "WorkflowState",
     "parse_lineage",
 ]
@@ -27,6 +30,48 @@ class JoinOutcome(StrEnum):
     JOINED = "joined"  # attached to the op already pending or running
     CACHE_HIT = "cache_hit"  # the action cache held the result: nothing to do
     EXISTING = "existing"  # this requester had asked already; nothing changed
+    CONFLICT = "conflict"  # this requester had asked for a different op key
+
+
+class Transition(StrEnum):
+    """The typed events of the ledger's outbox (``KeySpace.outbox``).
+
+    Each is written by the same Lua step as the transition it announces, so none is
+    ever lost; the control plane acknowledges one only once it has acted on it.
+    """
+
+    WORKFLOW_SUBMITTED = "workflow.submitted"  # stored; its root nodes must start
+    NODE_ITEMS_DONE = "node.items_done"  # every item has its result: record the node's
+    NODE_ITEM_FAILED = "node.item_failed"  # an item failed for good: fail the node
+    NODE_DONE = "node.done"  # the node's result is recorded: start what it unblocks
+    WORKFLOW_DONE = "workflow.done"
+    WORKFLOW_FAILED = "workflow.failed"
+
+
+@dataclass(frozen=True)
+class TransitionEvent:
+    """One outbox entry: its stream id, what happened, to which workflow and node."""
+
+    entry_id: str
+    transition: Transition
+    workflow: str
+    node: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class NodeStart:
+    """What starting a node did: how each of its items was satisfied.
+
+    ``started`` is false when the node had been started before (nothing changed) or
+    the workflow is gone or finished; ``done`` when every item was a cache hit.
+    """
+
+    started: bool
+    created: int = 0
+    joined: int = 0
+    cache_hits: int = 0
+    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,13 +90,14 @@ class CompleteResult:
 
     ``duplicate`` is true when a result had been recorded before (a late finish); the
     recorded digest is the first one, whatever this call reported. ``finished_nodes``
-    are the node keys whose last pending item this completion was.
+    counts the nodes whose last pending item this completion was (each announced on the
+    outbox as ``node.items_done``).
     """
 
     digest: str
     duplicate: bool
     released: int = 0
-    finished_nodes: tuple[str, ...] = field(default_factory=tuple)
+    finished_nodes: int = 0
 
 
 class BlobRecord(FrozenModel):
@@ -90,8 +136,7 @@ _FLOAT_FIELDS = (
 
 def parse_lineage(raw: dict[str, str]) -> LineageRecord:
     """A lineage record from its Redis hash (all values arrive as strings)."""
-    # node_key is bookkeeping for the scripts, not part of what a requester is shown.
-    data: dict[str, object] = {k: v for k, v in raw.items() if v != "" and k != "node_key"}
+    data: dict[str, object] = {k: v for k, v in raw.items() if v != ""}
     for name in _FLOAT_FIELDS:
         if name in data:
             data[name] = float(str(data[name]))

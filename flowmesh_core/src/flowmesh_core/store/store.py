@@ -1,8 +1,10 @@
 """The system of record: FlowMesh's state in Redis (a server or the embedded store).
 
-``Store`` joins the parts: ops (action cache and the life of an op), workflows (nodes,
-lineage, events) and the fleet (workers, lease, tenants, blob index, counters). Each part
-lives in its own module; all share one connection, key space and set of Lua scripts.
+``Store`` joins the parts: the ledger (every op, node and workflow transition, and the
+outbox that announces them), reads of ops (action cache, in flight) and of workflows
+(nodes, lineage, events), and the fleet (workers, lease, tenants, blob index, counters).
+Each part lives in its own module; all share one connection, key space and set of Lua
+scripts.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 from flowmesh_core.store.connection import open_redis
 from flowmesh_core.store.fleet import FleetMixin
 from flowmesh_core.store.keys import KeySpace
+from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
 from flowmesh_core.store.workflows import WorkflowsMixin
 
 __all__ = ["Store"]
 
 
-class Store(OpsMixin, WorkflowsMixin, FleetMixin):
+class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin):
     """FlowMesh's state in Redis."""
 
     @classmethod

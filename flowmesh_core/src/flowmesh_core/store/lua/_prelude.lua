@@ -1,0 +1,107 @@
+-- The steps several transitions share (appended to the generated tables above).
+
+local function key(name, ...)
+  return string.format(KEY[name], ...)
+end
+
+-- Announce a transition on the outbox, in the same step that made it.
+local function emit(event, workflow, node, err)
+  redis.call('XADD', KEY.outbox, '*', 'event', event, 'workflow', workflow,
+    'node', node or '', 'error', err or '')
+end
+
+-- One more item of a node has its result; the last one announces the node.
+-- Returns true when this was the node's last item.
+local function item_done(workflow, node)
+  local nk = key('node', workflow, node)
+  if redis.call('HEXISTS', nk, 'remaining') == 1 then
+    if redis.call('HINCRBY', nk, 'remaining', -1) == 0 then
+      emit(EVENT.NODE_ITEMS_DONE, workflow, node)
+      return true
+    end
+  end
+  return false
+end
+
+local function wake_scheduler()
+  redis.call('LPUSH', KEY.wake, '1')
+  redis.call('LTRIM', KEY.wake, 0, 15)
+end
+
+-- Attach one requester (tenant, workflow, node, index) to an op key: a cache hit, a
+-- join of the op in flight, or the creation of the op (into the ready pool).
+-- r: {tenant, domain, workflow, node, index, now, op_key, signature, spec, sig_meta,
+--     vcost}. Returns outcome, status, digest, node_done.
+--
+-- Ready-pool order is start-time fair queuing: each tenant has a virtual clock that
+-- each of its items advances by r.vcost, and the system's virtual time is the start
+-- tag of the item served next (the head of this signature's queue; now when empty). A
+-- tenant's new item starts at max(virtual time, its clock): a tenant that enqueues
+-- 10,000 items queues behind itself, and a newcomer interleaves with a backlog at once.
+local function join_item(r)
+  local lin = key('lineage', r.workflow, r.node, r.index)
+  local prior = redis.call('HMGET', lin, 'op_key', 'status', 'result_digest')
+  if prior[1] then
+    if prior[1] ~= r.op_key then
+      return JOIN.CONFLICT, prior[1], '', false
+    end
+    return JOIN.EXISTING, prior[2], prior[3] or '', false
+  end
+  local stats = key('tenant_stats', r.tenant)
+  local function record(status, how)
+    redis.call('HSET', lin, 'tenant', r.tenant, 'workflow', r.workflow, 'node', r.node,
+      'index', r.index, 'op_key', r.op_key, 'status', status, 'satisfied_by', how,
+      'requested_at', r.now)
+    redis.call('ZADD', key('workflow_lineage', r.workflow), r.now, lin)
+    redis.call('HINCRBY', stats, 'requested', 1)
+  end
+
+  local digest = redis.call('GET', key('action', r.domain, r.op_key))
+  if digest then
+    record(ITEM.DONE, HOW.CACHE_HIT)
+    redis.call('HSET', lin, 'result_digest', digest, 'finished_at', r.now)
+    redis.call('HINCRBY', stats, 'cache_hits', 1)
+    redis.call('SADD', key('tenant_results', r.tenant), digest)
+    return JOIN.CACHE_HIT, ITEM.DONE, digest, item_done(r.workflow, r.node)
+  end
+
+  local op = key('op', r.domain, r.op_key)
+  local status = redis.call('HGET', op, 'status')
+  if status then
+    redis.call('RPUSH', key('waiters', r.domain, r.op_key), lin)
+    record(status, HOW.JOINED)
+    redis.call('HINCRBY', stats, 'joins', 1)
+    return JOIN.JOINED, status, '', false
+  end
+
+  local ready = key('ready', r.signature)
+  local now = tonumber(r.now)
+  local head = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+  local vtime = now
+  if head[2] then
+    vtime = math.min(now, tonumber(head[2]))
+  end
+  local start = math.max(vtime, tonumber(redis.call('HGET', KEY.vclock, r.tenant) or '0'))
+  local vstart = string.format('%.17g', start)
+  local member = key('ready_member', r.tenant, r.domain, r.op_key)
+  redis.call('HSET', KEY.vclock, r.tenant, string.format('%.17g', start + tonumber(r.vcost)))
+  redis.call('HSET', op, 'status', ITEM.PENDING, 'spec', r.spec, 'creator', lin,
+    'created_at', r.now, 'attempts', 0, 'signature', r.signature, 'member', member,
+    'vstart', vstart)
+  redis.call('RPUSH', key('waiters', r.domain, r.op_key), lin)
+  redis.call('ZADD', KEY.inflight, r.now, key('inflight_member', r.domain, r.op_key))
+  redis.call('ZADD', ready, vstart, member)
+  redis.call('ZADD', KEY.ready_signatures, 'NX', r.now, r.signature)
+  local meta = key('signature_meta', r.signature)
+  if redis.call('EXISTS', meta) == 0 then
+    redis.call('HSET', meta, 'meta', r.sig_meta)
+  end
+  record(ITEM.PENDING, HOW.EXECUTED)
+  redis.call('HINCRBY', stats, 'created', 1)
+  return JOIN.CREATED, ITEM.PENDING, '', false
+end
+
+-- Is the workflow's status final?
+local function final(status)
+  return status == NODE.DONE or status == NODE.FAILED
+end
