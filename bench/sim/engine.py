@@ -7,7 +7,9 @@ is not: the decisions. Each scheduling round builds the same ``BatchCandidate`` 
 ``WorkerView`` values the scheduler reads from Redis and hands them to the real
 ``flowmesh_core.control.planning.RoundPlan`` with a real policy from ``POLICIES`` (the
 utility argmax for FlowMesh), a real ``ThroughputModel`` that learns from every simulated
-batch as the completion applier teaches it, and the default ``UtilityWeights``.
+batch as the completion applier teaches it, and the default ``UtilityWeights``. Each run
+moves from stage to stage by asking the product's workflow rules
+(``flowmesh_core.control.rules.next_actions``) about its nodes, as the engine does.
 
 Feature switches change only what the scheduler is shown or allowed: dedup off salts every
 key per workflow; batching off caps ``max_batch`` at 1; locality off hides warm models;
@@ -31,8 +33,11 @@ from bench.sim.policies import policy_for
 from bench.sim.variants import Dynamics, Variant
 from bench.sim.workload import Stage, Submission, item_keys, training_key
 from flowmesh_core.control.planning import RoundPlan
+from flowmesh_core.control.rules import FailNode, NodeView, RecordResult, StartNode, next_actions
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
+from flowmesh_core.models import Workflow
+from flowmesh_core.models.api import NodeState
 
 __all__ = ["Engine", "Outcome"]
 
@@ -59,6 +64,23 @@ class Run:
     keys: list[str] = field(default_factory=list)
     finished: float | None = None
     failed: bool = False
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+
+
+_DONE = "sha256:" + "0" * 64  # the simulator tracks keys, not digests
+
+
+def as_workflow(stages: tuple[Stage, ...]) -> Workflow:
+    """A template's chain of stages as the product's workflow: node ``s{i}`` reads ``s{i-1}``.
+
+    The simulator advances each run by asking the product's ``next_actions`` about it, as
+    the engine does for a stored workflow.
+    """
+    nodes: dict[str, Any] = {}
+    for i, stage in enumerate(stages):
+        source: Any = {"ref": f"s{i - 1}"} if i else ["prompts"]
+        nodes[f"s{i}"] = {"kind": stage.work.kind, "inputs": {"records": source}}
+    return Workflow.model_validate({"nodes": nodes})
 
 
 @dataclass
@@ -109,6 +131,7 @@ class Engine:
         self._dirty = False
         self._ticking = False
         self.works = sorted({st.work for s in subs for st in s.template.stages}, key=repr)
+        self.workflows = {s.template.stages: as_workflow(s.template.stages) for s in subs}
 
     # -- the event loop --------------------------------------------------------------------
 
@@ -153,10 +176,30 @@ class Engine:
         self.runs.append(run)
         salt = "" if self.variant.features.dedup else f"@{run.wf}"
         run.keys = [f"p{p}{salt}" for p in sub.prompts]
-        self._start_stage(run, run.keys)
+        self._follow_rules(run)
 
-    def _start_stage(self, run: Run, upstream: list[str]) -> None:
-        stage = run.sub.template.stages[run.stage]
+    def _follow_rules(self, run: Run) -> None:
+        """Carry out what the product's workflow rules ask for this run, until nothing."""
+        workflow = self.workflows[run.sub.template.stages]
+        while actions := next_actions(workflow, run.nodes):
+            for action in actions:
+                if isinstance(action, StartNode):
+                    self._start_stage(run, int(action.node[1:]), run.keys)
+                elif isinstance(action, RecordResult):
+                    run.nodes[action.node] = NodeView(True, NodeState.DONE, 0, None, _DONE)
+                elif isinstance(action, FailNode):
+                    run.nodes[action.node] = NodeView(True, NodeState.FAILED, 0, action.error)
+                    return
+        if all(v.state is NodeState.DONE for v in run.nodes.values()) and len(run.nodes) == len(
+            workflow.nodes
+        ):
+            run.finished = self.now
+            self.out.workflows += 1
+            self.out.latencies.append(self.now - run.sub.time)
+
+    def _start_stage(self, run: Run, index: int, upstream: list[str]) -> None:
+        run.stage = index
+        stage = run.sub.template.stages[index]
         sig = stage.signature
         if stage.training:
             keys, units = [training_key(stage, upstream)], len(run.sub.prompts)
@@ -167,8 +210,7 @@ class Engine:
         run.keys, run.remaining = keys, 0
         for key in keys:
             self._ask(key, sig, run, units)
-        if run.remaining == 0:
-            self._advance(run)
+        run.nodes[f"s{index}"] = NodeView(True, NodeState.PENDING, run.remaining)
 
     def _ask(self, key: str, sig: str, run: Run, units: int) -> None:
         self.out.requested += 1
@@ -187,13 +229,9 @@ class Engine:
         self._nudge()
 
     def _advance(self, run: Run) -> None:
-        run.stage += 1
-        if run.stage == len(run.sub.template.stages):
-            run.finished = self.now
-            self.out.workflows += 1
-            self.out.latencies.append(self.now - run.sub.time)
-        else:
-            self._start_stage(run, run.keys)
+        """The run's current stage has every item: the rules take it from here."""
+        run.nodes[f"s{run.stage}"] = NodeView(True, NodeState.PENDING, 0)
+        self._follow_rules(run)
 
     def _complete(self, key: str) -> None:
         self.done.add(key)
