@@ -48,6 +48,8 @@ __all__ = ["ControlPlane"]
 log = logging.getLogger("flowmesh.control")
 
 _STATES = {"done": NodeState.DONE, "failed": NodeState.FAILED, "pending": NodeState.PENDING}
+_FINAL = (NodeState.DONE, NodeState.FAILED)
+_FINAL_EVENTS = ("workflow:done", "workflow:failed")
 
 
 class ControlPlane:
@@ -162,18 +164,22 @@ class ControlPlane:
     async def wait(
         self, tenant: Tenant, wf_id: str, timeout_s: float, *, with_lineage: bool = False
     ) -> WorkflowStatus:
-        """Block until the workflow is done or failed, or ``timeout_s`` passes."""
+        """Block until the workflow is done or failed, or ``timeout_s`` passes.
+
+        One blocking read of the workflow's event stream, which the ledger step that
+        finishes or fails a workflow writes to: no polling.
+        """
         deadline = time.monotonic() + timeout_s
-        cursor = await self.store.last_event(wf_id)
-        while True:
-            status = await self.status(tenant, wf_id, with_lineage=False)
+        status = await self.status(tenant, wf_id, with_lineage=False)  # ownership first
+        cursor = "0-0"
+        while status.state not in _FINAL:
             left = deadline - time.monotonic()
-            if status.state in (NodeState.DONE, NodeState.FAILED) or left <= 0:
+            if left <= 0:
                 break
-            cursor = await self.store.wait_event(wf_id, cursor, min(left, 5.0))
-        if with_lineage:
-            return await self.status(tenant, wf_id, with_lineage=True)
-        return status
+            events, cursor = await self.store.workflow_events(wf_id, cursor, min(left, 5.0))
+            if any(e in _FINAL_EVENTS for e in events):
+                break
+        return await self.status(tenant, wf_id, with_lineage=with_lineage)
 
     async def lineage(self, tenant: Tenant, wf_id: str) -> list[LineageRecord]:
         """Every lineage record of one of the tenant's workflows."""

@@ -106,18 +106,18 @@ class WorkflowsMixin(StoreBase):
             raw = await self._redis.hgetall(key)
         return parse_lineage(strings(raw)) if raw else None
 
-    async def wait_event(self, wf_id: str, after: str, timeout_s: float) -> str:
-        """Block until the workflow's stream has an event after ``after``; its id or ``after``."""
+    async def workflow_events(
+        self, wf_id: str, after: str, timeout_s: float
+    ) -> tuple[list[str], str]:
+        """The workflow's events after ``after`` ('0-0': from the first), blocking up to
+        ``timeout_s`` while there are none; (their names, the cursor to read on from)."""
         async with self.guard():
             reply: Any = await self._redis.xread(
-                {self.keys.workflow_events(wf_id): after}, count=1, block=int(timeout_s * 1000)
+                {self.keys.workflow_events(wf_id): after},
+                count=1000,
+                block=max(int(timeout_s * 1000), 1),
             )
         if not reply:
-            return after
-        return str(reply[0][1][-1][0])
-
-    async def last_event(self, wf_id: str) -> str:
-        """The id of the workflow's latest event ('0-0' if none)."""
-        async with self.guard():
-            reply = await self._redis.xrevrange(self.keys.workflow_events(wf_id), count=1)
-        return str(reply[0][0]) if reply else "0-0"
+            return [], after
+        entries = reply[0][1]
+        return [str(fields.get("event", "")) for _, fields in entries], str(entries[-1][0])
