@@ -113,15 +113,26 @@ async def test_a_fully_cached_workflow_finishes_though_its_submitter_died(
     await drain(first)
     assert await state(first, acme, warm.workflow_id) is NodeState.DONE
 
-    # Every item is a cache hit now; the submitting plane dies right after answering.
+    # Every item is a cache hit now; the submitting plane dies once the submission is
+    # stored, before it records the cached node's result (the old engine did that in
+    # process, with nothing to bring it back).
     globex = await fabric.tenant("globex")
-    sub = await first.submit_workflow(globex, one_node(["a", "b"]))
-    assert sub.nodes[0].cache_hits == 2
-    assert await state(first, globex, sub.workflow_id) is not NodeState.DONE
+
+    class Died(Exception):
+        pass
+
+    async def dies(wf_id: str) -> None:
+        raise Died
+
+    first.engine.advance = dies  # type: ignore[method-assign]
+    with pytest.raises(Died):
+        await first.submit_workflow(globex, one_node(["a", "b"]))
+    (wf_id,) = await first.store.tenant_workflows("globex")
+    assert (await first.store.workflow(wf_id)).status != "done"  # type: ignore[union-attr]
 
     second = fabric.idle_plane()
     await drain(second)
-    done = await second.status(globex, sub.workflow_id)
+    done = await second.status(globex, wf_id)
     assert done.state is NodeState.DONE
     assert done.nodes[0].result_digest is not None
 

@@ -119,6 +119,11 @@ class WorkflowEngine:
             _plan(name, ready.get(name), starts.get(name), node)
             for name, node in workflow.nodes.items()
         ]
+        if any(start.done for start in starts.values()):
+            # Cached nodes are recorded (and their readers started) before answering, so
+            # a cached workflow is done when its submission returns. The outbox entries
+            # the same steps wrote make this happen anyway if the process dies here.
+            await self.advance(wf_id)
         return SubmitResult(workflow_id=wf_id, nodes=plans)
 
     async def _replay(self, wf_id: str, spec: str) -> SubmitResult:
