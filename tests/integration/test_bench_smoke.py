@@ -159,3 +159,57 @@ def test_quick_multitenant_benchmark_reports_every_variant_and_figure(
         assert float(row["items_executed"]) <= float(row["items_requested"]), row
         assert float(row["worker_cpu_s"]) > 0, row
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+LOAD = BENCH.parent / "load.py"
+
+LOAD_FIGURES = (
+    "submitted",
+    "accepted",
+    "finished",
+    "failed",
+    "lost",
+    "workflows/s",
+    "submit ms",
+    "submit->done ms",
+    "serve 1 (scheduler + API)",
+    "serve 2 (API only)",
+    "workers (2)",
+    "load generator (this process)",
+    "every accepted workflow finished",
+)
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(180)
+def test_quick_load_run_finishes_every_workflow_it_accepted(redis_url: str, tmp_path: Path) -> None:
+    """``bench/load.py --quick`` with two API replicas: a real local cluster (``flowmesh
+    up``, two workers, one ``--no-scheduler`` replica) under 10 clients for a few seconds;
+    every accepted workflow finishes, the figures are printed and written. No timing is
+    asserted."""
+    import json
+
+    figures = tmp_path / "load.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
+    command = [sys.executable, str(LOAD), "--quick", "--duration", "5", "--api-replicas", "2"]
+    run = subprocess.run(
+        [*command, "--redis-url", redis_url, "--json", str(figures)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=160,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    for figure in LOAD_FIGURES:
+        assert figure in output, f"{figure!r} missing from the output:\n{output}"
+    summary = json.loads(figures.read_text())
+    assert summary["accepted"] > 0, summary
+    assert summary["finished"] == summary["accepted"] == summary["submitted"], summary
+    assert summary["failed"] == summary["lost"] == 0, summary
+    assert summary["items"]["cache_hits"] == summary["items"]["joined"] == 0, summary
+    for figure in ("submit_ms", "submit_to_done_ms"):
+        assert set(summary[figure]) == {"p50", "p95", "p99"}, summary
+        assert summary[figure]["p50"] <= summary[figure]["p99"], summary
+    assert summary["cpu_cores"]["serve 1 (scheduler + API)"] > 0, summary
