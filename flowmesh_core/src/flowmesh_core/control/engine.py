@@ -231,7 +231,8 @@ class WorkflowEngine:
                 if isinstance(action, StartNode):
                     await self._start_dependent(wf_id, stored, action)
                 elif isinstance(action, RecordResult):
-                    await self._record_result(wf_id, action.node, records[action.node])
+                    if await self._record_result(wf_id, action.node, records[action.node]):
+                        return  # that was the workflow's last node
                 else:
                     await self._fail(wf_id, stored, action)
                     return
@@ -251,13 +252,14 @@ class WorkflowEngine:
         call = self._start_call(stored.tenant, stored.domain, wf_id, action.node, expansion)
         await self.store.run_script(*call)
 
-    async def _record_result(self, wf_id: str, name: str, record: dict[str, str]) -> None:
-        """A node's result: its one item's digest, or a manifest of its items' digests."""
+    async def _record_result(self, wf_id: str, name: str, record: dict[str, str]) -> bool:
+        """Record a node's result (its one item's digest, or a manifest of its items'
+        digests); True if that finished the workflow."""
         total = int(record.get("items_total", 0))
         digests = await self.store.item_digests(wf_id, name, total)
         if any(d is None for d in digests):
             log.error("node %s/%s finished with items missing results", wf_id, name)
-            return
+            return False
         if record.get("batched") == "1":
             manifest = canonical_json({"manifest": digests})
             result = (await asyncio.to_thread(self.blobs.put_bytes, manifest)).digest
@@ -270,6 +272,7 @@ class WorkflowEngine:
         if workflow_now:
             log.info("workflow %s done", wf_id)
             self._forget(wf_id)
+        return workflow_now
 
     async def _fail(self, wf_id: str, stored: _Stored, action: FailNode) -> None:
         later = action.downstream

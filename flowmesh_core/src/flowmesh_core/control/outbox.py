@@ -18,7 +18,7 @@ from collections import defaultdict
 
 from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.errors import ServiceUnavailableError
-from flowmesh_core.store import Store, TransitionEvent
+from flowmesh_core.store import Store, Transition, TransitionEvent
 from flowmesh_core.store.fleet import EMBEDDED_POLL_S
 
 __all__ = ["OutboxConsumer"]
@@ -27,6 +27,13 @@ log = logging.getLogger("flowmesh.outbox")
 
 _CHUNK = 256
 """Outbox entries read at once."""
+
+_ANNOUNCEMENTS = frozenset(
+    {Transition.NODE_DONE, Transition.WORKFLOW_DONE, Transition.WORKFLOW_FAILED}
+)
+"""Entries that ask nothing of the control plane: they announce what the step that acted
+on another entry did (that entry stays pending until everything it led to is done), for
+observers of the outbox."""
 
 
 class OutboxConsumer:
@@ -92,9 +99,12 @@ class OutboxConsumer:
         """Advance each workflow named once, then acknowledge its entries; how many
         entries were acknowledged (a workflow whose advance failed keeps its own)."""
         by_workflow: dict[str, list[str]] = defaultdict(list)
-        for event in events:
-            by_workflow[event.workflow].append(event.entry_id)
         done: list[str] = []
+        for event in events:
+            if event.transition in _ANNOUNCEMENTS:
+                done.append(event.entry_id)
+            else:
+                by_workflow[event.workflow].append(event.entry_id)
         for wf_id, entry_ids in by_workflow.items():
             try:
                 if wf_id:
