@@ -37,6 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from flowmesh_core.control import ControlPlane, NodeState, Tenant, create_tenant
+from flowmesh_core.manifest import read_manifest
 from flowmesh_core.models import ModelRef, Operator
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
@@ -216,7 +217,7 @@ async def run_operator(plane: ControlPlane, tenant: Tenant, kind: str, items: li
     node = status.nodes[0]
     if status.state is not NodeState.DONE or node.result_digest is None:
         raise RuntimeError(f"{kind} operator ended {status.state.value}: {node.error}")
-    manifest = json.loads(plane.blobs.get_bytes(node.result_digest))["manifest"]
+    manifest = read_manifest(plane.blobs.get_bytes(node.result_digest))
     values = [json.loads(plane.blobs.get_bytes(digest)) for digest in manifest]
     if len(values) != len(items) or not all(_looks_right(kind, v) for v in values):
         raise RuntimeError(f"{kind}: {len(values)} results for {len(items)} items, or malformed")

@@ -24,7 +24,6 @@ import asyncio
 import csv
 import datetime
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -46,6 +45,7 @@ from flowmesh_core.blobs import BlobStore
 from flowmesh_core.control import ControlPlane, NodeState, Tenant, create_tenant
 from flowmesh_core.control.planning import RoundPlan
 from flowmesh_core.hashing import canonical_json
+from flowmesh_core.manifest import read_manifest
 from flowmesh_core.models import Operator, WorkerProfile, Workflow
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.settings import Settings
@@ -559,8 +559,7 @@ def _direct(plane: ControlPlane, tenant: Tenant) -> Submitter:
         digest = status.nodes[0].result_digest
         if status.state is not NodeState.DONE or digest is None:
             raise RuntimeError(f"operator ended {status.state}: {status.nodes[0].error}")
-        manifest = json.loads(await _read(plane, tenant, digest))
-        for item in manifest["manifest"]:
+        for item in read_manifest(await _read(plane, tenant, digest)):
             await _read(plane, tenant, item)
         return wall, time.perf_counter() - start
 
@@ -675,8 +674,8 @@ def _over_http(client: Any) -> Submitter:
         status = (await get(f"/v1/workflows/{wf_id}/wait", timeout=30)).json()
         if status["state"] != "done":
             raise RuntimeError(f"operator ended {status['state']}: {status['nodes'][0]}")
-        manifest = (await get(f"/v1/results/{status['nodes'][0]['result_digest']}")).json()
-        for item in manifest["manifest"]:
+        manifest = await get(f"/v1/results/{status['nodes'][0]['result_digest']}")
+        for item in read_manifest(manifest.content):
             await get(f"/v1/results/{item}")
         return wall, time.perf_counter() - start
 

@@ -17,17 +17,29 @@ from typing import Any
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.hashing import canonical_json
-from flowmesh_core.models import Item, WorkerProfile
+from flowmesh_core.models import Item, ItemLiteral, WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.store import Store
 from flowmesh_core.store.fleet import ASSIGNMENT_GROUP
 
-__all__ = ["PlayWorker", "echo"]
+__all__ = ["PlayWorker", "asked", "echo"]
 
 
 def echo(item: Item) -> Any:
-    """A deterministic stand-in result: what the item was asked, tagged."""
-    return {"kind": item.kind, "inputs": item.inputs, "sample": item.sample_index}
+    """A deterministic stand-in result: what the item was asked, tagged.
+
+    Literals appear as written and references by digest (``{"blob": digest}``): the
+    stand-in reads no blob, so tests can predict every result from the inputs alone.
+    """
+    return {"kind": item.kind, "inputs": asked(item), "sample": item.sample_index}
+
+
+def asked(item: Item) -> dict[str, Any]:
+    """An item's inputs as ``echo`` reports them."""
+    return {
+        name: inp.value if isinstance(inp, ItemLiteral) else {inp.kind: inp.digest}
+        for name, inp in item.inputs.items()
+    }
 
 
 class PlayWorker:

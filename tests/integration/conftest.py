@@ -21,6 +21,7 @@ import pytest
 
 from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.control import ControlPlane, Tenant, create_tenant
+from flowmesh_core.models import ItemLiteral
 from flowmesh_core.protocol import Assignment
 from flowmesh_core.settings import Settings, load_settings
 from flowmesh_core.store import Store
@@ -46,7 +47,8 @@ class PatientPlayWorker(PlayWorker):
 
     async def _run(self, assignment: Assignment) -> None:
         if self.dies_on is not None and any(
-            a.spec.inputs.get("prompts") == self.dies_on for a in assignment.items
+            a.spec.inputs.get("prompts") == ItemLiteral(value=self.dies_on)
+            for a in assignment.items
         ):
             self.batches.append(assignment)
             await self._stopping.wait()

@@ -233,7 +233,7 @@ async def test_the_second_tenant_joins_work_in_flight_and_it_runs_once(
     await wait_done(b, second["workflow_id"])
     lineage = (await b.get(f"/v1/workflows/{second['workflow_id']}/lineage")).json()
     assert [r["satisfied_by"] for r in lineage] == ["joined", "joined", "executed"]
-    assert sorted(str(i.spec.inputs["texts"]) for b_ in worker.batches for i in b_.items) == [
+    assert sorted(str(i.spec.inputs["texts"].value) for b_ in worker.batches for i in b_.items) == [
         "v",
         "x",
         "y",

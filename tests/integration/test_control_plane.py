@@ -23,6 +23,8 @@ from flowmesh_core.errors import NotFoundError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.models import (
     Item,
+    ItemBlob,
+    ItemLiteral,
     ItemStatus,
     LineageRecord,
     Satisfaction,
@@ -130,7 +132,7 @@ async def test_overlapping_work_of_two_tenants_runs_once_with_exact_lineage(
     assert (done_a.state, done_g.state) == (NodeState.DONE, NodeState.DONE)
     ran = executed(worker)
     assert_each_ran_once(ran)
-    assert sorted(i.inputs["prompts"] for i in ran) == [f"p{i}" for i in range(9)]
+    assert sorted(i.inputs["prompts"].value for i in ran) == [f"p{i}" for i in range(9)]
     assert (await cp.stats(acme)).executed == 9
 
     a_records = by_index(done_a.nodes[0].lineage, "gen")
@@ -224,7 +226,7 @@ async def test_an_item_asked_twice_and_by_two_nodes_runs_once(fabric: Fabric) ->
     assert done.state is NodeState.DONE
     ran = executed(worker)
     assert_each_ran_once(ran)
-    assert sorted(i.inputs["prompts"] for i in ran) == ["x", "y", "z"]
+    assert sorted(i.inputs["prompts"].value for i in ran) == ["x", "y", "z"]
     left, right = by_index(done.nodes[0].lineage, "left"), by_index(done.nodes[1].lineage, "right")
     # Within a node, the first request for x runs it and the second joins it. Between the
     # nodes (started in no promised order), y runs for exactly one and the other joins.
@@ -259,7 +261,7 @@ async def test_dedup_domain_tenant_keeps_identical_work_apart(fabric: Fabric) ->
     assert (done_a.state, done_g.state) == (NodeState.DONE, NodeState.DONE)
     ran = executed(worker)
     assert len(ran) == 6
-    assert collections.Counter(i.inputs["prompts"] for i in ran) == {p: 2 for p in prompts}
+    assert collections.Counter(i.inputs["prompts"].value for i in ran) == {p: 2 for p in prompts}
     domains = collections.Counter(a.domain for b in worker.batches for a in b.items)
     assert domains == {"tenant:acme": 3, "tenant:globex": 3}
     for done in (done_a, done_g):
@@ -297,7 +299,7 @@ async def test_compatible_items_share_a_batch_and_incompatible_ones_never_do(
     for tenant, wf_id in ids:
         assert (await finished(cp, tenant, wf_id)).state is NodeState.DONE
 
-    batches = [sorted(str(a.spec.inputs["prompts"]) for a in b.items) for b in worker.batches]
+    batches = [sorted(str(a.spec.inputs["prompts"].value) for a in b.items) for b in worker.batches]
     assert sorted(batches) == sorted(
         [["block"], ["a1", "a2", "g1", "g2", "g3"], ["m1", "m2"], ["t1", "t2"], ["s1", "s2"]]
     )
@@ -355,7 +357,7 @@ async def test_a_dependent_node_starts_when_its_input_is_done_with_its_digests(
     gen_digests = [prompt_digest(p) for p in prompts]
     assert [r.result_digest for r in gen_records] == gen_digests
     embed_items = [a.spec for a in worker.batches[1].items]
-    assert [i.inputs["texts"] for i in embed_items] == [{"blob": d} for d in gen_digests]
+    assert [i.inputs["texts"] for i in embed_items] == [ItemBlob(digest=d) for d in gen_digests]
     assert [i.input_digests["texts"] for i in embed_items] == gen_digests
     last_gen = max(r.finished_at or 0 for r in gen_records)
     assert min(r.requested_at for r in emb_records) >= last_gen
@@ -446,7 +448,7 @@ async def test_a_restarted_control_plane_finishes_everything_once(fabric: Fabric
     assert done.state is NodeState.DONE
     ran = executed(worker)
     assert_each_ran_once(ran)
-    assert sorted(i.inputs["prompts"] for i in ran) == prompts
+    assert sorted(i.inputs["prompts"].value for i in ran) == prompts
     records = by_index(done.nodes[0].lineage, "gen")
     assert [r.result_digest for r in records] == [prompt_digest(p) for p in prompts]
     assert all(r.status is ItemStatus.DONE for r in records)
@@ -506,7 +508,7 @@ async def test_a_plane_killed_between_an_item_ending_and_its_node_settling_loses
     failing = "bad" if ending == "failed" else None
 
     def execute(item: Item) -> Any:
-        if item.inputs.get("prompts") == failing:
+        if item.inputs.get("prompts") == ItemLiteral(value=failing):
             raise ValueError("refusing bad")
         return echo(item)
 
@@ -556,7 +558,7 @@ async def test_two_control_planes_one_scheduler_and_each_item_runs_once(fabric: 
     assert claims[follower] == [], "the scheduler without the lease assigned work"
     ran = executed(*workers)
     assert_each_ran_once(ran)
-    assert sorted(i.inputs["prompts"] for i in ran) == sorted(prompts)
+    assert sorted(i.inputs["prompts"].value for i in ran) == sorted(prompts)
     assert (await one.stats(acme)).executed == 12
 
     # The leader goes away: the other takes the lease and finishes new work.
@@ -644,7 +646,7 @@ async def test_a_tenant_cannot_feed_another_tenants_result_into_its_own_work(
 
 def fails_on(bad: str) -> Callable[[Item], Any]:
     def execute(item: Item) -> Any:
-        if item.inputs.get("prompts") == bad:
+        if item.inputs.get("prompts") == ItemLiteral(value=bad):
             raise RuntimeError(f"CUDA error on {bad!r}")
         return echo(item)
 
@@ -663,11 +665,16 @@ async def test_a_failing_item_is_retried_then_fails_every_requester_alone(
     done_a = await finished(cp, acme, sub_a.workflow_id)
     done_g = await finished(cp, globex, sub_g.workflow_id)
 
-    ran = [i.inputs["prompts"] for i in executed(worker)]
+    ran = [i.inputs["prompts"].value for i in executed(worker)]
     assert collections.Counter(ran) == {"bad": 3, "fine-1": 1, "fine-2": 1}
-    assert sorted(a.spec.inputs["prompts"] for a in worker.batches[0].items) == sorted(prompts)
+    assert sorted(a.spec.inputs["prompts"].value for a in worker.batches[0].items) == sorted(
+        prompts
+    )
     attempts = [
-        a.attempt for b in worker.batches for a in b.items if a.spec.inputs["prompts"] == "bad"
+        a.attempt
+        for b in worker.batches
+        for a in b.items
+        if a.spec.inputs["prompts"].value == "bad"
     ]
     assert attempts == [1, 2, 3]
 
@@ -696,7 +703,7 @@ async def test_a_poison_item_stops_after_max_attempts(fabric: Fabric) -> None:
 
     assert done.state is NodeState.FAILED
     await asyncio.sleep(1.0)  # room for any further (wrong) attempt
-    assert [i.inputs["prompts"] for i in executed(worker)] == ["poison", "poison"]
+    assert [i.inputs["prompts"].value for i in executed(worker)] == ["poison", "poison"]
     assert await cp.store.inflight() == []
     assert await cp.store.ready_summary(10) == []
     assert (await cp.stats(acme)).failed == 1
@@ -802,7 +809,7 @@ async def test_the_work_of_a_worker_that_stops_heartbeating_is_replanned(
 
     assert done.state is NodeState.DONE
     assert [len(b.items) for b in doomed.batches] == [3]
-    assert sorted(i.inputs["prompts"] for i in executed(rescuer)) == prompts
+    assert sorted(i.inputs["prompts"].value for i in executed(rescuer)) == prompts
     records = by_index(done.nodes[0].lineage, "gen")
     assert {r.worker for r in records} == {"play-2"}
     assert [r.result_digest for r in records] == [prompt_digest(p) for p in prompts]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -15,6 +16,9 @@ from flowmesh_core.keys import expand
 from flowmesh_core.models import (
     BlobInput,
     Item,
+    ItemBlob,
+    ItemLiteral,
+    ItemManifest,
     LineageRecord,
     LiteralInput,
     ModelRef,
@@ -24,6 +28,7 @@ from flowmesh_core.models import (
     WorkerProfile,
     Workflow,
     WorkflowNode,
+    referenced_blobs,
 )
 from flowmesh_core.registry import Registry
 
@@ -285,6 +290,87 @@ def test_explicit_value_form_keys_like_the_bare_literal() -> None:
     assert op_key(inline_blob_lookalike) != op_key(real_blob)
 
 
+# --- item inputs: typed from the API to the worker ----------------------------------------
+
+
+def python_op(**inputs: Any) -> Operator:
+    return Operator(kind="python", version="h", params={"function": "m:f"}, inputs=inputs)
+
+
+def test_a_literal_shaped_like_a_blob_reference_stays_a_literal_item_input() -> None:
+    [item] = expand(
+        python_op(x={"value": {"blob": DIGEST}}), REGISTRY, max_inline_bytes=1 << 20
+    ).items
+    assert item.inputs == {"x": ItemLiteral(value={"blob": DIGEST})}
+    [by_blob] = expand(python_op(x={"blob": DIGEST}), REGISTRY, max_inline_bytes=1 << 20).items
+    assert by_blob.inputs == {"x": ItemBlob(digest=DIGEST)}
+
+
+def test_list_elements_shaped_like_blob_references_stay_literal_item_inputs() -> None:
+    records = [{"blob": DIGEST}, {"blob": OTHER_DIGEST, "k": 1}]
+    op = Operator(kind="data.template", params={"template": "{blob}"}, inputs={"records": records})
+    items = expand(op, REGISTRY, max_inline_bytes=1 << 20).items
+    assert [item.inputs["records"] for item in items] == [ItemLiteral(value=r) for r in records]
+
+
+def test_list_elements_read_from_a_blob_stay_literal_item_inputs() -> None:
+    records = [{"blob": DIGEST}]
+    op = Operator(
+        kind="data.template",
+        params={"template": "{blob}"},
+        inputs={"records": {"blob": OTHER_DIGEST}},
+    )
+    exp = expand(op, REGISTRY, max_inline_bytes=1 << 20, load_blob=lambda _d: records)
+    assert [item.inputs["records"] for item in exp.items] == [ItemLiteral(value=records[0])]
+    assert exp.manifest_digests == ()
+
+
+@pytest.mark.parametrize(
+    ("wire", "typed"),
+    [
+        ({"kind": "literal", "value": {"blob": DIGEST}}, ItemLiteral(value={"blob": DIGEST})),
+        ({"kind": "literal", "value": None}, ItemLiteral(value=None)),
+        ({"kind": "blob", "digest": DIGEST}, ItemBlob(digest=DIGEST)),
+        ({"kind": "manifest", "digest": DIGEST}, ItemManifest(digest=DIGEST)),
+    ],
+    ids=["literal lookalike", "null literal", "blob", "manifest"],
+)
+def test_item_inputs_round_trip_through_the_stored_spec(wire: Any, typed: Any) -> None:
+    item = ITEM.model_copy(update={"inputs": {"texts": typed}})
+    stored = item.model_dump_json()
+    assert json.loads(stored)["inputs"] == {"texts": wire}
+    assert Item.model_validate_json(stored) == item
+    assert type(Item.model_validate_json(stored).inputs["texts"]) is type(typed)
+
+
+@pytest.mark.parametrize(
+    "untyped",
+    [{"blob": DIGEST}, "a", {"kind": "blob", "digest": "sha256:xyz"}, {"kind": "ref", "ref": "a"}],
+    ids=["bare blob reference", "bare value", "bad digest", "unknown kind"],
+)
+def test_an_item_input_must_say_what_it_is(untyped: Any) -> None:
+    with pytest.raises(ValidationError):
+        Item.model_validate({**ITEM.model_dump(), "inputs": {"texts": untyped}})
+
+
+def test_referenced_blobs_are_the_blob_inputs_only() -> None:
+    node = WorkflowNode.model_validate(
+        {
+            "kind": "python",
+            "inputs": {
+                "a": {"blob": DIGEST},
+                "b": {"value": {"blob": OTHER_DIGEST}},
+                "c": [{"blob": OTHER_DIGEST}],
+                "d": {"ref": "up"},
+                "e": {"blob": DIGEST},
+            },
+        }
+    )
+    assert referenced_blobs(node.inputs) == {DIGEST}
+    assert referenced_blobs(python_op(x={"blob": OTHER_DIGEST}).inputs) == {OTHER_DIGEST}
+    assert referenced_blobs(python_op(x=1).inputs) == set()
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -315,7 +401,7 @@ ITEM = Item(
     kind="embed",
     version="1",
     params={},
-    inputs={"texts": "a"},
+    inputs={"texts": ItemLiteral(value="a")},
     input_digests={"texts": digest_value("a")},
 )
 FROZEN: list[tuple[object, str, object]] = [
@@ -327,6 +413,9 @@ FROZEN: list[tuple[object, str, object]] = [
     (Workflow.model_validate({"nodes": {"a": node()}}), "name", "x"),
     (WorkflowNode(kind="embed"), "kind", "score"),
     (ITEM, "op_key", "f" * 64),
+    (ItemLiteral(value=1), "value", 2),
+    (ItemBlob(digest=DIGEST), "digest", OTHER_DIGEST),
+    (ItemManifest(digest=DIGEST), "digest", OTHER_DIGEST),
     (Requester(tenant="t", workflow="w", node="n"), "tenant", "u"),
     (WorkerProfile.model_validate(WORKER), "slots", 2),
 ]
@@ -351,6 +440,7 @@ def test_models_are_frozen(value: object, field: str, new: object) -> None:
         (ModelRef, {"name": "m", "branch": "main"}),
         (LiteralInput, {"value": 1, "also": 2}),
         (BlobInput, {"blob": DIGEST, "size": 3}),
+        (ItemBlob, {"digest": DIGEST, "blob": DIGEST}),
         (Requester, {"tenant": "t", "workflow": "w", "node": "n", "org": "o"}),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else None,

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmesh_core.errors import InvalidParamsError
+from flowmesh_core.errors import BlobNotFoundError, InvalidOperatorError, InvalidParamsError
 from flowmesh_core.hashing import digest_value
 from flowmesh_core.keys import Expansion, expand, key_of
-from flowmesh_core.models import Operator
+from flowmesh_core.models import ItemBlob, ItemLiteral, ItemManifest, Operator
 from flowmesh_core.registry import KindSpec, Registry
 
 REGISTRY = Registry.default()
@@ -193,7 +193,10 @@ def test_whole_kinds_are_one_item_keyed_like_the_operator() -> None:
     assert not exp.batched
     (item,) = exp.items
     assert item.op_key == exp.op_key
-    assert item.inputs == {"items": [1, 2, 3], "scores": [3, 2, 1]}
+    assert item.inputs == {
+        "items": ItemLiteral(value=[1, 2, 3]),
+        "scores": ItemLiteral(value=[3, 2, 1]),
+    }
     assert item.input_digests == {
         "items": digest_value([1, 2, 3]),
         "scores": digest_value([3, 2, 1]),
@@ -216,7 +219,7 @@ def test_a_manifest_splits_into_the_same_items_as_the_inline_list() -> None:
         load_blob=lambda _digest: manifest,
     )
     assert [i.op_key for i in by_manifest.items] == [i.op_key for i in inline.items]
-    assert by_manifest.items[1].inputs["texts"] == {"blob": digest_value("beta")}
+    assert by_manifest.items[1].inputs["texts"] == ItemBlob(digest=digest_value("beta"))
 
 
 # --- every semantic field is in the key ----------------------------------------------
@@ -656,3 +659,163 @@ def test_sampled_prompts_as_blob_key_like_inline() -> None:
     )
     assert by_blob.op_key == inline.op_key
     assert item_keys(by_blob) == item_keys(inline)
+
+
+# --- typed item inputs leave every key as it was ------------------------------------------
+
+LEAKED = digest_value("tenant A's result")
+MANIFEST = {"manifest": [digest_value("alpha"), digest_value("beta")]}
+MANIFEST_DIGEST = digest_value(MANIFEST)
+BLOBS: dict[str, Any] = {MANIFEST_DIGEST: MANIFEST, LEAKED: ["x", "y"]}
+PYTHON = {"kind": "python", "version": "h", "params": {"function": "m:f"}}
+TYPED_CASES: dict[str, dict[str, Any]] = {
+    "literal_lookalike": {**PYTHON, "inputs": {"x": {"value": {"blob": LEAKED}}}},
+    "blob": {**PYTHON, "inputs": {"x": {"blob": LEAKED}}},
+    "element_lookalike": {
+        "kind": "data.template",
+        "params": {"template": "{blob}"},
+        "inputs": {"records": [{"blob": LEAKED}, "alpha"]},
+    },
+    "manifest_split": {
+        "kind": "embed",
+        "model": "mini",
+        "inputs": {"texts": {"blob": MANIFEST_DIGEST}},
+    },
+    "manifest_whole": {
+        "kind": "data.top_k",
+        "params": {"k": 1},
+        "inputs": {"items": {"blob": MANIFEST_DIGEST}, "scores": [1, 2]},
+    },
+    "sampled": {
+        "kind": "llm.generate",
+        "model": "tiny",
+        "params": {"temperature": 0.7, "n": 2, "seed": 3},
+        "inputs": {"prompts": ["p", {"blob": LEAKED}]},
+    },
+}
+# The keys these operators had before item inputs were typed (computed then, pinned now):
+# typing what a worker reads must never orphan a cached result.
+PINNED_KEYS: dict[str, tuple[str, list[str]]] = {
+    "literal_lookalike": (
+        "7d6a139892400d6d7a13873444118bf24bf1c53d6b512e2d355ab6af7cabe7b7",
+        [
+            "7d6a139892400d6d7a13873444118bf24bf1c53d6b512e2d355ab6af7cabe7b7",
+        ],
+    ),
+    "blob": (
+        "d89241d5f8d6ac12f77d6458acab4e0f738899d6f83f2e4613b7cf65f4b495a2",
+        [
+            "d89241d5f8d6ac12f77d6458acab4e0f738899d6f83f2e4613b7cf65f4b495a2",
+        ],
+    ),
+    "element_lookalike": (
+        "39d6326494b9fb900c2f63ae06a74c4c4911edf9aef33548e0988bfb96c7b92c",
+        [
+            "2cc3180dd8c252db238d8d101caa69e38982164197e7823f08625ed930c053ce",
+            "f773043d326a3d03a76e0fb3b2ccb27354fc668c7de7abf0a73b47337a9060fc",
+        ],
+    ),
+    "manifest_split": (
+        "4c54ed987d610259d3b3e211e9b58865a3e328e76bf0bd0d374915ba905795d9",
+        [
+            "9d61073cf2460ab40e6c8d98fc0c75c0e5bace47861b5bbfeac1be80642029b9",
+            "afd724a07c8b3de1a3acc3955c9dff30abe981d421b0587801b00efa082644ec",
+        ],
+    ),
+    "manifest_whole": (
+        "d9bc811b564b38a62e592a587da62c507991a7de080b23650da4bc73a0735a6c",
+        [
+            "d9bc811b564b38a62e592a587da62c507991a7de080b23650da4bc73a0735a6c",
+        ],
+    ),
+    "sampled": (
+        "68f835c411b9c40cd5a406d1b932dbf3fbdf376d5c284997affb1626a062467e",
+        [
+            "e249c4d8ab294d0c2aef7479f93209a87242eedee119a8ca7725fdd38e434c80",
+            "d985222b35aff7f5015aba6e3801f46fdeb1ba1115fa3c24eeae1da634343c21",
+            "3b843225835bec2cd29a964ad21ed86bba5d1c875d9280f77f290b81585c21a6",
+            "a213599fc9aa81f2b3980c4c612514e285ff60cfdb90d6d7d6ffde56a2a4e4ed",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPED_CASES))
+def test_typing_item_inputs_left_the_keys_as_they_were(case: str) -> None:
+    exp = run(TYPED_CASES[case], load_blob=BLOBS.__getitem__)
+    assert (exp.op_key, item_keys(exp)) == PINNED_KEYS[case]
+
+
+def test_a_list_element_shaped_like_a_blob_reference_is_a_literal_item_input() -> None:
+    exp = run(TYPED_CASES["element_lookalike"])
+    assert [item.inputs["records"] for item in exp.items] == [
+        ItemLiteral(value={"blob": LEAKED}),
+        ItemLiteral(value="alpha"),
+    ]
+    assert exp.manifest_digests == ()
+    sampled = run(TYPED_CASES["sampled"])
+    assert [item.inputs["prompts"] for item in sampled.items if item.index == 1] == [
+        ItemLiteral(value={"blob": LEAKED})
+    ] * 2
+
+
+def test_a_literal_shaped_like_a_blob_reference_is_a_literal_item_input() -> None:
+    (item,) = run(TYPED_CASES["literal_lookalike"], load_blob=BLOBS.__getitem__).items
+    assert item.inputs == {"x": ItemLiteral(value={"blob": LEAKED})}
+
+
+def test_a_split_manifest_lists_its_digests_for_the_rights_check() -> None:
+    exp = run(TYPED_CASES["manifest_split"], load_blob=BLOBS.__getitem__)
+    assert [item.inputs["texts"] for item in exp.items] == [
+        ItemBlob(digest=d) for d in MANIFEST["manifest"]
+    ]
+    assert exp.manifests == {MANIFEST_DIGEST: tuple(MANIFEST["manifest"])}
+    assert exp.manifest_digests == tuple(MANIFEST["manifest"])
+
+
+def test_a_blob_holding_a_manifest_becomes_a_manifest_input_and_lists_its_digests() -> None:
+    loaded: list[str] = []
+
+    def load_blob(digest: str) -> Any:
+        loaded.append(digest)
+        return BLOBS[digest]
+
+    exp = run(TYPED_CASES["manifest_whole"], load_blob=load_blob)
+    (item,) = exp.items
+    assert item.inputs == {
+        "items": ItemManifest(digest=MANIFEST_DIGEST),
+        "scores": ItemLiteral(value=[1, 2]),
+    }
+    assert exp.manifests == {MANIFEST_DIGEST: tuple(MANIFEST["manifest"])}
+    assert loaded == [MANIFEST_DIGEST]  # literals are never looked up
+
+
+def test_a_shared_blob_input_of_a_split_kind_is_typed_too() -> None:
+    op = {
+        "kind": "rerank",
+        "model": "m",
+        "inputs": {"docs": ["d1", "d2"], "query": {"blob": MANIFEST_DIGEST}},
+    }
+    exp = run(op, WITH_CONTEXT, load_blob=BLOBS.__getitem__)
+    assert {item.inputs["query"] for item in exp.items} == {ItemManifest(digest=MANIFEST_DIGEST)}
+    assert exp.manifest_digests == tuple(MANIFEST["manifest"])
+    plain = run(op, WITH_CONTEXT)  # no blob store: a plain blob, never followed
+    assert {item.inputs["query"] for item in plain.items} == {ItemBlob(digest=MANIFEST_DIGEST)}
+    assert item_keys(plain) == item_keys(exp)
+    assert plain.manifests == {}
+
+
+@pytest.mark.parametrize(
+    "error", [BlobNotFoundError("absent"), ValueError("not JSON")], ids=["absent", "not JSON"]
+)
+def test_a_blob_that_cannot_be_read_here_stays_a_plain_blob(error: Exception) -> None:
+    def load_blob(_digest: str) -> Any:
+        raise error
+
+    (item,) = run(TYPED_CASES["blob"], load_blob=load_blob).items
+    assert item.inputs == {"x": ItemBlob(digest=LEAKED)}
+
+
+def test_a_manifest_written_inline_is_not_read_as_one() -> None:
+    with pytest.raises(InvalidOperatorError, match="never read as a manifest"):
+        run(embed({"manifest": MANIFEST["manifest"]}))  # type: ignore[arg-type]

@@ -14,18 +14,24 @@ import pytest
 from flowmesh_core.errors import InvalidParamsError
 from flowmesh_core.hashing import digest_value
 from flowmesh_core.keys import expand
-from flowmesh_core.models import Operator
+from flowmesh_core.models import Item, ItemLiteral, Operator
 from flowmesh_core.registry import Registry
 from flowmesh_worker.executors import Batch, ItemError, WorkItem, create_executor
 
 REGISTRY = Registry.default()
 
 
+def literals(item: Item) -> dict[str, Any]:
+    """What the worker hands an executor for an item whose inputs are all literals."""
+    assert all(isinstance(inp, ItemLiteral) for inp in item.inputs.values()), item.inputs
+    return {name: inp.value for name, inp in item.inputs.items()}  # type: ignore[union-attr]
+
+
 def batch_of(kind: str, params: dict[str, Any], **inputs: Any) -> Batch:
     """The batch a worker gets for one operator (all of its items)."""
     op = Operator(kind=kind, params=params, inputs=inputs)
     expansion = expand(op, REGISTRY, max_inline_bytes=1 << 20)
-    items = [WorkItem(i.op_key, i.inputs, i.params, i.sample_index) for i in expansion.items]
+    items = [WorkItem(i.op_key, literals(i), i.params, i.sample_index) for i in expansion.items]
     return Batch(expansion.kind, expansion.version, None, items)
 
 

@@ -10,6 +10,10 @@ per sample). An item's key is built from the element's own digest, never from th
 came in, so two tenants whose datasets overlap share the items they have in common. The
 parent's key covers the whole list; its result is a manifest of the item digests.
 
+Items carry typed inputs (``flowmesh_core.models.item_inputs``): a literal, wherever it
+sits, stays a literal, and a blob is typed a manifest only after this module has read it
+and listed the digests it names (``Expansion.manifest_digests``) for the caller to check.
+
 This module must never depend on who asks: tenants, dedup domains and salts for opted-out
 requests are applied by the caller, outside the canonical form of shared work.
 """
@@ -19,18 +23,31 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from flowmesh_core.errors import InputTooLargeError, InvalidOperatorError
-from flowmesh_core.hashing import canonical_json, digest_value, validate_digest
-from flowmesh_core.models import BlobInput, Item, LiteralInput, Operator
+from flowmesh_core.errors import BlobNotFoundError, InputTooLargeError, InvalidOperatorError
+from flowmesh_core.hashing import canonical_json, digest_value
+from flowmesh_core.manifest import is_manifest, parse_manifest
+from flowmesh_core.models import (
+    BlobInput,
+    Item,
+    ItemBlob,
+    ItemInput,
+    ItemLiteral,
+    ItemManifest,
+    LiteralInput,
+    Operator,
+)
 from flowmesh_core.registry import KindSpec, Registry
 
 __all__ = ["Expansion", "expand", "key_of"]
 
 BlobLoader = Callable[[str], Any]
-"""Reads a JSON blob by digest; used to split a list that was passed as a blob."""
+"""Reads a JSON blob by digest: to split a list passed as a blob, and to tell a manifest."""
+
+Manifests = dict[str, tuple[str, ...]]
+"""Each manifest an expansion read, by digest, with the digests it lists."""
 
 
 def key_of(canonical: dict[str, Any]) -> str:
@@ -44,6 +61,12 @@ class Expansion:
 
     ``batched`` operators split into one item per element (and sample); for kinds that
     run whole, ``items`` holds one item whose key is the operator's own ``op_key``.
+
+    ``manifests`` maps each manifest this expansion read to the digests it lists: a split
+    input given as a manifest (its elements become blob inputs) or a blob input holding
+    one (it becomes a manifest input). Workers read every listed digest, so the caller
+    checks them (``manifest_digests``) against the requester's rights, as it checks the
+    operator's own ``referenced_blobs``.
     """
 
     op_key: str
@@ -54,6 +77,26 @@ class Expansion:
     items: tuple[Item, ...]
     salt: str | None
     batched: bool
+    manifests: Manifests = field(default_factory=dict)
+
+    @property
+    def manifest_digests(self) -> tuple[str, ...]:
+        """Every digest the manifests list, once each, in order: what workers will read."""
+        return tuple(dict.fromkeys(d for listed in self.manifests.values() for d in listed))
+
+
+@dataclass(frozen=True)
+class _Form:
+    """What every item of one operator shares: its kind, canonical base and digests."""
+
+    spec: KindSpec
+    op: Operator
+    base: dict[str, Any]
+    version: str
+    params: dict[str, Any]
+    key_params: dict[str, Any]
+    digests: dict[str, str]
+    signature: str
 
 
 def expand(
@@ -68,7 +111,9 @@ def expand(
 
     Raises UnknownKindError, InvalidParamsError, InvalidOperatorError or
     InputTooLargeError, each naming what to fix. With ``op.dedup`` false and no ``salt``,
-    a fresh random salt keeps the work private to this request.
+    a fresh random salt keeps the work private to this request. ``load_blob`` reads the
+    blob inputs: a split input passed as a blob needs it; without it, every other blob
+    input stays a plain blob (never followed as a manifest).
     """
     spec = registry.get(op.kind)
     version = _version(spec, op)
@@ -90,25 +135,73 @@ def expand(
     if salt is not None:
         base["salt"] = salt
     op_key = key_of({**base, "form": "operator", "params": key_params, "inputs": digests})
-    if spec.batch_input is None:
-        whole = Item(
-            op_key=op_key,
-            signature=signature,
-            kind=spec.kind,
-            version=version,
-            model=op.model,
-            params=params,
-            inputs={name: _input_value(inp) for name, inp in op.inputs.items()},
-            input_digests=digests,
-        )
-        return Expansion(op_key, spec.kind, version, params, signature, (whole,), salt, False)
-    elements = _elements(spec, op.inputs[spec.batch_input], load_blob)
-    items = _items(spec, op, base, version, params, key_params, digests, elements, signature)
-    return Expansion(op_key, spec.kind, version, params, signature, items, salt, True)
+    form = _Form(spec, op, base, version, params, key_params, digests, signature)
+    batched = spec.batch_input is not None
+    items, manifests = (_split if batched else _whole)(form, op_key, load_blob)
+    return Expansion(op_key, spec.kind, version, params, signature, items, salt, batched, manifests)
 
 
-def _input_value(inp: LiteralInput | BlobInput) -> Any:
-    return inp.value if isinstance(inp, LiteralInput) else {"blob": inp.blob}
+def _whole(
+    form: _Form, op_key: str, load_blob: BlobLoader | None
+) -> tuple[tuple[Item, ...], Manifests]:
+    """The one item of a kind that runs whole, and the manifests it reads."""
+    typed = {name: _item_input(inp, load_blob) for name, inp in form.op.inputs.items()}
+    item = Item(
+        op_key=op_key,
+        signature=form.signature,
+        kind=form.spec.kind,
+        version=form.version,
+        model=form.op.model,
+        params=form.params,
+        inputs={name: item_input for name, (item_input, _) in typed.items()},
+        input_digests=form.digests,
+    )
+    return (item,), {k: v for _, read in typed.values() for k, v in read.items()}
+
+
+def _split(
+    form: _Form, op_key: str, load_blob: BlobLoader | None
+) -> tuple[tuple[Item, ...], Manifests]:
+    """One item per element (and sample), and the manifests they read."""
+    batch_input = form.spec.batch_input
+    assert batch_input is not None
+    typed = {
+        name: _item_input(inp, load_blob)
+        for name, inp in form.op.inputs.items()
+        if name != batch_input
+    }
+    shared = {name: item_input for name, (item_input, _) in typed.items()}
+    elements, manifests = _elements(form.spec, form.op.inputs[batch_input], load_blob)
+    for _, read in typed.values():
+        manifests.update(read)
+    return _items(form, batch_input, shared, elements), manifests
+
+
+def _item_input(
+    inp: LiteralInput | BlobInput, load_blob: BlobLoader | None
+) -> tuple[ItemInput, Manifests]:
+    """An input passed to an item whole, typed, with the manifest it is (if it is one).
+
+    A blob is a manifest input only when this expansion read it and found a manifest;
+    a blob it cannot read here (no loader, absent, not JSON) stays a plain blob, which
+    the worker reads as one value and never follows.
+    """
+    if isinstance(inp, LiteralInput):
+        return ItemLiteral(value=inp.value), {}
+    listed = _manifest_in(inp.blob, load_blob)
+    if listed is None:
+        return ItemBlob(digest=inp.blob), {}
+    return ItemManifest(digest=inp.blob), {inp.blob: tuple(listed)}
+
+
+def _manifest_in(digest: str, load_blob: BlobLoader | None) -> list[str] | None:
+    if load_blob is None:
+        return None
+    try:
+        value = load_blob(digest)
+    except (BlobNotFoundError, ValueError):
+        return None  # absent, or not JSON: no manifest; the worker reports what it finds
+    return parse_manifest(value)
 
 
 def _version(spec: KindSpec, op: Operator) -> str:
@@ -141,12 +234,15 @@ def _input_digest(name: str, inp: LiteralInput | BlobInput, limit: int) -> str:
 
 def _elements(
     spec: KindSpec, inp: LiteralInput | BlobInput, load_blob: BlobLoader | None
-) -> list[tuple[Any, str]]:
-    """Each element of the list input with its digest.
+) -> tuple[list[tuple[ItemInput, str]], Manifests]:
+    """Each element of the split input, typed, with its digest; and the manifest read
+    (none unless the list came as one).
 
-    A manifest (``{"manifest": [digest, ...]}``: the output of another split node) gives
-    its elements by digest, as ``{"blob": digest}``: their bytes stay in the CAS, and
-    their keys equal those of the same values written inline.
+    A list's elements are literals, whatever their shape, whether the list was written
+    inline or stored as a blob. A manifest (the output of another split node, passed as a
+    blob) gives its elements by digest, as blob inputs: their bytes stay in the CAS, and
+    their keys equal those of the same values written inline. A manifest written inline
+    is a literal like any other, and refused here since it is not a list.
     """
     name = spec.batch_input
     if isinstance(inp, BlobInput):
@@ -155,50 +251,52 @@ def _elements(
                 f"input {name!r} is a blob; splitting it into items needs the blob store"
             )
         value = load_blob(inp.blob)
+        listed = parse_manifest(value)
+        if listed is not None:
+            return [(ItemBlob(digest=d), d) for d in listed], {inp.blob: tuple(listed)}
     else:
         value = inp.value
-    if isinstance(value, dict) and set(value) == {"manifest"}:
-        return [({"blob": validate_digest(d)}, d) for d in value["manifest"]]
     if not isinstance(value, list):
+        hint = ""
+        if isinstance(inp, LiteralInput) and is_manifest(value):
+            hint = " (a literal is never read as a manifest: pass one as {blob: <digest>})"
         raise InvalidOperatorError(
             f"kind {spec.kind!r}: input {name!r} must be a list (one item per element), "
-            f"got {type(value).__name__}"
+            f"got {type(value).__name__}{hint}"
         )
-    return [(element, digest_value(element)) for element in value]
+    return [(ItemLiteral(value=element), digest_value(element)) for element in value], {}
 
 
 def _items(
-    spec: KindSpec,
-    op: Operator,
-    base: dict[str, Any],
-    version: str,
-    params: dict[str, Any],
-    key_params: dict[str, Any],
-    digests: dict[str, str],
-    elements: list[tuple[Any, str]],
-    signature: str,
+    form: _Form,
+    batch_input: str,
+    shared: dict[str, ItemInput],
+    elements: list[tuple[ItemInput, str]],
 ) -> tuple[Item, ...]:
-    assert spec.batch_input is not None
-    batch_input = spec.batch_input
-    sampled = spec.stochastic(params)
-    samples = int(params[spec.samples_param]) if sampled and spec.samples_param else 1
-    item_params = {k: v for k, v in key_params.items() if k != spec.samples_param}
-    shared = {name: _input_value(inp) for name, inp in op.inputs.items() if name != batch_input}
+    spec = form.spec
+    sampled = spec.stochastic(form.params)
+    samples = int(form.params[spec.samples_param]) if sampled and spec.samples_param else 1
+    item_params = {k: v for k, v in form.key_params.items() if k != spec.samples_param}
     items = []
     for index, (element, element_digest) in enumerate(elements):
-        input_digests = {**digests, batch_input: element_digest}
+        input_digests = {**form.digests, batch_input: element_digest}
         for sample in range(samples):
-            canonical = {**base, "form": "item", "params": item_params, "inputs": input_digests}
+            canonical = {
+                **form.base,
+                "form": "item",
+                "params": item_params,
+                "inputs": input_digests,
+            }
             if sampled:
                 canonical["sample"] = sample
             items.append(
                 Item(
                     op_key=key_of(canonical),
-                    signature=signature,
+                    signature=form.signature,
                     kind=spec.kind,
-                    version=version,
-                    model=op.model,
-                    params=params,
+                    version=form.version,
+                    model=form.op.model,
+                    params=form.params,
                     inputs={**shared, batch_input: element},
                     input_digests=input_digests,
                     sample_index=sample if sampled else None,

@@ -1,36 +1,48 @@
-"""Turning an item's inputs into plain values: blob references are read from the CAS.
+"""Turning an item's typed inputs into plain values: only typed references read the CAS.
 
-An input ``{"blob": digest}`` is a JSON blob: an uploaded dataset, another node's whole
-output, or one element of a split node's output. A blob holding a manifest
-(``{"manifest": [digest, ...]}``, a split node's output) becomes the list of its
-elements. Every read is verified by the blob store; a missing or corrupt blob is an error
-for the item that needed it, never a value.
+A literal is handed over as it is, whatever its shape: ``{"blob": digest}`` inside a
+literal is data, never a reference. A blob input is the JSON (or text) of one blob: an
+uploaded dataset, another node's whole output, or one element of a split node's output.
+A manifest input (a split node's output) becomes the list of the values of the blobs it
+names. The control plane typed those inputs after checking, against the requester's
+rights, every digest they make this worker read; this module must never read a digest
+that is not typed as a reference, nor follow a manifest found inside a plain blob.
+
+Every read is verified by the blob store; a missing or corrupt blob is an error for the
+item that needed it, never a value.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, assert_never
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.manifest import read_manifest
+from flowmesh_core.models import ItemBlob, ItemInput, ItemLiteral, ItemManifest
 
 __all__ = ["resolve_inputs"]
 
 
-def resolve_inputs(inputs: Mapping[str, Any], blobs: BlobStore) -> dict[str, Any]:
+def resolve_inputs(inputs: Mapping[str, ItemInput], blobs: BlobStore) -> dict[str, Any]:
     """Each input as a plain JSON value (raises FlowMeshError for a blob it cannot use)."""
     return {name: _resolve(name, value, blobs) for name, value in inputs.items()}
 
 
-def _resolve(name: str, value: Any, blobs: BlobStore) -> Any:
-    if not (isinstance(value, dict) and set(value) == {"blob"}):
-        return value
-    document = _load(name, value["blob"], blobs)
-    if isinstance(document, dict) and set(document) == {"manifest"}:
-        return [_load(name, digest, blobs) for digest in document["manifest"]]
-    return document
+def _resolve(name: str, value: ItemInput, blobs: BlobStore) -> Any:
+    if isinstance(value, ItemLiteral):
+        return value.value
+    if isinstance(value, ItemBlob):
+        return _load(name, value.digest, blobs)
+    if isinstance(value, ItemManifest):
+        try:
+            digests = read_manifest(blobs.get_bytes(value.digest))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"input {name!r}: blob {value.digest}: {exc}") from exc
+        return [_load(name, digest, blobs) for digest in digests]
+    assert_never(value)  # an untyped value is a bug upstream: fail, never guess a reference
 
 
 def _load(name: str, digest: str, blobs: BlobStore) -> Any:

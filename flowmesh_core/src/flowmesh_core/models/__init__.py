@@ -1,5 +1,12 @@
 """Typed, immutable values that travel between tenants, the control plane and workers."""
 
+from flowmesh_core.models.item_inputs import (
+    ItemBlob,
+    ItemInput,
+    ItemLiteral,
+    ItemManifest,
+    referenced_blobs,
+)
 from flowmesh_core.models.operator import (
     BlobInput,
     LiteralInput,
@@ -21,6 +28,10 @@ from flowmesh_core.models.workflow import Workflow, WorkflowNode
 __all__ = [
     "BlobInput",
     "Item",
+    "ItemBlob",
+    "ItemInput",
+    "ItemLiteral",
+    "ItemManifest",
     "ItemStatus",
     "LineageRecord",
     "LiteralInput",
@@ -33,4 +44,5 @@ __all__ = [
     "WorkerProfile",
     "Workflow",
     "WorkflowNode",
+    "referenced_blobs",
 ]

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import Field, JsonValue
 
 from flowmesh_core.models._base import Digest, FrozenModel, Name
+from flowmesh_core.models.item_inputs import ItemInput
 from flowmesh_core.models.operator import ModelRef
 
 __all__ = [
@@ -45,8 +46,11 @@ class Item(FrozenModel):
     """The fine-grained operator: what a worker executes and the action cache remembers.
 
     ``inputs`` holds this item's own inputs (one element of the parent's list, plus any
-    inputs shared by every element). ``sample_index`` is set only for sampled kinds.
-    ``index`` is the element's position in the parent list and is *not* part of the key.
+    inputs shared by every element), each typed literal, blob or manifest: a worker reads
+    the CAS only for the typed references, never for a literal that looks like one.
+    ``input_digests`` are what the key is built from. ``sample_index`` is set only for
+    sampled kinds. ``index`` is the element's position in the parent list and is *not*
+    part of the key.
     """
 
     op_key: str
@@ -55,7 +59,7 @@ class Item(FrozenModel):
     version: str
     model: ModelRef | None = None
     params: dict[str, JsonValue]
-    inputs: dict[str, JsonValue]
+    inputs: dict[str, ItemInput]
     input_digests: dict[str, Digest]
     sample_index: int | None = None
     index: int = 0

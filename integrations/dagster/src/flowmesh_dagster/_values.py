@@ -18,7 +18,7 @@ from typing import Any
 from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.hashing import canonical_json, digest_bytes, validate_digest
 
-__all__ = ["CASRef", "Encoding", "content_digest", "decode", "encode", "manifest_digests"]
+__all__ = ["CASRef", "Encoding", "content_digest", "decode", "encode"]
 
 
 class Encoding(StrEnum):
@@ -75,17 +75,3 @@ def decode(data: bytes, encoding: Encoding) -> Any:
 def content_digest(value: Any) -> str:
     """The digest of ``value``'s stored bytes: what the IO manager stores it under."""
     return digest_bytes(encode(value)[0])
-
-
-def manifest_digests(value: Any) -> list[str] | None:
-    """The item digests if ``value`` is a split node's manifest, else None.
-
-    A manifest is ``{"manifest": [digest, ...]}``, the convention FlowMesh's control plane
-    and workers use for the result of a node that ran as one item per element.
-    """
-    if not (isinstance(value, dict) and set(value) == {"manifest"}):
-        return None
-    items = value["manifest"]
-    if not isinstance(items, list) or not all(isinstance(d, str) for d in items):
-        return None
-    return [validate_digest(d) for d in items]

@@ -20,10 +20,11 @@ from pydantic import Field
 
 from flowmesh_core.client import Client
 from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
 from flowmesh_dagster._lineage import NodeStatusLike, result_metadata, submission_metadata
-from flowmesh_dagster._values import Encoding, content_digest, decode, manifest_digests
+from flowmesh_dagster._values import Encoding, content_digest, decode
 from flowmesh_dagster._work import Context, op_context, parse_work
 from flowmesh_dagster.results import FlowMeshResult, FlowMeshSubmission
 
@@ -172,7 +173,7 @@ def _load(client: Client, digest: str) -> Any:
         value = decode(data, Encoding.JSON)
     except InvalidInputError:  # not JSON: a binary result (a checkpoint, say)
         return data
-    items = manifest_digests(value)
+    items = parse_manifest(value)
     if items is None:
         return value
     return [client.result_json(item) for item in items]

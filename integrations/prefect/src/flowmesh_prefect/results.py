@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from flowmesh_core.client import AsyncClient, Client
+from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import BlobInput, LineageRecord
 
 __all__ = ["FlowMeshRef", "Satisfied", "aload_value", "load_value", "make_ref"]
@@ -82,19 +83,10 @@ def _decode(data: bytes) -> Any:
         return data
 
 
-def _manifest(document: Any) -> list[str] | None:
-    """The item digests of a list operator's result (``{"manifest": [...]}``), else None."""
-    if isinstance(document, dict) and set(document) == {"manifest"}:
-        digests = document["manifest"]
-        if isinstance(digests, list) and all(isinstance(d, str) for d in digests):
-            return digests
-    return None
-
-
 def load_value(client: Client, digest: str) -> Any:
     """The result at ``digest`` as a value: decoded JSON, a manifest resolved to a list."""
     document = _decode(client.result(digest))
-    items = _manifest(document)
+    items = parse_manifest(document)
     if items is None:
         return document
     return [_decode(client.result(item)) for item in items]
@@ -103,7 +95,7 @@ def load_value(client: Client, digest: str) -> Any:
 async def aload_value(client: AsyncClient, digest: str) -> Any:
     """Like ``load_value``, for async tasks."""
     document = _decode(await client.result(digest))
-    items = _manifest(document)
+    items = parse_manifest(document)
     if items is None:
         return document
     return [_decode(await client.result(item)) for item in items]

@@ -26,6 +26,7 @@ from rich.live import Live
 
 from flowmesh_core.control import NodeState, TenantStats, WorkflowStatus, create_tenant
 from flowmesh_core.errors import FlowMeshError
+from flowmesh_core.manifest import read_manifest
 from flowmesh_core.settings import Settings
 from flowmesh_worker.demo.fabric import Fabric, WorkerSpec, open_fabric
 from flowmesh_worker.demo.progress import ProgressBoard
@@ -186,7 +187,7 @@ def _sample(fabric: Fabric, run: TenantRun) -> Sample:
     """The tenant's best generation and its embedding, read back (verified) from the CAS."""
     blobs = fabric.plane.blobs
     best = json.loads(blobs.get_bytes(run.digests["top"]))[0]
-    manifest = json.loads(blobs.get_bytes(run.digests["embed"]))["manifest"]
+    manifest = read_manifest(blobs.get_bytes(run.digests["embed"]))
     vector = json.loads(blobs.get_bytes(manifest[0]))
     norm = math.sqrt(math.fsum(x * x for x in vector))
     return Sample(run.plan.name, best["prompt"], best["completion"], len(vector), norm)
