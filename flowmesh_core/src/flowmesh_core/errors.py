@@ -24,6 +24,7 @@ API layer never decides status codes on its own.
     │   └── CorruptBlobError
     └── ServiceUnavailableError ................ a backing service does not answer (503)
         ├── StoreUnavailableError .............. Redis (or the embedded store)
+        │   └── StreamGroupMissingError ........ a stream's consumer group is gone (NOGROUP)
         └── BlobStoreUnavailableError .......... the blob backend (disk or S3)
 """
 
@@ -49,6 +50,7 @@ __all__ = [
     "PermissionDeniedError",
     "ServiceUnavailableError",
     "StoreUnavailableError",
+    "StreamGroupMissingError",
     "UnknownKindError",
     "UnknownSettingError",
     "UnsupportedSchemeError",
@@ -145,6 +147,12 @@ class ServiceUnavailableError(FlowMeshError):
 
 class StoreUnavailableError(ServiceUnavailableError):
     """Redis (or the embedded store) cannot be reached or refused the command."""
+
+
+class StreamGroupMissingError(StoreUnavailableError):
+    """A stream read found no consumer group (Redis answered NOGROUP): Redis lost its data
+    (restarted without persistence, failed over to an empty replica) or the stream was
+    deleted. Creating the group again, and whatever else was lost, recovers."""
 
 
 class BlobStoreUnavailableError(ServiceUnavailableError):

@@ -4,6 +4,9 @@ This is the synchronous part of the worker (it runs in a thread, so heartbeats g
 while a model computes). It never touches Redis: the loop that called it reports and
 acks. Per-item failures stay per item: when an executor raises on the whole batch, the
 items are run one at a time so only the guilty one fails.
+
+Running and storing are two steps (``execute``, then ``store``) so that a CAS that fails
+under the worker costs a retry of the store, never another run of the model.
 """
 
 from __future__ import annotations
@@ -12,22 +15,39 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
-from flowmesh_core.errors import FlowMeshError
+from flowmesh_core.errors import FlowMeshError, InvalidInputError
 from flowmesh_core.hashing import canonical_json
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_worker.executors import Batch, Executor, ItemError, Loaded, WorkItem
 from flowmesh_worker.inputs import resolve_inputs
 from flowmesh_worker.weights import WarmCache, resolve_model
 
-__all__ = ["BatchRunner"]
+__all__ = ["BatchRunner", "Executed"]
 
 log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
+
+
+@dataclass(frozen=True)
+class Executed:
+    """A batch that ran and whose results are not stored yet.
+
+    ``outcomes`` holds, per item in assignment order, its result as canonical JSON bytes
+    or the ItemError it failed with. ``finished_at`` is when the run ended: storing is
+    not counted, so a CAS that needed retries does not make the batch look slow.
+    """
+
+    assignment: Assignment
+    started_at: float
+    finished_at: float
+    load_seconds: float
+    outcomes: tuple[bytes | ItemError, ...]
 
 
 class BatchRunner:
@@ -49,8 +69,9 @@ class BatchRunner:
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
 
-    def run(self, assignment: Assignment) -> Completion:
-        """Execute ``assignment`` and write its results; the report to send."""
+    def execute(self, assignment: Assignment) -> Executed:
+        """Run ``assignment``; what each item produced or why it failed. Failures of the
+        executor, its model or an item's inputs become ItemErrors: this does not raise."""
         started = time.time()
         load_seconds = 0.0
         outcomes: list[Any]
@@ -63,17 +84,33 @@ class BatchRunner:
         except Exception as exc:
             log.exception("batch %s (%s) failed", assignment.batch_id, assignment.kind)
             outcomes = [ItemError(_describe(exc))] * len(assignment.items)
+        return Executed(
+            assignment=assignment,
+            started_at=started,
+            finished_at=time.time(),
+            load_seconds=load_seconds,
+            outcomes=tuple(_encode(outcome) for outcome in outcomes),
+        )
+
+    def store(self, executed: Executed) -> Completion:
+        """Write ``executed``'s results into the CAS; the report to send.
+
+        Raises what the blob store raises (BlobStoreUnavailableError when it does not
+        answer). Calling it again after a failure is safe: a result already stored is
+        not written twice (put-if-absent).
+        """
+        assignment = executed.assignment
         results = [
             self._store(assigned.domain, assigned.op_key, outcome)
-            for assigned, outcome in zip(assignment.items, outcomes, strict=True)
+            for assigned, outcome in zip(assignment.items, executed.outcomes, strict=True)
         ]
         return Completion(
             batch_id=assignment.batch_id,
             worker_id=self.worker_id,
             signature=assignment.signature,
-            started_at=started,
-            finished_at=time.time(),
-            load_seconds=load_seconds,
+            started_at=executed.started_at,
+            finished_at=executed.finished_at,
+            load_seconds=executed.load_seconds,
             results=results,
         )
 
@@ -132,16 +169,21 @@ class BatchRunner:
             )
         return [self._run(executor, _alone(batch, item), loaded)[0] for item in batch.items]
 
-    def _store(self, domain: str, op_key: str, outcome: Any) -> ItemResult:
+    def _store(self, domain: str, op_key: str, outcome: bytes | ItemError) -> ItemResult:
         if isinstance(outcome, ItemError):
             return ItemResult(domain=domain, op_key=op_key, error=outcome.message or "failed")
-        try:
-            payload = canonical_json(outcome)
-        except (TypeError, ValueError) as exc:
-            error = f"the executor's result is not JSON: {exc}"
-            return ItemResult(domain=domain, op_key=op_key, error=error)
-        put = self.blobs.put_bytes(payload)
+        put = self.blobs.put_bytes(outcome)
         return ItemResult(domain=domain, op_key=op_key, digest=put.digest)
+
+
+def _encode(outcome: Any) -> bytes | ItemError:
+    """An executor's result for one item as canonical JSON, or why it cannot be stored."""
+    if isinstance(outcome, ItemError):
+        return outcome
+    try:
+        return canonical_json(outcome)
+    except InvalidInputError as exc:
+        return ItemError(f"the executor's result is not JSON: {exc}")
 
 
 def _alone(batch: Batch, item: WorkItem) -> Batch:

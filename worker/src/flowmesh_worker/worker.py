@@ -6,6 +6,10 @@ its report is on the events stream (one MULTI). If it dies, its heartbeat lapses
 control plane re-plans what it held; a late finish is harmless because results are
 content-addressed and the first report wins.
 
+A read that finds its consumer group gone (Redis lost its data, or the control plane
+took this worker for dead and forgot it) records the worker again and reads on. Results
+that cannot be stored are stored again (a few times), never computed again.
+
 Stopping (SIGTERM, or ``stop`` set) drains: no new batches are read or assigned, the
 batches in hand finish (for up to ``drain_s``), and the worker then retires, which hands
 anything left on its stream back to the scheduler. The loop never cancels a task that is
@@ -20,10 +24,11 @@ import itertools
 import logging
 import time
 
+from flowmesh_core.errors import ServiceUnavailableError, StreamGroupMissingError
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.store import Store
-from flowmesh_worker.runner import BatchRunner
+from flowmesh_worker.runner import BatchRunner, Executed
 
 __all__ = ["Worker"]
 
@@ -31,6 +36,8 @@ log = logging.getLogger("flowmesh.worker")
 
 READ_BLOCK_MS = 500
 RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+STORE_TRIES = 5
+STORE_BACKOFF_S = 0.2
 
 
 class Worker:
@@ -44,12 +51,18 @@ class Worker:
         *,
         heartbeat_s: float = 5.0,
         drain_s: float = 60.0,
+        store_tries: int = STORE_TRIES,
+        store_backoff_s: float = STORE_BACKOFF_S,
     ) -> None:
+        """``store_tries`` writes of a batch's results are tried, ``store_backoff_s``
+        apart at first and twice as far apart each time, before its items fail."""
         self.store = store
         self.runner = runner
         self.profile = profile
         self.heartbeat_s = heartbeat_s
         self.drain_s = drain_s
+        self.store_tries = store_tries
+        self.store_backoff_s = store_backoff_s
         self.batches_done = 0
         self.items_done = 0
         self._running: set[asyncio.Task[None]] = set()
@@ -92,24 +105,31 @@ class Worker:
                 await asyncio.wait_for(self._slot_freed.wait(), READ_BLOCK_MS / 1000)
             return
         try:
-            entries = await self.store.read_assignments(
-                self.worker_id, self._free_slots, READ_BLOCK_MS
-            )
-        except Exception as exc:
-            await self._recover(exc)
+            entries = await self._read()
+        except ServiceUnavailableError as exc:
+            log.warning("reading assignments failed (%s); retrying in 1s", exc)
+            await asyncio.sleep(1.0)
             return
         for entry_id, fields in entries:
             self._start(entry_id, fields)
 
-    async def _recover(self, exc: Exception) -> None:
-        """A failed read: re-register if the control plane gave this worker up for dead
-        (its stream and group are gone), else wait for Redis to come back."""
-        if "NOGROUP" in str(exc):
-            log.warning("worker %s was taken for dead; registering again", self.worker_id)
-            await self.store.register_worker(self.profile)
-            return
-        log.warning("reading assignments failed (%s); retrying in 1s", exc)
-        await asyncio.sleep(1.0)
+    async def _read(self) -> list[tuple[str, dict[str, str]]]:
+        """New batches, as many as there are free slots. If the stream's consumer group
+        is gone, the worker is recorded again (group included) and nothing is returned:
+        what is assigned from now on is read next time. The loss is logged as an error,
+        as docs/architecture.md ("Streams and delivery") promises."""
+        try:
+            return await self.store.read_assignments(
+                self.worker_id, self._free_slots, READ_BLOCK_MS
+            )
+        except StreamGroupMissingError as exc:
+            log.error(
+                "worker %s: Redis state was lost, or the control plane took this worker "
+                "for dead (%s); registering again, new work goes on",
+                self.worker_id, exc,
+            )  # fmt: skip
+            await self.store.rejoin_worker(self.profile)
+            return []
 
     def _start(self, entry_id: str, fields: dict[str, str]) -> None:
         self._free_slots -= 1
@@ -148,20 +168,41 @@ class Worker:
         )  # fmt: skip
 
     async def _run(self, assignment: Assignment) -> Completion:
-        """Execute the batch, retrying while its results cannot be stored (the CAS fails
-        under us). Past the retries, a report that fails every item: the control plane
-        retries them (up to max_attempts) and this worker's slot is freed."""
-        for backoff in RETRY_BACKOFF_S:
-            try:
-                return await asyncio.to_thread(self.runner.run, assignment)
-            except Exception as exc:
-                log.warning("batch %s: %s; retrying in %.1fs", assignment.batch_id, exc, backoff)
-                await asyncio.sleep(backoff)
+        """Execute the batch once, then store its results (see ``_store``)."""
         try:
-            return await asyncio.to_thread(self.runner.run, assignment)
-        except Exception as exc:
-            log.error("batch %s: results could not be stored: %s", assignment.batch_id, exc)
-            return _failed(assignment, self.worker_id, f"results could not be stored: {exc}")
+            executed = await asyncio.to_thread(self.runner.execute, assignment)
+        except Exception as exc:  # a bug in the runner: fail the items, never strand them
+            log.exception("batch %s could not be run", assignment.batch_id)
+            return _failed(assignment, self.worker_id, f"the batch could not be run: {exc}")
+        return await self._store(executed)
+
+    async def _store(self, executed: Executed) -> Completion:
+        """Store the results (see ``_store_retrying``); the batch never runs again for
+        it. If they cannot be stored, a report that fails every item: the control plane
+        retries them (up to max_attempts) and this worker's slot is freed."""
+        try:
+            return await self._store_retrying(executed)
+        except Exception as exc:  # the CAS stayed away, or failed in a way retries cannot mend
+            batch_id = executed.assignment.batch_id
+            log.error("batch %s: results could not be stored: %s", batch_id, exc)
+            return _failed(
+                executed.assignment, self.worker_id, f"results could not be stored: {exc}"
+            )
+
+    async def _store_retrying(self, executed: Executed) -> Completion:
+        """Store, retrying while the CAS does not answer: ``store_tries`` tries in all."""
+        delay = self.store_backoff_s
+        for _ in range(self.store_tries - 1):
+            try:
+                return await asyncio.to_thread(self.runner.store, executed)
+            except ServiceUnavailableError as exc:
+                log.warning(
+                    "batch %s: storing results failed (%s); retrying in %.1fs",
+                    executed.assignment.batch_id, exc, delay,
+                )  # fmt: skip
+            await asyncio.sleep(delay)
+            delay *= 2
+        return await asyncio.to_thread(self.runner.store, executed)
 
     async def _report(self, entry_id: str, report: Completion) -> None:
         """Report and ack, retrying until Redis takes it. The results are in the CAS, so

@@ -8,11 +8,15 @@ only its holder's ``claim_batch`` calls assign anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import redis.exceptions
+
+from flowmesh_core.errors import StreamGroupMissingError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.store._base import StoreBase, strings
@@ -31,6 +35,12 @@ without COUNT it moves entries that are already waiting into the pending list an
 returns them (the reader stalls while the entry sits unacked). So readers on the
 embedded store poll instead: a non-blocking read, then this sleep when it came back empty.
 """
+
+
+def _error_code(exc: redis.exceptions.ResponseError) -> str:
+    """The code a Redis error reply starts with (``NOGROUP``, ``BUSYGROUP``): the part of
+    the reply the protocol defines, unlike the words after it."""
+    return str(exc).split(" ", 1)[0]
 
 
 class WorkerRecord:
@@ -62,17 +72,34 @@ class FleetMixin(StoreBase):
     # -- workers -----------------------------------------------------------------------
 
     async def register_worker(self, profile: WorkerProfile) -> None:
-        """Record a worker and create its assignment stream's consumer group."""
+        """Record a worker that starts, and create its assignment stream's consumer group.
+
+        A start under an id that drained or retired before (a restart after SIGTERM)
+        takes work again: its ``draining`` and ``retired`` marks are cleared in the MULTI
+        that records the profile, so no reader sees the new registration with old marks.
+        """
+        await self._record_worker(profile, fresh=True)
+
+    async def rejoin_worker(self, profile: WorkerProfile) -> None:
+        """Record a running worker again whose registration or consumer group was lost
+        (Redis lost its data, or the control plane took the worker for dead and forgot
+        it). Unlike ``register_worker`` it keeps a ``draining`` mark still on record: an
+        operator's cordon outlasts the recovery."""
+        await self._record_worker(profile, fresh=False)
+
+    async def _record_worker(self, profile: WorkerProfile, *, fresh: bool) -> None:
         k = self.keys
+        record = k.worker(profile.worker_id)
         now = time.time()
         async with self.guard():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
-                    k.worker(profile.worker_id),
-                    mapping={"profile": profile.model_dump_json(), "heartbeat": repr(now)},
+                    record, mapping={"profile": profile.model_dump_json(), "heartbeat": repr(now)}
                 )
-                pipe.hsetnx(k.worker(profile.worker_id), "inflight", 0)
-                pipe.hsetnx(k.worker(profile.worker_id), "warm", "[]")
+                pipe.hsetnx(record, "inflight", 0)
+                pipe.hsetnx(record, "warm", "[]")
+                if fresh:
+                    pipe.hdel(record, "draining", "retired")
                 pipe.zadd(k.workers(), {profile.worker_id: now})
                 await pipe.execute()
             await self.ensure_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
@@ -130,11 +157,12 @@ class FleetMixin(StoreBase):
         ``pending`` re-reads the entries this worker was given but never acked (after a
         restart under the same id) instead of new ones; it never blocks. On the embedded
         store the read does not block either (see ``EMBEDDED_POLL_S``): it returns what
-        is there, after a short sleep when nothing is.
+        is there, after a short sleep when nothing is. A stream or group that is gone
+        raises StreamGroupMissingError (see ``rejoin_worker``).
         """
         stream = self.keys.assignments(worker_id)
         blocks = not pending and not self.embedded
-        async with self.guard():
+        async with self.guard(), self._group_of(stream, ASSIGNMENT_GROUP):
             reply: Any = await self._redis.xreadgroup(
                 ASSIGNMENT_GROUP,
                 worker_id,
@@ -191,19 +219,24 @@ class FleetMixin(StoreBase):
         """Every batch on a worker's stream, read or not, as (entry id, batch id).
 
         Used to re-plan a dead worker's work: unread entries are read, read-but-unacked
-        ones are claimed, both under the consumer name ``reclaimer``.
+        ones are claimed, both under the consumer name ``reclaimer``. A stream (or group)
+        that is gone holds nothing to take: Redis lost it, or never had it because the
+        worker's heartbeat outlived its registration.
         """
         stream = self.keys.assignments(worker_id)
         taken: list[tuple[str, str]] = []
-        async with self.guard():
-            reply: Any = await self._redis.xautoclaim(
-                stream, ASSIGNMENT_GROUP, "reclaimer", min_idle_time=0, count=10_000
-            )
-            taken += [(str(i), str(f["batch_id"])) for i, f in reply[1] if f]
-            fresh: Any = await self._redis.xreadgroup(
-                ASSIGNMENT_GROUP, "reclaimer", {stream: ">"}, count=10_000
-            )
-            taken += [(str(i), str(f["batch_id"])) for i, f in (fresh[0][1] if fresh else [])]
+        try:
+            async with self.guard(), self._group_of(stream, ASSIGNMENT_GROUP):
+                reply: Any = await self._redis.xautoclaim(
+                    stream, ASSIGNMENT_GROUP, "reclaimer", min_idle_time=0, count=10_000
+                )
+                taken += [(str(i), str(f["batch_id"])) for i, f in reply[1] if f]
+                fresh: Any = await self._redis.xreadgroup(
+                    ASSIGNMENT_GROUP, "reclaimer", {stream: ">"}, count=10_000
+                )
+        except StreamGroupMissingError:
+            return taken
+        taken += [(str(i), str(f["batch_id"])) for i, f in (fresh[0][1] if fresh else [])]
         return taken
 
     async def drop_assignment(self, worker_id: str, entry_id: str, batch_id: str) -> list[str]:
@@ -235,9 +268,28 @@ class FleetMixin(StoreBase):
         async with self.guard():
             try:
                 await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except Exception as exc:  # redis answers BUSYGROUP when it exists already
-                if "BUSYGROUP" not in str(exc):
+            except redis.exceptions.ResponseError as exc:
+                if _error_code(exc) != "BUSYGROUP":  # the group exists already
                     raise
+
+    @contextlib.asynccontextmanager
+    async def _group_of(self, stream: str, group: str) -> AsyncIterator[None]:
+        """Convert Redis's NOGROUP reply to a read of ``stream`` into
+        StreamGroupMissingError (inside ``guard``, which converts everything else).
+
+        The embedded store answers a read of a stream that does not exist with an error
+        that has no code; there the stream's absence is what tells.
+        """
+        try:
+            yield
+        except redis.exceptions.ResponseError as exc:
+            if _error_code(exc) != "NOGROUP" and await self._redis.exists(stream):
+                raise
+            raise StreamGroupMissingError(
+                f"consumer group {group!r} of {stream} is gone: Redis at {self.shown_url} "
+                "lost its data (restarted without persistence, or failed over to an empty "
+                "replica), or the stream was deleted"
+            ) from exc
 
     async def batch_record(self, batch_id: str) -> dict[str, str]:
         """An assigned batch's record (empty once its report was applied)."""
