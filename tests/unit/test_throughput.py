@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowmesh_core.control.throughput import DEFAULT_SEEDS, ThroughputModel, bucket
+from flowmesh_core.control.throughput import DEFAULT_SEEDS, Observation, ThroughputModel, bucket
 from flowmesh_core.errors import ConfigError, InvalidInputError
 
 
@@ -288,3 +288,31 @@ def test_a_kind_without_a_seed_is_slower_on_a_cpu_than_on_any_gpu() -> None:
     assert cpu > max(gpus)
     assert gpus == sorted(gpus, reverse=True)
     assert h100 < min(gpus)
+
+
+def test_learning_replays_onto_a_saved_model_as_if_it_had_been_there() -> None:
+    """How replicas merge: observations replayed onto the stored model (control/scheduler)."""
+    history = [
+        Observation("cpu", "embed", "m", 4, 1.0, 2.0),
+        Observation("cpu", "embed", "m", 4, 0.5),
+        Observation("cpu", "embed", None, 8, 2.0, 9.0),  # no model: the load is not learned
+    ]
+    whole, saved = model(), model()
+    for observation in history:
+        whole.learn(observation)
+    saved.learn(history[0])
+    resumed = ThroughputModel.from_dict(json.loads(json.dumps(saved.to_dict())))
+    for observation in history[1:]:
+        resumed.learn(observation)
+    assert resumed.to_dict() == whole.to_dict()
+    assert whole.load_samples("cpu", "m") == 1
+    assert whole.samples("cpu", "embed", None, 8) == 1
+
+
+def test_a_bad_observation_teaches_nothing() -> None:
+    tp = model()
+    with pytest.raises(InvalidInputError):
+        tp.learn(Observation("cpu", "embed", "m", 4, 1.0, math.inf))
+    with pytest.raises(InvalidInputError):
+        tp.learn(Observation("cpu", "embed", "m", 4, 0.0, 1.0))
+    assert tp.to_dict() == model().to_dict()

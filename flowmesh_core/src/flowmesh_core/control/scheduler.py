@@ -8,10 +8,15 @@ or no batch has positive utility. Between rounds it sleeps until nudged (new wor
 freed slot) or a short timeout.
 
 Only the holder of the scheduler lease assigns: every claim carries its fencing token,
-and Redis refuses a claim from a token that no longer holds the lease. The scheduler
-keeps nothing that Redis does not have, except the learned throughput model, which it
-saves to Redis every few seconds so that the next leader starts from it. The leader also
+and Redis refuses a claim from a token that no longer holds the lease. The leader also
 re-plans the work of workers whose heartbeat lapsed (``reclaim``).
+
+The scheduler keeps nothing that Redis does not have, except the observations its
+replica's completion applier made since the last sync. Every replica, leader or not,
+merges those into the throughput model in Redis every few seconds (a read-modify-write
+that replays them onto the stored model, so no replica's learning overwrites another's)
+and adopts the merged model; a replica that takes the lease syncs first, so it never
+schedules on a model older than the one its predecessor saved.
 """
 
 from __future__ import annotations
@@ -27,9 +32,14 @@ from collections import Counter
 from flowmesh_core.control.planning import RoundPlan, member_tenant
 from flowmesh_core.control.policies import POLICIES, Policy
 from flowmesh_core.control.reclaim import Exhausted, reclaim_dead_workers
-from flowmesh_core.control.throughput import ThroughputModel
+from flowmesh_core.control.throughput import Observation, ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
-from flowmesh_core.errors import ConfigError, ServiceUnavailableError
+from flowmesh_core.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidInputError,
+    ServiceUnavailableError,
+)
 from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
@@ -38,7 +48,8 @@ __all__ = ["Scheduler", "model_id"]
 
 log = logging.getLogger("flowmesh.scheduler")
 
-_SAVE_EVERY_S = 5.0
+_SYNC_EVERY_S = 5.0
+_MAX_PENDING = 10_000  # observations kept for the next sync while Redis is away
 
 
 class Scheduler:
@@ -64,9 +75,9 @@ class Scheduler:
         self.throughput = ThroughputModel(default_load_s=self.weights.default_load_s)
         self.fence: str | None = None
         self._meta: dict[str, dict[str, object]] = {}
-        self._saved_at = 0.0
+        self._pending: list[Observation] = []
+        self._synced_at = 0.0
         self._reclaimed_at = 0.0
-        self._dirty = False
 
     # -- learning ----------------------------------------------------------------------
 
@@ -80,21 +91,48 @@ class Scheduler:
         load_s: float,
     ) -> None:
         """Learn from one applied batch (the completion applier calls this)."""
-        self.throughput.observe(accelerator, kind, model, size, exec_s)
-        if load_s > 0 and model is not None:
-            self.throughput.observe_load(accelerator, model, load_s)
-        self._dirty = True
+        observation = Observation(accelerator, kind, model, size, exec_s, load_s)
+        self.throughput.learn(observation)
+        self._pending.append(observation)
+        del self._pending[:-_MAX_PENDING]
 
-    async def _load_model(self) -> None:
-        saved = await self.store.load_json(self.store.keys.throughput())
-        if saved:
-            self.throughput = ThroughputModel.from_dict(json.loads(saved))
+    async def sync_model(self) -> None:
+        """Merge this replica's new observations into the model in Redis, and adopt it.
 
-    async def _save_model(self) -> None:
-        if self._dirty and time.monotonic() - self._saved_at > _SAVE_EVERY_S:
-            document = json.dumps(self.throughput.to_dict())
-            await self.store.save_json(self.store.keys.throughput(), document)
-            self._saved_at, self._dirty = time.monotonic(), False
+        The stored model with the observations replayed onto it is written back only
+        if another writer has not changed it since it was read (``Store.update_json``);
+        otherwise the merge runs again on the newer model. Observations that arrive
+        during the sync stay pending for the next one.
+        """
+        synced, self._pending = self._pending, []
+        merged: list[ThroughputModel] = []
+
+        def merge(stored: str | None) -> str | None:
+            merged[:] = [self._replayed(stored, synced)]
+            return json.dumps(merged[0].to_dict()) if synced else None
+
+        try:
+            await self.store.update_json(self.store.keys.throughput(), merge)
+        except (ServiceUnavailableError, ConflictError):
+            self._pending[:0] = synced
+            del self._pending[:-_MAX_PENDING]
+            raise
+        model = merged[0]
+        for observation in self._pending:
+            model.learn(observation)
+        self.throughput = model
+        self._synced_at = time.monotonic()
+
+    def _replayed(self, stored: str | None, observations: list[Observation]) -> ThroughputModel:
+        model = ThroughputModel(default_load_s=self.weights.default_load_s)
+        if stored:
+            try:
+                model = ThroughputModel.from_dict(json.loads(stored))
+            except (ValueError, InvalidInputError) as exc:
+                log.warning("stored throughput model unreadable (%s); starting afresh", exc)
+        for observation in observations:
+            model.learn(observation)
+        return model
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -102,6 +140,7 @@ class Scheduler:
         """Schedule until ``stop`` is set; waits for the lease while another holds it.
 
         Redis being down (at start or later) pauses the loop; it resumes when Redis is back.
+        On the way out it syncs what it learned last and gives the lease up.
         """
         leading = False
         try:
@@ -109,12 +148,14 @@ class Scheduler:
                 try:
                     if self.fence is None:
                         self.fence = await self.store.new_fence()
-                        await self._load_model()
                     leading = await self._step(leading)
                 except ServiceUnavailableError as exc:
                     log.warning("scheduler paused: %s", exc)
                     await asyncio.sleep(1.0)
         finally:
+            if self._pending:
+                with contextlib.suppress(ServiceUnavailableError, ConflictError):
+                    await self.sync_model()
             if leading and self.fence is not None:
                 with contextlib.suppress(ServiceUnavailableError):
                     await self.store.release_lease(self.fence)
@@ -124,6 +165,9 @@ class Scheduler:
         holds = await self.store.hold_lease(self.fence, self.settings.lease_ttl_s)
         if holds != leading:
             log.info("scheduler lease %s", "acquired" if holds else "lost")
+        acquired = holds and not leading
+        if acquired or time.monotonic() - self._synced_at > _SYNC_EVERY_S:
+            await self._sync_or_carry_on()
         if not holds:
             await asyncio.sleep(self.settings.lease_ttl_s / 3)
             return False
@@ -133,10 +177,17 @@ class Scheduler:
             )
             self._reclaimed_at = time.monotonic()
         assigned = await self.round()
-        await self._save_model()
         if assigned == 0:
             await self.store.wait_wake(min(0.5, self.settings.lease_ttl_s / 3))
         return True
+
+    async def _sync_or_carry_on(self) -> None:
+        """``sync_model``, where losing the race to other writers only postpones it."""
+        try:
+            await self.sync_model()
+        except ConflictError as exc:
+            log.warning("throughput model not synced this time: %s", exc)
+            self._synced_at = time.monotonic()
 
     async def round(self) -> int:
         """Assign batches until no worker is free or nothing is worth running; items assigned."""

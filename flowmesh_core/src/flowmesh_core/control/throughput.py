@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowmesh_core.errors import ConfigError, FlowMeshError, InvalidInputError
 
-__all__ = ["DEFAULT_SEEDS", "ThroughputModel", "bucket"]
+__all__ = ["DEFAULT_SEEDS", "Observation", "ThroughputModel", "bucket"]
 
 WILDCARD = "*"
 
@@ -66,6 +66,18 @@ def bucket(size: int) -> int:
     if size < 1:
         raise InvalidInputError(f"batch size must be at least 1, got {size}")
     return 1 << (size - 1).bit_length()
+
+
+class Observation(NamedTuple):
+    """One measured batch: ``size`` items in ``exec_s`` seconds, after ``load_s`` seconds
+    of loading ``model`` cold (0 when it was warm)."""
+
+    accelerator: str
+    kind: str
+    model: str | None
+    size: int
+    exec_s: float
+    load_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -168,6 +180,20 @@ class ThroughputModel:
             self._loads[(accelerator, model)] = _Ewma(float(seconds), 1)
         else:
             stat.update(seconds, self.alpha)
+
+    def learn(self, observation: Observation) -> None:
+        """Record one measured batch and its model load (``observe`` and ``observe_load``).
+
+        Replaying the same observations onto the same state always gives the same model:
+        that is how replicas merge what each learned into the one model Redis holds.
+        """
+        acc, kind, model, size, exec_s, load_s = observation
+        loaded = model is not None and load_s > 0
+        if loaded and not math.isfinite(load_s):  # all or nothing: check before observing
+            raise InvalidInputError(f"load seconds must be a finite number >= 0, got {load_s!r}")
+        self.observe(acc, kind, model, size, exec_s)
+        if model is not None and loaded:
+            self.observe_load(acc, model, load_s)
 
     # -- answering ------------------------------------------------------------------------
 

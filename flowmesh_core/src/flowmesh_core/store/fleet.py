@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import redis.exceptions
 
-from flowmesh_core.errors import StreamGroupMissingError
+from flowmesh_core.errors import ConflictError, StreamGroupMissingError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.store._base import StoreBase, strings
@@ -26,6 +26,8 @@ __all__ = ["ASSIGNMENT_GROUP", "EVENTS_GROUP", "FleetMixin", "WorkerRecord"]
 
 ASSIGNMENT_GROUP = "worker"
 EVENTS_GROUP = "control"
+_UPDATE_ATTEMPTS = 16
+"""How many times ``update_json`` retries when other writers keep changing the key."""
 
 EMBEDDED_POLL_S = 0.1
 """How long a stream read on the embedded store sleeps when it found nothing.
@@ -430,3 +432,28 @@ class FleetMixin(StoreBase):
         """Store a JSON document whole under ``key``."""
         async with self.guard():
             await self._redis.set(key, document)
+
+    async def update_json(self, key: str, change: Callable[[str | None], str | None]) -> str | None:
+        """Read-modify-write the JSON document under ``key``; the document now stored.
+
+        ``change`` gets the stored document (None if there is none) and returns the one
+        to store, or None to leave it as it is. It runs again on what is stored now when
+        another writer changed the key in between (WATCH/MULTI), so no write is ever
+        lost to a writer that read an older document; it must be pure. ConflictError
+        after ``_UPDATE_ATTEMPTS`` such races in a row.
+        """
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            for _ in range(_UPDATE_ATTEMPTS):
+                try:
+                    await pipe.watch(key)
+                    stored = await pipe.get(key)
+                    document = change(None if stored is None else str(stored))
+                    if document is None:  # leaving the pipeline unwatches the key
+                        return None if stored is None else str(stored)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, document)
+                    await pipe.execute()
+                    return document
+                except redis.exceptions.WatchError:
+                    continue
+        raise ConflictError(f"{key} changed under each of {_UPDATE_ATTEMPTS} attempts to update it")
