@@ -7,6 +7,7 @@ worker in this process executes what its scheduler assigns.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -153,6 +154,44 @@ async def test_serve_runs_workflows_over_real_http_and_stops_cleanly_on_sigterm(
     assert f"Redis: {redis_env['FLOWMESH_REDIS_URL']}" in log
     assert "EMBEDDED" not in log
     assert "Traceback" not in log
+
+
+async def test_sigterm_answers_open_long_polls_at_once_with_the_status_as_it_stands(
+    redis_env: dict[str, str], purged: Store, serve: list[Server], tmp_path: Path
+) -> None:
+    """A wait on a workflow that cannot finish (no worker) ends when shutdown starts,
+    well before the grace period, with a 200 and the status: no bare 500, no traceback."""
+    server = Server(redis_env, tmp_path / "serve.log", "--graceful-timeout", "5")
+    serve.append(server)
+    assert server.wait_healthy().status_code == 200, server.output()
+    created = flowmesh("tenant", "create", "team-a", env=redis_env)
+    assert created.returncode == 0, created.stderr
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
+        body = {"kind": "embed", "model": "mini", "inputs": {"texts": ["never", "run"]}}
+        submitted = await client.post("/v1/operators", json=body)
+        assert submitted.status_code == 201, submitted.text
+        wf_id = submitted.json()["workflow_id"]
+        waits = [
+            asyncio.create_task(client.get(f"/v1/workflows/{wf_id}/wait", params=params))
+            for params in ({"timeout": "60"}, {"timeout": "60", "lineage": "true"})
+        ]
+        done, _ = await asyncio.wait(waits, timeout=1.0)
+        assert not done, "the long polls should still be open: nothing can run the work"
+
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        answers = await asyncio.wait_for(asyncio.gather(*waits), timeout=10)
+        took = time.monotonic() - started
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert took < 3, f"the long polls took {took:.1f} s to answer"
+    for answer in answers:
+        assert answer.json()["workflow_id"] == wf_id
+        assert answer.json()["state"] in ("pending", "running")
+    assert server.process.wait(timeout=15) == 0, server.output()
+    log = server.output()
+    assert "Traceback" not in log
+    assert "graceful shutdown exceeded" not in log
 
 
 def test_serve_on_the_embedded_store_warns_and_can_skip_the_scheduler(

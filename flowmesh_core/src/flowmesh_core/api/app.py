@@ -2,7 +2,9 @@
 
 ``create_app`` wires a ``ControlPlane`` into a FastAPI app. Its lifespan runs the control
 plane's scheduler and completion applier as a background task (unless the replica is
-API-only) and, on shutdown, stops them and closes the control plane's connections.
+API-only) and, on shutdown, ends the long polls still open (``begin_shutdown``; a server
+calls it earlier, when shutdown starts), stops the loops and closes the control plane's
+connections.
 
 This module must never decide anything about workflows or tenants (that is the control
 plane's), and never open connections at import or construction time: the lifespan runs
@@ -28,12 +30,15 @@ from flowmesh_core.api.metrics import ApiMetrics, MetricsMiddleware
 from flowmesh_core.control import ControlPlane
 from flowmesh_core.models import Operator, Workflow
 
-__all__ = ["create_app"]
+__all__ = ["begin_shutdown", "create_app"]
 
 log = logging.getLogger("flowmesh.api")
 
 _STOP_TIMEOUT_S = 15.0
 """How long shutdown waits for the loops to notice ``stop`` before cancelling them."""
+
+_SETTLE_TIMEOUT_S = 10.0
+"""How long shutdown waits for the waits that drained long polls left (one slice each)."""
 
 _DESCRIPTION = """\
 FlowMesh's control plane: submit operators and workflows, wait for them, read their
@@ -79,6 +84,16 @@ def create_app(control: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
     return app
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """End the app's long polls now: each answers with the status as it stands.
+
+    Servers call this when shutdown starts, before their grace period for requests in
+    flight runs out (``flowmesh serve`` does); the lifespan's shutdown calls it too.
+    """
+    state: ApiState = app.state.flowmesh
+    state.drain.start()
+
+
 def _lifespan(state: ApiState) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,9 +105,12 @@ def _lifespan(state: ApiState) -> Callable[[FastAPI], AbstractAsyncContextManage
         try:
             yield
         finally:
+            state.drain.start()
             stop.set()
+            ending = [state.drain.settle(_SETTLE_TIMEOUT_S)]
             if state.background is not None:
-                await _stop(state.background)
+                ending.append(_stop(state.background))
+            await asyncio.gather(*ending)
             await state.control.aclose()
 
     return lifespan

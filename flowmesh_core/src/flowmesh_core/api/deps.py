@@ -9,12 +9,13 @@ missing or wrong token gets the FlowMesh error shape with ``WWW-Authenticate: Be
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from flowmesh_core.api.draining import Drain
 from flowmesh_core.api.metrics import ApiMetrics
 from flowmesh_core.control import ControlPlane, Tenant
 
@@ -29,12 +30,14 @@ _bearer = HTTPBearer(
 
 @dataclass
 class ApiState:
-    """One app's control plane, metrics, and the background loops it runs (if any)."""
+    """One app's control plane, metrics, the background loops it runs (if any), and the
+    drain that ends its long polls on shutdown."""
 
     control: ControlPlane
     metrics: ApiMetrics
     run_scheduler: bool
     background: asyncio.Task[None] | None = None
+    drain: Drain = field(default_factory=Drain)
 
 
 def api_state(request: Request) -> ApiState:

@@ -163,7 +163,8 @@ async def wait_workflow(
     """The status once the workflow is done or failed, or when ``timeout`` passes.
 
     Answers 200 either way: ``state`` says whether it finished. A client that goes away
-    stops the wait.
+    stops the wait; a server that shuts down answers at once, with the status as it
+    stands (ask again, of another replica or after the restart).
     """
     seconds = min(timeout_s, MAX_WAIT_S)
     status = await _wait_while_connected(request, state, tenant, workflow_id, seconds, lineage)
@@ -236,19 +237,24 @@ async def _wait_while_connected(
     """``ControlPlane.wait`` in slices, asking between them whether the client is still there.
 
     None if it went away. Slicing, rather than cancelling one long wait, means no Redis
-    command is ever cancelled half-way (the embedded store does not survive that).
+    command is ever cancelled half-way (the embedded store does not survive that). When
+    the server drains, the slice in progress is left to end on its own and the status is
+    read afresh (``api/draining.py``).
     """
     deadline = time.monotonic() + seconds
     while True:
         left = max(deadline - time.monotonic(), 0.0)
-        status = await state.control.wait(tenant, wf_id, min(left, _WAIT_SLICE_S))
+        wait = state.control.wait(tenant, wf_id, min(left, _WAIT_SLICE_S))
+        status = await state.drain.race(wait)
+        if status is None:
+            break
         if status.state in (NodeState.DONE, NodeState.FAILED) or left <= _WAIT_SLICE_S:
+            if not lineage:
+                return status
             break
         if await request.is_disconnected():
             return None
-    if lineage:
-        return await state.control.status(tenant, wf_id, with_lineage=True)
-    return status
+    return await state.control.status(tenant, wf_id, with_lineage=lineage)
 
 
 async def _held_back(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:

@@ -1,8 +1,9 @@
 """``flowmesh serve``: run the control plane's HTTP API (and, unless told not to, its loops).
 
 The server is uvicorn, run in this process. SIGTERM and SIGINT stop it gracefully: new
-connections are refused, requests in flight get ``--graceful-timeout`` seconds to finish,
-the scheduler and completion loops stop, and the process exits 0.
+connections are refused, long polls still open answer at once with the workflow's status
+as it stands, other requests in flight get ``--graceful-timeout`` seconds to finish, the
+scheduler and completion loops stop, and the process exits 0.
 
 This command must never hide where it listens and what it uses: it logs the address, the
 Redis and the blob store (credentials in URLs redacted), and warns when the store is the
@@ -14,14 +15,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
 from flowmesh_core.api import create_app
+from flowmesh_core.api.app import begin_shutdown
 from flowmesh_core.api.errors import redact
 from flowmesh_core.cli._common import CliContext, pass_cli, reports_errors
 from flowmesh_core.control import ControlPlane
@@ -37,12 +41,23 @@ _LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, but a clean shutdown on SIGTERM/SIGINT exits 0.
+    """uvicorn, but long polls end when shutdown starts, and a clean shutdown exits 0.
 
-    uvicorn re-raises the signal after shutting down, so the process dies *by* it (exit
-    status -15); a control plane that drained cleanly has succeeded, and supervisors
-    (systemd, Kubernetes) should read it so.
+    uvicorn tells the app it stops (the lifespan's shutdown) only after the requests in
+    flight finished or were cancelled at the end of the grace period, which answers a
+    long poll with a bare 500 and logs a traceback; so the app's long polls are ended
+    first (``begin_shutdown``). uvicorn also re-raises the signal after shutting down, so
+    the process dies *by* it (exit status -15); a control plane that drained cleanly has
+    succeeded, and supervisors (systemd, Kubernetes) should read it so.
     """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        begin_shutdown(self._app)
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -100,7 +115,7 @@ def _announce(settings: Settings, host: str, port: int, scheduler: bool) -> None
     type=click.IntRange(min=0),
     default=10,
     show_default=True,
-    help="Seconds requests in flight (long polls too) get to finish on shutdown.",
+    help="Seconds requests in flight get to finish on shutdown (long polls answer at once).",
 )
 @pass_cli
 @reports_errors
@@ -127,4 +142,4 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=graceful_timeout,
     )
-    _Server(config).run()
+    _Server(config, app).run()
