@@ -1,8 +1,10 @@
 """Shared fixtures: a real Redis (never skipped), the embedded store, a real S3 API.
 
-The Redis server is ``$TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). Every
-test gets its own random key prefix and deletes what it wrote, so tests can share one
-server with each other and with anything else on it. A missing Redis fails the tests
+The Redis server is ``$TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). The name
+has no ``FLOWMESH_`` prefix on purpose: settings reject ``FLOWMESH_*`` variables that
+name no setting, so a test variable under that prefix would break every settings load.
+Every test gets its own random key prefix and deletes what it wrote, so tests can share
+one server with each other and with anything else on it. A missing Redis fails the tests
 that need it, with a message that says how to start one; it never skips them.
 """
 
@@ -20,19 +22,20 @@ from flowmesh_core.store import Store
 pytest_plugins = ["tests.s3_server"]
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
+TEST_REDIS_ENV = "TEST_REDIS_URL"
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The real Redis server's URL, checked to answer."""
-    url = os.environ.get("TEST_REDIS_URL", DEFAULT_TEST_REDIS)
+    url = os.environ.get(TEST_REDIS_ENV, DEFAULT_TEST_REDIS)
     client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:
         pytest.fail(
             f"Redis at {url} does not answer ({exc}). These tests need a real Redis: start "
-            "one (.ci/run shows how) or set TEST_REDIS_URL.",
+            f"one (.ci/run shows how) or set {TEST_REDIS_ENV}.",
             pytrace=False,
         )
     finally:
