@@ -341,9 +341,8 @@ def _instrument_submit(plane: ControlPlane, timers: Timers) -> None:
     engine, store = plane.engine, plane.store
     timers.wrap(plane, "submit_workflow", "submit (total)")
     timers.wrap(engine, "_validate", "validate + expand (thread)")
-    for attr in ("create_workflow", "start_node", "join_many", "wake_scheduler", "notify"):
-        timers.wrap(store, attr)
-    timers.wrap(store, "queue_script", "join_many: queue script calls")
+    timers.wrap(store, "run_scripts", "ledger: submit + start root nodes (one round trip)")
+    timers.wrap(store, "start_call", "ledger: start-node arguments")
 
 
 async def _schedule(

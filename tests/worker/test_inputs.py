@@ -198,7 +198,6 @@ async def test_a_tenant_naming_another_tenants_result_in_literals_gets_its_liter
         await plane.submit_operator(other, python_operator(ops.echo, {"x": {"blob": secret}}))
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not check Expansion.manifest_digests yet")
 async def test_a_manifest_uploaded_by_a_tenant_cannot_list_another_tenants_result(
     fabric: Fabric, workers: Workers
 ) -> None:

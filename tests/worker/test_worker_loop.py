@@ -126,7 +126,11 @@ async def test_stop_drains_the_batch_in_hand_and_reexecutes_nothing(
     assert worker.items_done + second.items_done == 4  # each item ran exactly once
     records = [(await plane.status(tenant, s.workflow_id)).nodes[0].lineage[0] for s in submitted]
     assert all(r.satisfied_by == Satisfaction.EXECUTED for r in records)
-    assert not [w for w in await plane.store.workers() if w.profile.worker_id == "w-1"]
+
+    async def left() -> bool:  # a retired worker is forgotten once its heartbeat expires
+        return not [w for w in await plane.store.workers() if w.profile.worker_id == "w-1"]
+
+    await until(left, "w-1 leaving the fleet")
 
 
 async def test_the_worker_reports_its_profile_and_leaves_the_fleet(

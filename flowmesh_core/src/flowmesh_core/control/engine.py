@@ -21,6 +21,7 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,9 @@ from flowmesh_core.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from flowmesh_core.hashing import canonical_json
 from flowmesh_core.keys import Expansion, expand
-from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode
+from flowmesh_core.manifest import build_manifest
+from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
@@ -162,28 +163,38 @@ class WorkflowEngine:
         for name in workflow.topological_order():
             node = workflow.nodes[name]
             try:
-                await self._check_blobs(tenant, node)
+                await self._check_readable(tenant, referenced_blobs(node.inputs))
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
-                    ready[name] = await self._expand(node.to_operator({}), wf_id, name)
+                    expansion = await self._expand(node.to_operator({}), wf_id, name)
+                    await self._check_listed(tenant, expansion)
+                    ready[name] = expansion
             except FlowMeshError as exc:
                 raise type(exc)(f"node {name!r}: {exc}") from exc
         return ready
 
-    async def _check_blobs(self, tenant: Tenant, node: WorkflowNode) -> None:
-        """A blob input must be uploaded data or a result this tenant's lineage holds.
+    async def _check_readable(self, tenant: Tenant, digests: Iterable[str]) -> None:
+        """Every digest a worker will read for ``tenant`` must be uploaded data or a
+        result the tenant's lineage holds (docs/architecture.md, "Tenants").
 
         Otherwise a tenant could compute on another tenant's results by naming their
         digests; such a digest is reported as not found, like any unknown one.
         """
-        for field, inp in node.inputs.items():
-            if not isinstance(inp, BlobInput) or tenant.admin:
-                continue
-            if await self.store.is_result(inp.blob) and not await self.store.may_read(
-                tenant.name, inp.blob
-            ):
-                raise NotFoundError(f"input {field!r}: no blob {inp.blob} for this tenant")
+        if tenant.admin:
+            return
+        for digest in await self.store.unreadable(tenant.name, sorted(digests)):
+            raise NotFoundError(f"no blob {digest} for this tenant")
+
+    async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
+        """The digests the manifests an expansion read list (a tenant can upload a
+        manifest of its own making); a manifest that is the tenant's own result is
+        trusted whole."""
+        if not expansion.manifests or tenant.admin:
+            return
+        mine = {m for m in expansion.manifests if await self.store.may_read(tenant.name, m)}
+        listed = (d for m, ds in expansion.manifests.items() if m not in mine for d in ds)
+        await self._check_readable(tenant, dict.fromkeys(listed))
 
     def _check_waiting(self, node: WorkflowNode) -> None:
         spec = self.registry.get(node.kind)
@@ -242,6 +253,7 @@ class WorkflowEngine:
         resolved = {field: BlobInput(blob=digest) for field, digest in action.inputs.items()}
         try:
             expansion = await self._expand(node.to_operator(resolved), wf_id, action.node)
+            await self._check_listed(Tenant(name=stored.tenant), expansion)
         except ServiceUnavailableError:
             raise  # a blip, not the workflow's fault: the outbox entry is retried
         except FlowMeshError as exc:
@@ -261,7 +273,7 @@ class WorkflowEngine:
             log.error("node %s/%s finished with items missing results", wf_id, name)
             return False
         if record.get("batched") == "1":
-            manifest = canonical_json({"manifest": digests})
+            manifest = build_manifest([str(d) for d in digests])
             result = (await asyncio.to_thread(self.blobs.put_bytes, manifest)).digest
             await self.store.record_blob(result, len(manifest), "application/json")
         else:

@@ -68,7 +68,7 @@ class OutboxConsumer:
                 if started - adopted_at > self.adopt_after_s:
                     await self.adopt()
                     adopted_at = started
-                acted = await self.read_once(pending=pending)
+                acted = await self.read_once(pending=pending, block_ms=250)
             except ServiceUnavailableError as exc:
                 log.warning("outbox unavailable: %s", exc)
                 grouped = False  # Redis may have lost the group with its data

@@ -47,6 +47,17 @@ class WorkflowsMixin(StoreBase):
         async with self.guard():
             return bool(await self._redis.sismember(self.keys.tenant_results(tenant), digest))
 
+    async def unreadable(self, tenant: str, digests: Sequence[str]) -> list[str]:
+        """Those of ``digests`` that are some requester's result but not in ``tenant``'s
+        lineage (an upload, or the tenant's own result, is readable). One round trip."""
+        if not digests:
+            return []
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.smismember(self.keys.results(), list(digests))
+            pipe.smismember(self.keys.tenant_results(tenant), list(digests))
+            results, mine = await pipe.execute()
+        return [d for d, r, m in zip(digests, results, mine, strict=True) if r and not m]
+
     async def wake_scheduler(self) -> None:
         """Nudge the scheduler: there is new work or a freed slot."""
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
