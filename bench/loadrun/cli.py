@@ -11,6 +11,7 @@ its processes use.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import os
 import random
@@ -23,7 +24,7 @@ from types import FrameType
 from rich.console import Console
 
 from bench.loadrun.clients import Budget, Target, read_stats, run_clients
-from bench.loadrun.cluster import LocalCluster, cpu_seconds, machine_busy_seconds
+from bench.loadrun.cluster import LocalCluster, cpu_seconds, machine_busy_seconds, redis_calls
 from bench.loadrun.options import BenchError, Options, UsageError, parse_options
 from bench.loadrun.report import Measured, Summary, show, summarise, write_json
 from bench.loadrun.workload import Workload
@@ -72,7 +73,7 @@ def _run(options: Options, console: Console) -> Summary:
     if options.url is not None:
         assert options.token is not None  # parse_options saw to it
         targets = [Target(options.url, options.token)] * options.clients
-        measured = asyncio.run(_load(options, workload, targets, lambda: {}))
+        measured = asyncio.run(_load(options, workload, targets, lambda: {}, None))
         summary = summarise(measured, setup)
     else:
         with LocalCluster(options, _say) as local:
@@ -82,7 +83,8 @@ def _run(options: Options, console: Console) -> Summary:
                 Target(local.urls[i % len(local.urls)], local.tokens[i % len(local.tokens)])
                 for i in range(options.clients)
             ]
-            measured = asyncio.run(_load(options, workload, targets, _clocks(local)))
+            load = _load(options, workload, targets, _clocks(local), options.redis_url)
+            measured = dataclasses.replace(asyncio.run(load), replicas=len(local.urls))
             summary = summarise(measured, setup)
             if not summary.all_finished:
                 console.print(local.tails(), highlight=False, markup=False, soft_wrap=True)
@@ -133,12 +135,18 @@ def _clocks(local: LocalCluster) -> CpuClocks:
 
 
 async def _load(
-    options: Options, workload: Workload, targets: list[Target], clocks: CpuClocks
+    options: Options,
+    workload: Workload,
+    targets: list[Target],
+    clocks: CpuClocks,
+    redis_url: str | None,
 ) -> Measured:
-    """Warm up, then the timed load: its outcomes, and the CPU and fabric counters over it."""
+    """Warm up, then the timed load: its outcomes, and the CPU, fabric and Redis counters
+    over it (Redis' only when ``redis_url`` is given)."""
     await _warm_up(targets, workload)
     _say(f"load: {len(targets)} clients for {options.duration_s:g} s ...")
     stats = await read_stats(targets[0])
+    calls = await redis_calls(redis_url) if redis_url else {}
     before, own, busy = clocks(), time.process_time(), machine_busy_seconds()
     started = time.monotonic()
     budget = Budget(started + options.duration_s, options.max_workflows)
@@ -157,7 +165,9 @@ async def _load(
     cpu[f"whole machine ({os.cpu_count()} cores)"] = machine
     after_stats = await read_stats(targets[0])
     fabric = {name: after_stats[name] - stats[name] for name in stats}
-    return Measured(tally.outcomes, cpu, wall, fabric)
+    after_calls = await redis_calls(redis_url) if redis_url else {}
+    commands = {name: n - calls.get(name, 0.0) for name, n in after_calls.items()}
+    return Measured(tally.outcomes, cpu, wall, fabric, commands)
 
 
 async def _warm_up(targets: list[Target], workload: Workload) -> None:

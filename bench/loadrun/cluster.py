@@ -39,7 +39,7 @@ from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
 from flowmesh_worker import cluster
 
-__all__ = ["LocalCluster", "cpu_seconds", "machine_busy_seconds"]
+__all__ = ["LocalCluster", "cpu_seconds", "machine_busy_seconds", "redis_calls"]
 
 _READY_S = 90.0
 _STOP_S = 30.0
@@ -61,6 +61,17 @@ def machine_busy_seconds() -> float:
     with open("/proc/stat") as stat:
         ticks = [int(x) for x in stat.readline().split()[1:9]]
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+async def redis_calls(redis_url: str) -> dict[str, float]:
+    """Calls of each command the Redis server has answered so far (INFO commandstats:
+    every client of the server, not only this run's)."""
+    store = Store.open(redis_url, "fmbench-probe")
+    try:
+        stats = await store.redis.info("commandstats")
+    finally:
+        await store.aclose()
+    return {name.removeprefix("cmdstat_"): float(v["calls"]) for name, v in stats.items()}
 
 
 def _free_port() -> int:

@@ -32,6 +32,8 @@ figures:
   submit        POST round trip, ms (p50/p95/p99 over accepted workflows)
   submit->done  before the POST -> the wait's answer, ms, as the client sees it
   server        the workflow's created_at -> finished_at (the control plane's clock), ms
+  via serve N   with --api-replicas above 1: submit and submit->done of the clients that
+                replica N served (replica 1 also runs the scheduler and the applier)
   items         what the submit plans said of the first node's items: created, cache
                 hits, joined (with --overlap 0 every item is created)
   executed, batches, mean size
@@ -48,6 +50,11 @@ figures:
                 less every process above (Redis too when its pid is not visible here).
                 CPU ms / workflow: the same CPU seconds per finished workflow, the figure
                 that moves least when other load slows the run down.
+  Redis commands / workflow
+                INFO commandstats across the timed phase, per finished workflow: the total
+                and the busiest commands. evalsha is a Lua script called; the commands a
+                script runs are counted too, so this is not round trips. It counts every
+                client of the server: share the server with nothing else when you read it.
 
 exit status: 0 when every accepted workflow finished, 1 when one failed or was lost (or
 the run went wrong: one line says why), 2 for a bad option or no Redis, 130 on Ctrl-C.

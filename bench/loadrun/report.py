@@ -45,12 +45,15 @@ def _ms(values: Sequence[float]) -> dict[str, float | None]:
 @dataclass(frozen=True)
 class Measured:
     """What the timed phase left: the outcomes, the CPU seconds each process used over
-    ``wall_s``, and the differences of the fabric's ``/v1/stats`` totals across it."""
+    ``wall_s``, and the differences of the fabric's ``/v1/stats`` totals and of Redis'
+    calls per command across it (empty when the run has no access to Redis)."""
 
     outcomes: list[Outcome]
     cpu_s: dict[str, float | None]
     wall_s: float
     fabric: dict[str, float]
+    redis_calls: dict[str, float]
+    replicas: int = 1  # client i was sent to replica i % replicas (1-based in the figures)
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Summary:
     fabric: dict[str, float] = field(default_factory=dict)
     cpu_cores: dict[str, float | None] = field(default_factory=dict)
     cpu_ms_per_workflow: dict[str, float | None] = field(default_factory=dict)
+    redis_calls_per_workflow: dict[str, float] = field(default_factory=dict)
+    by_replica: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -124,8 +129,36 @@ def summarise(measured: Measured, setup: dict[str, object]) -> Summary:
             name: None if s is None or not done else round(1000 * s / len(done), 2)
             for name, s in measured.cpu_s.items()
         },
+        redis_calls_per_workflow=_per_workflow(measured.redis_calls, len(done)),
+        by_replica=_by_replica(done, measured.replicas),
         errors=errors[:20],
     )
+
+
+def _by_replica(
+    done: list[Outcome], replicas: int
+) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Submit and submit->done percentiles of the workflows each replica took (K > 1 only)."""
+    if replicas < 2:
+        return {}
+    out = {}
+    for index in range(replicas):
+        mine = [o for o in done if o.client % replicas == index and o.finished_at is not None]
+        out[f"serve {index + 1}"] = {
+            "submit_ms": _ms([o.answered_at - o.sent_at for o in mine]),
+            "submit_to_done_ms": _ms([o.finished_at - o.sent_at for o in mine if o.finished_at]),
+        }
+    return out
+
+
+def _per_workflow(calls: dict[str, float], workflows: int) -> dict[str, float]:
+    """Redis calls per finished workflow: the total, then each command, busiest first."""
+    if not calls or not workflows:
+        return {}
+    busiest = sorted(((n, name) for name, n in calls.items() if n > 0), reverse=True)
+    per = {"total": round(sum(calls.values()) / workflows, 1)}
+    per.update({name: round(n / workflows, 1) for n, name in busiest})
+    return per
 
 
 def _cell(value: float | None, spec: str = "{:.1f}") -> str:
@@ -148,6 +181,10 @@ def show(console: Console, summary: Summary) -> None:
         ("server ms (created->finished)", summary.server_ms),
     ):
         table.add_row(label, "", *(_cell(figures[f"p{p}"]) for p in PCTS))
+    for replica, figures_of in summary.by_replica.items():
+        for label, key in (("submit ms", "submit_ms"), ("submit->done ms", "submit_to_done_ms")):
+            row = (_cell(figures_of[key][f"p{p}"]) for p in PCTS)
+            table.add_row(f"  {label}, via {replica}", "", *row)
     items = summary.items
     table.add_row(
         "first node's items",
@@ -166,6 +203,14 @@ def show(console: Console, summary: Summary) -> None:
         per = summary.cpu_ms_per_workflow.get(name)
         cpu.add_row(name, _cell(cores, "{:.2f}"), _cell(per))
     console.print(cpu)
+    if summary.redis_calls_per_workflow:
+        calls = summary.redis_calls_per_workflow
+        top = ", ".join(f"{name} {n:.1f}" for name, n in list(calls.items())[1:9])
+        line = (
+            f"Redis commands / workflow (those Lua scripts run included; every client of the "
+            f"server): {calls['total']:.1f}; {top}"
+        )
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     for error in summary.errors:
         console.print(f"  {error}", highlight=False, markup=False, soft_wrap=True)
     verdict = "every accepted workflow finished" if summary.all_finished else (

@@ -176,6 +176,8 @@ LOAD_FIGURES = (
     "serve 2 (API only)",
     "workers (2)",
     "load generator (this process)",
+    "CPU ms / workflow",
+    "Redis commands / workflow",
     "every accepted workflow finished",
 )
 
