@@ -432,6 +432,10 @@ async def test_a_restarted_control_plane_finishes_everything_once(fabric: Fabric
     sub = await first.submit_workflow(acme, workflow(gen=generate(prompts)))
     await eventually(lambda: running(first, acme, sub.workflow_id), what="the first batch")
 
+    async def taken() -> bool:  # claimed is not yet read: the worker polls its stream
+        return bool(worker.batches)
+
+    await eventually(taken, what="the worker to take the first batch")
     await fabric.stop_plane(first)  # while a batch runs and four items wait
     (pool,) = await worker.store.ready_summary(10)
     assert pool[1] == 4
