@@ -39,9 +39,9 @@ figures:
   executed, batches, mean size
                 items the workers ran (every node) and the batches they ran them in: the
                 differences of GET /v1/stats across the timed phase
-  worker busy   the workers' seconds inside batches (stats worker_seconds: inputs read, the
-                transform, each result written and fsynced to the CAS) per wall second;
-                W = every worker always in a batch
+  worker busy   the batch seconds the workers report (stats worker_seconds) per wall second;
+                W = every worker always in a batch. What they include is the fabric's
+                definition: the run of a batch, not the writing of its results to the CAS
   CPU (cores)   CPU seconds / wall seconds of the timed phase, from /proc/PID/stat: each
                 serve replica, the workers, redis-server (when its /proc entry is visible)
                 and this load generator. Near 1.0 for a single-threaded process (a serve
