@@ -217,8 +217,9 @@ async def run_operator(plane: ControlPlane, tenant: Tenant, kind: str, items: li
     node = status.nodes[0]
     if status.state is not NodeState.DONE or node.result_digest is None:
         raise RuntimeError(f"{kind} operator ended {status.state.value}: {node.error}")
-    manifest = read_manifest(plane.blobs.get_bytes(node.result_digest))
-    values = [json.loads(plane.blobs.get_bytes(digest)) for digest in manifest]
+    manifest = read_manifest(await plane.results.read(node.result_digest))
+    found = await plane.results.read_many(manifest)
+    values = [json.loads(found[digest]) for digest in manifest]
     if len(values) != len(items) or not all(_looks_right(kind, v) for v in values):
         raise RuntimeError(f"{kind}: {len(values)} results for {len(items)} items, or malformed")
     return submitted.workflow_id

@@ -354,11 +354,11 @@ async def _schedule(
 ) -> float:
     """Run ``Scheduler.run`` until ``expected`` items are assigned; the time of the last."""
     scheduler, store = plane.scheduler, plane.store
-    for attr in ("round", "_workers", "_candidate", "_usage"):
+    for attr in ("round", "_free_workers"):
         timers.wrap(scheduler, attr, f"scheduler.{attr}")
     # the round's bookkeeping after each claim (a new RoundPlan per round: wrap the class)
     timers.wrap(RoundPlan, "account", "plan.account")
-    for attr in ("hold_lease", "workers", "ready_summary", "claim_batch", "wait_wake"):
+    for attr in ("hold_lease", "round_view", "claim_batch", "wait_wake"):
         timers.wrap(store, attr, f"store.{attr}")
     timers.wrap_scripts(store)
     scheduler.policy = TimedPolicy(scheduler.policy, timers)
@@ -802,11 +802,8 @@ def _e2e(run: Throughput) -> float:
 def _steady_state(tp: Throughput, mean_batch: float, ref: str) -> Row:
     """Derived: the rate if every round assigned one batch (a worker freed at a time)."""
     t, rounds = tp.assign.timers, max(tp.assign.timers.calls["scheduler.round"], 1)
-    fixed = sum(
-        t.total[name]
-        for name in ("store.hold_lease", "scheduler._workers", "store.ready_summary",
-                     "scheduler._candidate", "scheduler._usage")
-    ) / rounds  # fmt: skip
+    reads = ("store.hold_lease", "store.round_view", "scheduler._free_workers")
+    fixed = sum(t.total[name] for name in reads) / rounds
     per_batch = sum(
         t.total[n] for n in ("store.claim_batch", "policy.choose", "plan.account")
     ) / max(tp.batches, 1)

@@ -557,6 +557,7 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
         "/v1/workflows/{workflow_id}/wait": ["get"],
         "/v1/workflows/{workflow_id}/lineage": ["get"],
         "/v1/results/{digest}": ["get"],
+        "/v1/results/read": ["post"],
         "/v1/workers": ["get"],
         "/v1/stats": ["get"],
         "/healthz": ["get"],

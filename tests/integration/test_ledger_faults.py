@@ -86,13 +86,13 @@ async def test_a_redis_error_while_finishing_a_node_leaves_it_to_be_finished(
     real = plane.store.finish_node
     calls = 0
 
-    async def drops_the_reply(wf_id: str, node: str, digest: str) -> tuple[bool, bool]:
+    async def drops_the_reply(wf_id: str, node: str, *args: Any) -> tuple[bool, bool]:
         nonlocal calls
         calls += 1
         if calls == 1:  # the step ran, then the connection dropped before its reply
-            await real(wf_id, node, digest)
+            await real(wf_id, node, *args)
             raise StoreUnavailableError("connection reset")
-        return await real(wf_id, node, digest)
+        return await real(wf_id, node, *args)
 
     plane.store.finish_node = drops_the_reply  # type: ignore[method-assign]
     await plane.store.ensure_outbox_group()
@@ -140,7 +140,7 @@ async def test_a_fully_cached_workflow_finishes_though_its_submitter_died(
 async def test_a_blob_store_blip_while_starting_a_dependent_does_not_fail_the_workflow(
     fabric: Fabric,
 ) -> None:
-    plane = fabric.idle_plane()
+    plane = fabric.idle_plane(inline_result_bytes=0)  # the manifest goes to the CAS
     acme = await fabric.tenant("acme")
     sub = await plane.submit_workflow(acme, two_nodes())
     await complete_everything(plane)

@@ -134,9 +134,10 @@ class Harness:
             ended = status.state in (NodeState.DONE, NodeState.FAILED)
             assert ended, f"{s.workflow_id} still {status.state}\n{self.procs.logs()}"
 
-    def result(self, record: LineageRecord) -> Any:
+    async def result(self, record: LineageRecord) -> Any:
+        """A result as its tenant reads it: inline in Redis when small, else the CAS."""
         assert record.result_digest is not None, record
-        return json.loads(self.observer.blobs.get_bytes(record.result_digest))
+        return json.loads(await self.observer.results.read(record.result_digest))
 
     async def aclose(self) -> None:
         self.procs.close()
@@ -207,7 +208,7 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
 
     await h.finish(tenant, submitted)
     records = await h.lineage(tenant, submitted)
-    assert [h.result(r) for r in records] == xs
+    assert [await h.result(r) for r in records] == xs
     assert {r.worker for r in records} == {survivor.name}
     await assert_exactly_once_in_the_action_cache(h, records)
     await h.finish(other_tenant, joined)
@@ -246,7 +247,7 @@ async def test_sigterm_drains_the_batch_in_hand_and_reexecutes_nothing(harness: 
 
     await h.finish(tenant, submitted)
     records = await h.lineage(tenant, submitted)
-    assert [h.result(r) for r in records] == xs
+    assert [await h.result(r) for r in records] == xs
     assert {r.op_key for r in records if r.worker == stopping.name} == batch
     assert {r.worker for r in records} == {stopping.name, other.name}
     await assert_exactly_once_in_the_action_cache(h, records)
@@ -278,7 +279,7 @@ async def test_a_restarted_control_plane_completes_everything_in_flight(
     await until(second.healthy, 45, "serve-2 to answer", h.procs.logs)
     await h.finish(tenant, submitted)
     records = await h.lineage(tenant, submitted)
-    assert [h.result(r) for r in records] == xs
+    assert [await h.result(r) for r in records] == xs
     await assert_exactly_once_in_the_action_cache(h, records)
     runs = h.executions()
     assert Counter(x for x, _ in runs) == Counter(xs), runs  # nobody re-ran anything
@@ -308,7 +309,7 @@ async def test_a_poison_item_fails_alone_after_bounded_retries(
     states = [(await h.observer.status(tenant, s.workflow_id)).state for s in submitted]
     assert states == [NodeState.DONE] * 2 + [NodeState.FAILED] + [NodeState.DONE] * 2
     healthy = records[:2] + records[3:]
-    assert [h.result(r) for r in healthy] == ["a", "b", "d", "e"]
+    assert [await h.result(r) for r in healthy] == ["a", "b", "d", "e"]
     assert len({r.batch_id for r in healthy}) == 1  # the poison shared their batch
     for record in healthy:
         assert record.status == ItemStatus.DONE

@@ -113,7 +113,7 @@ async def test_a_worker_restarted_under_its_id_after_stopping_takes_work_again(
     assert status.state == NodeState.DONE, status
     assert again.items_done == 1
     (record,) = status.nodes[0].lineage
-    assert result(plane, record.result_digest) == "Write about tides."
+    assert await result(plane, record.result_digest) == "Write about tides."
 
 
 # -- a CAS that fails under the worker: the store is retried, the batch is not ------------
@@ -180,7 +180,7 @@ async def test_results_that_fail_to_store_are_stored_again_without_running_again
     assert executor.calls == 1
     assert blobs.puts == 4  # three refused, the fourth stored
     (record,) = status.nodes[0].lineage
-    assert result(plane, record.result_digest) == "Write about tides."
+    assert await result(plane, record.result_digest) == "Write about tides."
 
 
 async def test_results_that_never_store_fail_their_items_after_one_run(

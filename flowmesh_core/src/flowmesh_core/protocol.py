@@ -54,12 +54,18 @@ class Assignment(FrozenModel):
 
 
 class ItemResult(FrozenModel):
-    """The outcome of one item: a result digest, or an error (never both)."""
+    """The outcome of one item: a result digest, or an error (never both).
+
+    A small result travels ``inline`` (its bytes as UTF-8 text: results are canonical
+    JSON) and is kept in Redis with its action-cache entry instead of the CAS; ``digest``
+    is still its sha256, checked by the control plane.
+    """
 
     domain: str
     op_key: str
     digest: Digest | None = None
     error: str | None = None
+    inline: str | None = None
 
 
 class Completion(FrozenModel):

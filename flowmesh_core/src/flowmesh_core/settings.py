@@ -28,6 +28,8 @@ __all__ = ["DedupDomain", "Settings", "load_settings"]
 ENV_PREFIX = "FLOWMESH_"
 CONFIG_ENV = "FLOWMESH_CONFIG"
 DEFAULT_CONFIG_FILE = "flowmesh.toml"
+DEFAULT_FAIRNESS_HALF_LIFE_S = 300.0
+"""The default of ``fairness_half_life_s`` (also the store's, for callers without settings)."""
 
 
 class DedupDomain(StrEnum):
@@ -73,6 +75,14 @@ class Settings(BaseSettings):
     max_inline_bytes: int = Field(
         default=1 << 20, gt=0, description="largest inline input; larger goes through the CAS"
     )
+    inline_result_bytes: int = Field(
+        default=8192,
+        ge=0,
+        description=(
+            "results (and node manifests) up to this size are kept in Redis with their "
+            "action-cache entry instead of the CAS: no blob write, no fsync (0: never)"
+        ),
+    )
 
     server_url: str = Field(
         default="http://127.0.0.1:8470",
@@ -105,6 +115,13 @@ class Settings(BaseSettings):
     utility_weights: dict[str, float] = Field(
         default_factory=dict,
         description="overrides of the utility weights (see control/utility.py UtilityWeights)",
+    )
+    fairness_half_life_s: float = Field(
+        default=DEFAULT_FAIRNESS_HALF_LIFE_S,
+        gt=0,
+        allow_inf_nan=False,
+        description="a tenant's worker-seconds count half as much toward its fair share "
+        "after this many seconds (the scheduler's fairness looks at recent use)",
     )
 
     worker_python_modules: list[str] = Field(

@@ -67,7 +67,14 @@ def build_worker(
         )
 
     cache = WarmCache(settings.worker_model_cache_mb << 20)
-    runner = BatchRunner(blobs, factory, cache, model_dir(settings), profile.worker_id)
+    runner = BatchRunner(
+        blobs,
+        factory,
+        cache,
+        model_dir(settings),
+        profile.worker_id,
+        inline_bytes=settings.inline_result_bytes,
+    )
     return Worker(
         store, runner, profile, heartbeat_s=max(0.2, settings.worker_ttl_s / 3), drain_s=drain_s
     )

@@ -16,22 +16,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
-from flowmesh_core.blobs import BlobStore
 from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.manifest import read_manifest
 from flowmesh_core.models import ItemBlob, ItemInput, ItemLiteral, ItemManifest
 
-__all__ = ["resolve_inputs"]
+__all__ = ["ByteSource", "resolve_inputs"]
 
 
-def resolve_inputs(inputs: Mapping[str, ItemInput], blobs: BlobStore) -> dict[str, Any]:
+class ByteSource(Protocol):
+    """Where referenced bytes come from: the blob store, or ``flowmesh_core.results.
+    Prefetched`` (small results fetched from Redis ahead, then the blob store)."""
+
+    def get_bytes(self, digest: str) -> bytes: ...
+
+
+def resolve_inputs(inputs: Mapping[str, ItemInput], blobs: ByteSource) -> dict[str, Any]:
     """Each input as a plain JSON value (raises FlowMeshError for a blob it cannot use)."""
     return {name: _resolve(name, value, blobs) for name, value in inputs.items()}
 
 
-def _resolve(name: str, value: ItemInput, blobs: BlobStore) -> Any:
+def _resolve(name: str, value: ItemInput, blobs: ByteSource) -> Any:
     if isinstance(value, ItemLiteral):
         return value.value
     if isinstance(value, ItemBlob):
@@ -45,7 +51,7 @@ def _resolve(name: str, value: ItemInput, blobs: BlobStore) -> Any:
     assert_never(value)  # an untyped value is a bug upstream: fail, never guess a reference
 
 
-def _load(name: str, digest: str, blobs: BlobStore) -> Any:
+def _load(name: str, digest: str, blobs: ByteSource) -> Any:
     raw = blobs.get_bytes(digest)
     try:
         return json.loads(raw)

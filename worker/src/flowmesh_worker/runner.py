@@ -6,7 +6,9 @@ acks. Per-item failures stay per item: when an executor raises on the whole batc
 items are run one at a time so only the guilty one fails.
 
 Running and storing are two steps (``execute``, then ``store``) so that a CAS that fails
-under the worker costs a retry of the store, never another run of the model.
+under the worker costs a retry of the store, never another run of the model. A result up
+to ``inline_bytes`` is not stored at all: it travels in the report, and the control plane
+keeps it in Redis with its action-cache entry (no blob file, no fsync).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from typing import Any
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.errors import FlowMeshError, InvalidInputError
-from flowmesh_core.hashing import canonical_json
+from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_worker.executors import Batch, Executor, ItemError, Loaded, WorkItem
-from flowmesh_worker.inputs import resolve_inputs
+from flowmesh_worker.inputs import ByteSource, resolve_inputs
 from flowmesh_worker.weights import WarmCache, resolve_model
 
 __all__ = ["BatchRunner", "Executed"]
@@ -60,8 +62,13 @@ class BatchRunner:
         cache: WarmCache,
         model_dir: Path,
         worker_id: str,
+        *,
+        inline_bytes: int = 0,
     ) -> None:
+        """Results up to ``inline_bytes`` travel in the report instead of the CAS (see
+        ``Settings.inline_result_bytes``)."""
         self.blobs = blobs
+        self.inline_bytes = inline_bytes
         self.factory = factory
         self.cache = cache
         self.model_dir = model_dir
@@ -69,16 +76,17 @@ class BatchRunner:
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
 
-    def execute(self, assignment: Assignment) -> Executed:
+    def execute(self, assignment: Assignment, inputs: ByteSource | None = None) -> Executed:
         """Run ``assignment``; what each item produced or why it failed. Failures of the
-        executor, its model or an item's inputs become ItemErrors: this does not raise."""
+        executor, its model or an item's inputs become ItemErrors: this does not raise.
+        Referenced inputs are read from ``inputs`` (bytes fetched ahead), else the CAS."""
         started = time.time()
         load_seconds = 0.0
         outcomes: list[Any]
         try:
             executor = self._executor(assignment.kind)
             loaded, load_seconds = self._load(executor, assignment)
-            outcomes = self._execute(executor, assignment, loaded)
+            outcomes = self._execute(executor, assignment, loaded, inputs or self.blobs)
         except FlowMeshError as exc:
             outcomes = [ItemError(str(exc))] * len(assignment.items)
         except Exception as exc:
@@ -131,13 +139,13 @@ class BatchRunner:
         return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
 
     def _execute(
-        self, executor: Executor, assignment: Assignment, loaded: Loaded | None
+        self, executor: Executor, assignment: Assignment, loaded: Loaded | None, source: ByteSource
     ) -> list[Any]:
         outcomes: list[Any] = [None] * len(assignment.items)
         ready: list[tuple[int, WorkItem]] = []
         for index, assigned in enumerate(assignment.items):
             try:
-                inputs = resolve_inputs(assigned.spec.inputs, self.blobs)
+                inputs = resolve_inputs(assigned.spec.inputs, source)
             except FlowMeshError as exc:
                 outcomes[index] = ItemError(str(exc))
                 continue
@@ -172,6 +180,9 @@ class BatchRunner:
     def _store(self, domain: str, op_key: str, outcome: bytes | ItemError) -> ItemResult:
         if isinstance(outcome, ItemError):
             return ItemResult(domain=domain, op_key=op_key, error=outcome.message or "failed")
+        if len(outcome) <= self.inline_bytes:
+            digest = digest_bytes(outcome)
+            return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
         put = self.blobs.put_bytes(outcome)
         return ItemResult(domain=domain, op_key=op_key, digest=put.digest)
 

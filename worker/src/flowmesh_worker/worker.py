@@ -24,9 +24,10 @@ import itertools
 import logging
 import time
 
-from flowmesh_core.errors import ServiceUnavailableError, StreamGroupMissingError
-from flowmesh_core.models import WorkerProfile
+from flowmesh_core.errors import FlowMeshError, ServiceUnavailableError, StreamGroupMissingError
+from flowmesh_core.models import ItemBlob, ItemManifest, WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
+from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.store import Store
 from flowmesh_worker.runner import BatchRunner, Executed
 
@@ -170,11 +171,29 @@ class Worker:
     async def _run(self, assignment: Assignment) -> Completion:
         """Execute the batch once, then store its results (see ``_store``)."""
         try:
-            executed = await asyncio.to_thread(self.runner.execute, assignment)
+            inputs = await self._prefetch(assignment)
+            executed = await asyncio.to_thread(self.runner.execute, assignment, inputs)
         except Exception as exc:  # a bug in the runner: fail the items, never strand them
             log.exception("batch %s could not be run", assignment.batch_id)
             return _failed(assignment, self.worker_id, f"the batch could not be run: {exc}")
         return await self._store(executed)
+
+    async def _prefetch(self, assignment: Assignment) -> Prefetched | None:
+        """The batch's referenced inputs kept inline in Redis (small results), fetched
+        in at most two round trips; None when it references nothing. A failure here is
+        left to the reads in the runner, which then fail the items that need them."""
+        blobs = [i.digest for a in assignment.items for i in a.spec.inputs.values()
+                 if isinstance(i, ItemBlob)]  # fmt: skip
+        manifests = [i.digest for a in assignment.items for i in a.spec.inputs.values()
+                     if isinstance(i, ItemManifest)]  # fmt: skip
+        if not blobs and not manifests:
+            return None
+        reader = ResultReader(self.store, self.runner.blobs)
+        try:
+            return await reader.prefetch(blobs, dict.fromkeys(manifests))
+        except FlowMeshError as exc:
+            log.warning("batch %s: inputs not fetched ahead (%s)", assignment.batch_id, exc)
+            return None
 
     async def _store(self, executed: Executed) -> Completion:
         """Store the results (see ``_store_retrying``); the batch never runs again for

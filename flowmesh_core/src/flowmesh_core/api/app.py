@@ -29,6 +29,7 @@ from flowmesh_core.api.errors import UnhandledErrorMiddleware, install_error_han
 from flowmesh_core.api.metrics import ApiMetrics, MetricsMiddleware
 from flowmesh_core.control import ControlPlane
 from flowmesh_core.models import Operator, Workflow
+from flowmesh_core.models.api import ResultsRequest
 
 __all__ = ["begin_shutdown", "create_app"]
 
@@ -141,10 +142,11 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 
 def _add_body_schemas(schema: dict[str, Any]) -> None:
-    """Put the Workflow and Operator schemas (what the submit routes read) in components."""
+    """Put the schemas of the bodies routes read themselves (Workflow, Operator,
+    ResultsRequest) in components."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _, defs = models_json_schema(
-        [(Workflow, "validation"), (Operator, "validation")],
+        [(Workflow, "validation"), (Operator, "validation"), (ResultsRequest, "validation")],
         ref_template="#/components/schemas/{model}",
     )
     for name, definition in defs.get("$defs", {}).items():

@@ -12,6 +12,7 @@ before the blob store has verified them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
@@ -31,8 +32,9 @@ from flowmesh_core.control import (
     WorkerState,
     WorkflowStatus,
 )
-from flowmesh_core.errors import FlowMeshError
+from flowmesh_core.errors import FlowMeshError, InvalidInputError
 from flowmesh_core.models import LineageRecord
+from flowmesh_core.models.api import ResultsReply, ResultsRequest
 from flowmesh_core.models.parse import parse_operator, parse_workflow
 
 __all__ = ["MAX_WAIT_S", "ResultStreamError", "router"]
@@ -182,6 +184,32 @@ async def workflow_lineage(
 ) -> list[LineageRecord]:
     """Every lineage record of the workflow: how each item was satisfied, and its cost."""
     return await state.control.lineage(tenant, workflow_id)
+
+
+@router.post(
+    "/results/read",
+    response_model=ResultsReply,
+    responses=_errors(404, 413, 415),
+    openapi_extra=_body_doc("ResultsRequest", "The digests to read: {digests: [...]}"),
+    summary="Read many results at once",
+)
+async def read_results(request: Request, tenant: CurrentTenant, state: State) -> ResultsReply:
+    """Many results in one request, each decoded as JSON; 404 naming the first digest the
+    tenant's lineage does not hold (nothing is returned then)."""
+    body = await read_model(
+        request, state.control.settings.max_body_bytes, ResultsRequest.model_validate
+    )
+    found = await state.control.read_results(tenant, list(body.digests))
+    return ResultsReply(results={d: _json_value(d, data) for d, data in found.items()})
+
+
+def _json_value(digest: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInputError(
+            f"result {digest} is not JSON: read it alone with GET /v1/results/{digest}"
+        ) from None
 
 
 @router.get(

@@ -8,7 +8,7 @@ blocking client would then lack, and must never block the event loop on the netw
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -116,6 +116,11 @@ class AsyncClient:
     async def result(self, digest: str) -> bytes:
         """A result blob's bytes, verified; CorruptBlobError if they do not hash to ``digest``."""
         return await self._call(s.result_call(digest))
+
+    async def results_json(self, digests: Sequence[str]) -> dict[str, Any]:
+        """Many results at once, each decoded as JSON, in one request (small results
+        come from Redis in one round trip); NotFoundError if any is not yours."""
+        return await self._call(s.results_json_call(digests))
 
     async def result_json(self, digest: str) -> Any:
         """A result blob decoded as JSON, after the same verification as ``result``."""

@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ from flowmesh_core.hashing import DIGEST_PREFIX, digest_bytes, validate_digest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
 from flowmesh_core.models.api import (
     NodeState,
+    ResultsReply,
     StatsReport,
     SubmitResult,
     WorkerState,
@@ -143,6 +144,7 @@ def _json_parser(adapter: TypeAdapter[T], what: str) -> Callable[[httpx.Response
 
 _SUBMIT = _json_parser(TypeAdapter(SubmitResult), "SubmitResult")
 _STATUS = _json_parser(TypeAdapter(WorkflowStatus), "WorkflowStatus")
+_RESULTS = _json_parser(TypeAdapter(ResultsReply), "ResultsReply")
 _LINEAGE = _json_parser(TypeAdapter(list[LineageRecord]), "list of LineageRecord")
 _STATS = _json_parser(TypeAdapter(StatsReport), "StatsReport")
 _WORKERS = _json_parser(TypeAdapter(list[WorkerState]), "list of WorkerState")
@@ -259,6 +261,21 @@ def result_json_call(digest: str) -> Call[Any]:
             ) from exc
 
     return Call(raw.method, raw.path, parse)
+
+
+def results_json_call(digests: Sequence[str]) -> Call[dict[str, Any]]:
+    """POST many digests; the parsed answer maps each to its result decoded as JSON."""
+    wanted = [validate_digest(d) for d in dict.fromkeys(digests)]
+    body = json.dumps({"digests": wanted}).encode()
+
+    def parse(response: httpx.Response) -> dict[str, Any]:
+        results = _RESULTS(response).results
+        missing = [d for d in wanted if d not in results]
+        if missing:
+            raise _not_flowmesh(response, f"no result {missing[0]} in the answer")
+        return {d: results[d] for d in wanted}
+
+    return Call("POST", "/v1/results/read", parse, content=body, content_type="application/json")
 
 
 def stats_call() -> Call[StatsReport]:

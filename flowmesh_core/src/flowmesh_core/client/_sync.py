@@ -7,7 +7,7 @@ It holds no API knowledge of its own (paths, parsing, errors and verification ar
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -112,6 +112,11 @@ class Client:
     def result(self, digest: str) -> bytes:
         """A result blob's bytes, verified; CorruptBlobError if they do not hash to ``digest``."""
         return self._call(s.result_call(digest))
+
+    def results_json(self, digests: Sequence[str]) -> dict[str, Any]:
+        """Many results at once, each decoded as JSON, in one request (small results
+        come from Redis in one round trip); NotFoundError if any is not yours."""
+        return self._call(s.results_json_call(digests))
 
     def result_json(self, digest: str) -> Any:
         """A result blob decoded as JSON, after the same verification as ``result``."""

@@ -23,8 +23,10 @@ from typing import Any
 
 from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.errors import ServiceUnavailableError
+from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.protocol import Completion, ItemResult
+from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store import Store
 from flowmesh_core.store._base import ScriptCall
 from flowmesh_core.store.fleet import EMBEDDED_POLL_S, EVENTS_GROUP
@@ -51,12 +53,14 @@ class CompletionApplier:
         max_attempts: int,
         observe: BatchObserver | None = None,
         adopt_after_s: float = 30.0,
+        fairness_half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
     ) -> None:
         self.store = store
         self.consumer = consumer
         self.max_attempts = max_attempts
         self.observe = observe
         self.adopt_after_s = adopt_after_s
+        self.fairness_half_life_s = fairness_half_life_s
         self._profiles: dict[str, tuple[float, WorkerProfile | None]] = {}
         self._signatures: dict[str, dict[str, Any]] = {}
 
@@ -145,24 +149,27 @@ class CompletionApplier:
         price, watts = (profile.price_per_hour, profile.watts) if profile else (0.0, 0.0)
         cost, energy = price * seconds / 3600, watts * seconds / 3600
         share = 1 / max(len(report.results), 1)
-        calls: list[ScriptCall] = [
-            self.store.complete_call(
-                result.domain,
-                result.op_key,
-                result.digest,
-                batch_id=report.batch_id,
-                worker=report.worker_id,
-                started_at=report.started_at,
-                cost_usd=cost * share,
-                energy_wh=energy * share,
-                worker_seconds=seconds * share,
-            )
-            for result in report.results
-            if result.digest is not None
-        ]
+        calls: list[ScriptCall] = []
         for result in report.results:
-            if result.digest is None:
-                await self._failed(report, result)
+            inline = None if result.inline is None else result.inline.encode()
+            if result.digest is None or (inline and digest_bytes(inline) != result.digest):
+                await self._failed(report, result)  # no result, or bytes that do not match
+                continue
+            calls.append(
+                self.store.complete_call(
+                    result.domain,
+                    result.op_key,
+                    result.digest,
+                    batch_id=report.batch_id,
+                    worker=report.worker_id,
+                    started_at=report.started_at,
+                    cost_usd=cost * share,
+                    energy_wh=energy * share,
+                    worker_seconds=seconds * share,
+                    inline=inline,
+                    half_life_s=self.fairness_half_life_s,
+                )
+            )
         size = len(report.results)
         calls.append(
             self.store.finish_batch_call(
@@ -200,6 +207,8 @@ class CompletionApplier:
 
     async def _failed(self, report: Completion, result: ItemResult) -> None:
         error = result.error or "the worker reported no result and no error"
+        if result.error is None and result.digest is not None:
+            error = f"the worker's inline result does not match its digest {result.digest}"
         state = await self.store.op_state(result.domain, result.op_key)
         if state.get("status") != "running" or state.get("worker") != report.worker_id:
             # A repeated report, or a late one from a worker the op was taken from:

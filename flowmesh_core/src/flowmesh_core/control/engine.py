@@ -40,11 +40,13 @@ from flowmesh_core.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.manifest import build_manifest
 from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.registry import Registry
+from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import NodeStart, Store, domain_for
 
@@ -77,6 +79,7 @@ class WorkflowEngine:
         self.registry = registry
         self.settings = settings
         self._specs: OrderedDict[str, _Stored] = OrderedDict()
+        self.results = ResultReader(store, blobs)
 
     def domain(self, tenant: str, organisation: str | None = None) -> str:
         """The dedup domain of ``tenant``'s requests."""
@@ -203,17 +206,20 @@ class WorkflowEngine:
 
     async def _expand(self, op: Operator, wf_id: str, node: str) -> Expansion:
         salt = None if op.dedup else f"{wf_id}/{node}"
+        digests = [inp.blob for inp in op.inputs.values() if isinstance(inp, BlobInput)]
+        source = Prefetched(self.blobs, await self.results.inline(digests) if digests else {})
+
+        def load_json(digest: str) -> Any:
+            return json.loads(source.get_bytes(digest))
+
         return await asyncio.to_thread(
             expand,
             op,
             self.registry,
             max_inline_bytes=self.settings.max_inline_bytes,
             salt=salt,
-            load_blob=self._load_json,
+            load_blob=load_json,
         )
-
-    def _load_json(self, digest: str) -> Any:
-        return json.loads(self.blobs.get_bytes(digest))
 
     # -- advancing -----------------------------------------------------------------------
 
@@ -272,13 +278,17 @@ class WorkflowEngine:
         if any(d is None for d in digests):
             log.error("node %s/%s finished with items missing results", wf_id, name)
             return False
+        inline: bytes | None = None
         if record.get("batched") == "1":
             manifest = build_manifest([str(d) for d in digests])
-            result = (await asyncio.to_thread(self.blobs.put_bytes, manifest)).digest
-            await self.store.record_blob(result, len(manifest), "application/json")
+            if len(manifest) <= self.settings.inline_result_bytes:
+                result, inline = digest_bytes(manifest), manifest  # kept with the node
+            else:
+                result = (await asyncio.to_thread(self.blobs.put_bytes, manifest)).digest
+                await self.store.record_blob(result, len(manifest), "application/json")
         else:
             result = str(digests[0])
-        node_now, workflow_now = await self.store.finish_node(wf_id, name, result)
+        node_now, workflow_now = await self.store.finish_node(wf_id, name, result, inline)
         if node_now:
             log.info("node %s/%s done: %s", wf_id, name, result)
         if workflow_now:

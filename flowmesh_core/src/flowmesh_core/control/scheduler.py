@@ -1,11 +1,12 @@
 """The scheduler loop: hold the lease, read the ready pool and the fleet, assign batches.
 
-Each round reads, in a few round trips, every batch-signature group waiting in the ready
-pool and every live worker with free slots; then it asks the policy (``utility.choose``
-by default) for the best (batch, worker, size), claims that batch atomically onto the
-worker's stream, updates its local view, and asks again, until no worker has a free slot
-or no batch has positive utility. Between rounds it sleeps until nudged (new work or a
-freed slot) or a short timeout.
+Each round reads, in one round trip (``Store.round_view``), every batch-signature group
+waiting in the ready pool, every worker, and each tenant's recent usage (worker-seconds
+that halve every ``fairness_half_life_s``). Then, over the live workers with free slots,
+it asks the policy (``utility.choose`` by default) for the best (batch, worker, size),
+claims that batch atomically onto the worker's stream, updates its local view, and asks
+again, until no worker has a free slot or no batch has positive utility. Between rounds it
+sleeps until nudged (new work or a freed slot) or a short timeout.
 
 Only the holder of the scheduler lease assigns: every claim carries its fencing token,
 and Redis refuses a claim from a token that no longer holds the lease. The leader also
@@ -28,6 +29,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 from flowmesh_core.control.planning import RoundPlan, member_tenant
 from flowmesh_core.control.policies import POLICIES, Policy
@@ -43,12 +45,14 @@ from flowmesh_core.errors import (
 from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
+from flowmesh_core.store.fleet import WorkerRecord
 
 __all__ = ["Scheduler", "model_id"]
 
 log = logging.getLogger("flowmesh.scheduler")
 
 _SYNC_EVERY_S = 5.0
+_HEAD = 256  # members read per signature until a worker takes more (WorkerProfile.max_batch)
 _MAX_PENDING = 10_000  # observations kept for the next sync while Redis is away
 
 
@@ -74,10 +78,10 @@ class Scheduler:
         self.exhausted = exhausted or _drop
         self.throughput = ThroughputModel(default_load_s=self.weights.default_load_s)
         self.fence: str | None = None
-        self._meta: dict[str, dict[str, object]] = {}
         self._pending: list[Observation] = []
         self._synced_at = 0.0
         self._reclaimed_at = 0.0
+        self._head = settings.scheduler_max_batch or _HEAD
 
     # -- learning ----------------------------------------------------------------------
 
@@ -192,19 +196,24 @@ class Scheduler:
     async def round(self) -> int:
         """Assign batches until no worker is free or nothing is worth running; items assigned."""
         assert self.fence is not None
-        workers = await self._workers()
+        now, half_life = time.time(), self.settings.fairness_half_life_s
+        view = await self.store.round_view(self._head, now, half_life)
+        workers = self._free_workers(view.workers, now)
         if not workers:
             return 0
         head = max(w.max_batch for w in workers)
-        pool = await self.store.ready_summary(head)
+        if head > self._head:  # a worker takes more than any before: read that many, once
+            self._head = head
+            view = await self.store.round_view(head, now, half_life)
+        pool = [(sig, n, ms[:head]) for sig, n, ms in view.pool]
         plan = RoundPlan(
-            {sig: await self._candidate(sig, n, members) for sig, n, members in pool},
+            {sig: _candidate(sig, n, ms, view.meaning, now) for sig, n, ms in pool},
             {sig: [m for m, _ in ms] for sig, _, ms in pool},
             workers,
             policy=self.policy,
             throughput=self.throughput,
             weights=self.weights,
-            usage=await self._usage(),
+            usage=view.usage,
         )
         assigned = 0
         while (decision := plan.next()) is not None:
@@ -218,11 +227,11 @@ class Scheduler:
             plan.account(decision, got)
         return assigned
 
-    async def _workers(self) -> list[WorkerView]:
-        now = time.time()
+    def _free_workers(self, records: list[WorkerRecord], now: float) -> list[WorkerView]:
+        """The workers a batch may go to now: alive, not draining, with a free slot."""
         cap = self.settings.scheduler_max_batch or 1 << 30
         views = []
-        for record in await self.store.workers():
+        for record in records:
             p = record.profile
             free = p.slots - record.inflight
             alive = now - record.heartbeat < self.settings.worker_ttl_s
@@ -241,25 +250,24 @@ class Scheduler:
                 )
         return views
 
-    async def _candidate(
-        self, signature: str, count: int, members: list[tuple[str, float]]
-    ) -> BatchCandidate:
-        meta = self._meta.get(signature)
-        if meta is None:
-            meta = self._meta[signature] = await self.store.signature_info(signature)
-        oldest = members[0][1] if members else time.time()
-        return BatchCandidate(
-            signature=signature,
-            kind=str(meta.get("kind", "?")),
-            model=model_id(meta.get("model")),
-            ready=count,
-            oldest_wait_s=max(time.time() - oldest, 0.0),
-            tenant_items=Counter(member_tenant(m) for m, _ in members),
-        )
 
-    async def _usage(self) -> dict[str, float]:
-        stats = await self.store.all_tenant_stats()
-        return {name: s.get("worker_seconds", 0.0) for name, s in stats.items()}
+def _candidate(
+    signature: str,
+    count: int,
+    members: list[tuple[str, float]],
+    meaning: dict[str, dict[str, Any]],
+    now: float,
+) -> BatchCandidate:
+    meta = meaning.get(signature, {})
+    oldest = members[0][1] if members else now
+    return BatchCandidate(
+        signature=signature,
+        kind=str(meta.get("kind", "?")),
+        model=model_id(meta.get("model")),
+        ready=count,
+        oldest_wait_s=max(now - oldest, 0.0),
+        tenant_items=Counter(member_tenant(m) for m, _ in members),
+    )
 
 
 async def _drop(domain: str, op_key: str, error: str) -> None:

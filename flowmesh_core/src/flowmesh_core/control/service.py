@@ -26,7 +26,7 @@ from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.control.outbox import OutboxConsumer
 from flowmesh_core.control.scheduler import Scheduler
 from flowmesh_core.control.tenants import authenticate
-from flowmesh_core.errors import NotFoundError, PermissionDeniedError
+from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
 from flowmesh_core.models.api import (
@@ -46,6 +46,9 @@ from flowmesh_core.store import Store
 __all__ = ["ControlPlane"]
 
 log = logging.getLogger("flowmesh.control")
+
+MAX_RESULTS_READ = 10_000
+"""Most digests one ``read_results`` call takes."""
 
 _STATES = {"done": NodeState.DONE, "failed": NodeState.FAILED, "pending": NodeState.PENDING}
 _FINAL = (NodeState.DONE, NodeState.FAILED)
@@ -72,6 +75,7 @@ class ControlPlane:
         )
         self.registry = registry or Registry.default()
         self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
+        self.results = self.engine.results
         self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.applier = CompletionApplier(
@@ -80,6 +84,7 @@ class ControlPlane:
             max_attempts=settings.max_attempts,
             observe=self.scheduler.observe,
             adopt_after_s=2.0,  # applying twice is harmless; losing a report is not
+            fairness_half_life_s=settings.fairness_half_life_s,
         )
         self.outbox = OutboxConsumer(self.store, self.engine, consumer=consumer)
 
@@ -193,8 +198,26 @@ class ControlPlane:
         validate_digest(digest)
         if not tenant.admin and not await self.store.may_read(tenant.name, digest):
             raise NotFoundError(f"no result {digest} in tenant {tenant.name!r}'s lineage")
+        kept = await self.results.inline([digest])
+        if digest in kept:
+            return BlobInfo(digest, len(kept[digest])), iter([kept[digest]])
         info = await asyncio.to_thread(self.blobs.stat, digest)
         return info, self.blobs.iter_chunks(digest)
+
+    async def read_results(self, tenant: Tenant, digests: list[str]) -> dict[str, bytes]:
+        """Many results' bytes at once (small ones in one Redis round trip), if the
+        tenant's lineage holds every one; NotFoundError naming the first that it does
+        not (another tenant's result is reported exactly like an unknown digest)."""
+        if len(digests) > MAX_RESULTS_READ:
+            raise InvalidInputError(
+                f"{len(digests):,} digests in one read; ask for at most {MAX_RESULTS_READ:,} "
+                "at a time"
+            )
+        wanted = [validate_digest(d) for d in dict.fromkeys(digests)]
+        if not tenant.admin:
+            for digest in await self.store.not_readable_by(tenant.name, wanted):
+                raise NotFoundError(f"no result {digest} in tenant {tenant.name!r}'s lineage")
+        return await self.results.read_many(wanted)
 
     async def workers(self, tenant: Tenant) -> list[WorkerState]:
         """Every registered worker (admin only)."""

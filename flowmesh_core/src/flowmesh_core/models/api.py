@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from flowmesh_core.models import LineageRecord, WorkerProfile
-from flowmesh_core.models._base import FrozenModel, Name
+from flowmesh_core.models._base import Digest, FrozenModel, Name
 
 __all__ = [
     "NodePlan",
     "NodeState",
     "NodeStatus",
+    "ResultsReply",
+    "ResultsRequest",
     "StatsReport",
     "SubmitResult",
     "Tenant",
@@ -140,3 +142,15 @@ class StatsReport(FrozenModel):
     worker_seconds: float = 0.0
     cost_usd: float = 0.0
     energy_wh: float = 0.0
+
+
+class ResultsRequest(FrozenModel):
+    """Many results asked for at once (``POST /v1/results/read``)."""
+
+    digests: list[Digest] = Field(min_length=1, max_length=10_000)
+
+
+class ResultsReply(FrozenModel):
+    """Each asked-for result, decoded as JSON (results are JSON documents)."""
+
+    results: dict[str, JsonValue]

@@ -39,6 +39,7 @@ SCRIPTS = (
     "ensure_group",
     "lease",
     "release_lease",
+    "round_view",
 )
 
 _ENUMS: dict[str, type[StrEnum]] = {

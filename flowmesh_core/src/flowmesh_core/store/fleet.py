@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import redis.exceptions
 
@@ -22,7 +23,14 @@ from flowmesh_core.models import WorkerProfile
 from flowmesh_core.store._base import StoreBase, strings
 from flowmesh_core.store.records import BlobRecord
 
-__all__ = ["ASSIGNMENT_GROUP", "EVENTS_GROUP", "FleetMixin", "WorkerRecord"]
+__all__ = [
+    "ASSIGNMENT_GROUP",
+    "EVENTS_GROUP",
+    "FleetMixin",
+    "ReadySummary",
+    "RoundView",
+    "WorkerRecord",
+]
 
 ASSIGNMENT_GROUP = "worker"
 EVENTS_GROUP = "control"
@@ -37,6 +45,11 @@ without COUNT it moves entries that are already waiting into the pending list an
 returns them (the reader stalls while the entry sits unacked). So readers on the
 embedded store poll instead: a non-blocking read, then this sleep when it came back empty.
 """
+
+
+def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """``[a, 1, b, 2]`` as ``[(a, 1), (b, 2)]`` (a flat Lua reply)."""
+    return list(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _error_code(exc: redis.exceptions.ResponseError) -> str:
@@ -66,6 +79,31 @@ class WorkerRecord:
         self.warm = warm
         self.inflight = inflight
         self.draining = draining
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> WorkerRecord:
+        """The record of a worker's hash (which has a profile); missing fields as at start."""
+        return cls(
+            WorkerProfile.model_validate_json(fields["profile"]),
+            float(fields.get("heartbeat") or 0),
+            json.loads(fields.get("warm") or "[]"),
+            int(fields.get("inflight") or 0),
+            fields.get("draining") == "1",
+        )
+
+
+ReadySummary: TypeAlias = list[tuple[str, int, list[tuple[str, float]]]]
+"""Each signature with items waiting: (signature, count, first members with their start time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundView:
+    """What a scheduling round reads, as of one moment (``FleetMixin.round_view``)."""
+
+    workers: list[WorkerRecord]
+    pool: ReadySummary
+    meaning: dict[str, dict[str, Any]]  # signature in the pool -> as ``signature_info``
+    usage: dict[str, float]  # tenant -> worker-seconds, decayed to the view's time
 
 
 class FleetMixin(StoreBase):
@@ -196,20 +234,7 @@ class FleetMixin(StoreBase):
                 for worker_id in ids:
                     pipe.hgetall(self.keys.worker(worker_id))
                 raw = await pipe.execute()
-        records = []
-        for fields in map(strings, raw):
-            if "profile" not in fields:
-                continue
-            records.append(
-                WorkerRecord(
-                    WorkerProfile.model_validate_json(fields["profile"]),
-                    float(fields.get("heartbeat", 0)),
-                    json.loads(fields.get("warm", "[]")),
-                    int(fields.get("inflight", 0)),
-                    fields.get("draining") == "1",
-                )
-            )
-        return records
+        return [WorkerRecord.from_fields(f) for f in map(strings, raw) if "profile" in f]
 
     async def dead_workers(self, cutoff: float) -> list[str]:
         """Workers whose last heartbeat is older than ``cutoff`` (a timestamp)."""
@@ -304,7 +329,7 @@ class FleetMixin(StoreBase):
             meta = await self._redis.hget(self.keys.signature_meta(signature), "meta")
         return dict(json.loads(str(meta))) if meta else {}
 
-    async def ready_summary(self, head: int) -> list[tuple[str, int, list[tuple[str, float]]]]:
+    async def ready_summary(self, head: int) -> ReadySummary:
         """Each signature with items waiting: (signature, count, first ``head`` members).
 
         Members come with their fair-queuing start time, oldest first.
@@ -323,6 +348,28 @@ class FleetMixin(StoreBase):
                 members = [(str(m), float(score)) for m, score in raw[2 * i + 1]]
                 summary.append((sig, count, members))
         return summary
+
+    async def round_view(self, head: int, now: float, half_life_s: float) -> RoundView:
+        """The fleet (as ``workers``), the ready pool (as ``ready_summary(head)``) with what
+        each of its signatures means (as ``signature_info``), and every tenant's fair-share
+        usage decayed to ``now`` with ``half_life_s``: one round trip that reads them all
+        at one moment (``round_view.lua``)."""
+        args = [head, repr(now), repr(float(half_life_s))]
+        workers, pool, usage = await self.run_script("round_view", [], args)
+        names = ("profile", "heartbeat", "warm", "inflight", "draining")
+        records = [
+            WorkerRecord.from_fields(
+                {k: str(v) for k, v in zip(names, fields, strict=True) if v is not None}
+            )
+            for fields in workers
+        ]
+        summary = [
+            (str(sig), int(count), [(str(m), float(s)) for m, s in _pairs(members)])
+            for sig, count, members, _ in pool
+        ]
+        meaning = {str(sig): dict(json.loads(m)) if m else {} for sig, _, _, m in pool}
+        usage_now = {str(t): float(u) for t, u in _pairs(usage)}
+        return RoundView(records, summary, meaning, usage_now)
 
     # -- the scheduler lease -----------------------------------------------------------
 

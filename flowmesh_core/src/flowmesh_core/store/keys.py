@@ -13,6 +13,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                and workflow transition (group "control"); a
                                                restarted or standby control plane consumes
                                                what the one before it did not acknowledge
+    {p}:inline:{digest}                STRING  a small result's bytes, kept with its action-
+                                               cache entry instead of in the CAS (never
+                                               expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
@@ -40,7 +43,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:lease:scheduler                STRING  fencing token of the one scheduler that may assign
     {p}:lease:scheduler:epoch          STRING  counter that makes each token unique
     {p}:throughput                     STRING  the learned throughput model (JSON)
-    {p}:usage                          HASH    tenant -> decayed worker-seconds (fairness)
+    {p}:usage                          HASH    tenant -> decayed worker-seconds (fairness), as
+                                               of the time in {p}:usage:at
+    {p}:usage:at                       HASH    tenant -> when its usage was last decayed
     {p}:tenant:{tenant}:results        SET     result digests the tenant may read
     {p}:results                        SET     every digest that is some requester's result
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
@@ -122,6 +127,9 @@ class KeySpace:
 
     def blob(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}"
+
+    def inline(self, digest: str) -> str:
+        return f"{self.prefix}:inline:{digest}"
 
     def blob_holders(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:holders"
@@ -205,6 +213,9 @@ class KeySpace:
     def usage(self) -> str:
         return f"{self.prefix}:usage"
 
+    def usage_at(self) -> str:
+        return f"{self.prefix}:usage:at"
+
     def tenant_tokens(self) -> str:
         return f"{self.prefix}:tenants"
 
@@ -237,6 +248,7 @@ class KeySpace:
         s = "%s"
         return {
             "action": self.action(s, s),
+            "inline": self.inline(s),
             "op": self.op(s, s),
             "waiters": self.waiters(s, s),
             "inflight": self.inflight(),
@@ -259,6 +271,10 @@ class KeySpace:
             "ready_member_pattern": "^([^|]*)|([^|]*)|(.*)$",
             "signature_meta": self.signature_meta(s),
             "vclock": self.vclock(),
+            "workers": self.workers(),
+            "worker": self.worker(s),
+            "usage": self.usage(),
+            "usage_at": self.usage_at(),
             "outbox": self.outbox(),
             "wake": self.wake(),
         }

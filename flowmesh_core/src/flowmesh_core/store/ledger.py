@@ -24,6 +24,7 @@ from typing import Any
 from flowmesh_core.errors import ConflictError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import Item, ItemStatus, Requester
+from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store._base import ScriptCall, StoreBase
 from flowmesh_core.store.records import (
     CompleteResult,
@@ -167,11 +168,15 @@ class LedgerMixin(StoreBase):
         )
         return self.start_outcome(await self.run_script(*call))
 
-    async def finish_node(self, wf_id: str, node: str, digest: str) -> tuple[bool, bool]:
+    async def finish_node(
+        self, wf_id: str, node: str, digest: str, inline: bytes | None = None
+    ) -> tuple[bool, bool]:
         """Record a node's result (its tenant may read it), finishing the workflow with
-        its last node, in one step: (node finished now, workflow finished now)."""
+        its last node, in one step: (node finished now, workflow finished now). A small
+        result's bytes come ``inline`` and are kept in Redis."""
         validate_digest(digest)
-        reply = await self.run_script("finish_node", [], [wf_id, node, digest, repr(time.time())])
+        args = [wf_id, node, digest, repr(time.time()), inline if inline is not None else ""]
+        reply = await self.run_script("finish_node", [], args)
         return bool(int(reply[0])), bool(int(reply[1]))
 
     async def fail_nodes(
@@ -266,6 +271,8 @@ class LedgerMixin(StoreBase):
         cost_usd: float = 0.0,
         energy_wh: float = 0.0,
         worker_seconds: float = 0.0,
+        inline: bytes | None = None,
+        half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
     ) -> ScriptCall:
         """The script call that completes one op (see ``complete``)."""
         validate_digest(digest)
@@ -281,6 +288,8 @@ class LedgerMixin(StoreBase):
             repr(float(cost_usd)),
             repr(float(energy_wh)),
             repr(float(worker_seconds)),
+            inline if inline is not None else "",
+            repr(float(half_life_s)),
         ]
         return ("complete", [], args)
 
@@ -301,12 +310,17 @@ class LedgerMixin(StoreBase):
         cost_usd: float = 0.0,
         energy_wh: float = 0.0,
         worker_seconds: float = 0.0,
+        inline: bytes | None = None,
+        half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
     ) -> CompleteResult:
         """Record ``digest`` for ``op_key`` and release every waiting requester, atomically.
 
         The first result wins; a later one is reported as a duplicate and changes
         nothing. Cost, energy and worker-seconds are split across the requesters. A node
-        whose last item this was is announced on the outbox (``node.items_done``).
+        whose last item this was is announced on the outbox (``node.items_done``). A
+        small result's bytes come ``inline`` and are kept in Redis beside the entry.
+        Each requester's tenant is charged its worker-seconds toward its fair share,
+        decayed with ``half_life_s`` (``charge_usage`` in the prelude).
         """
         call = self.complete_call(
             domain,
@@ -318,6 +332,8 @@ class LedgerMixin(StoreBase):
             cost_usd=cost_usd,
             energy_wh=energy_wh,
             worker_seconds=worker_seconds,
+            inline=inline,
+            half_life_s=half_life_s,
         )
         return self.complete_outcome(await self.run_script(*call))
 

@@ -27,6 +27,18 @@ class OpsMixin(StoreBase):
             values = await self._redis.mget([self.keys.action(domain, k) for k in op_keys])
         return [None if v is None else str(v) for v in values]
 
+    async def inline_results(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of those ``digests`` that are kept inline (``KeySpace.inline``)."""
+        if not digests:
+            return {}
+        async with self.guard():
+            values = await self._redis.mget([self.keys.inline(d) for d in digests])
+        return {
+            d: v.encode() if isinstance(v, str) else bytes(v)
+            for d, v in zip(digests, values, strict=True)
+            if v is not None
+        }
+
     async def op_state(self, domain: str, op_key: str) -> dict[str, str]:
         """The in-flight op's hash (empty when nothing is in flight)."""
         async with self.guard():

@@ -58,6 +58,14 @@ class WorkflowsMixin(StoreBase):
             results, mine = await pipe.execute()
         return [d for d, r, m in zip(digests, results, mine, strict=True) if r and not m]
 
+    async def not_readable_by(self, tenant: str, digests: Sequence[str]) -> list[str]:
+        """Those of ``digests`` that ``tenant``'s lineage does not hold (one round trip)."""
+        if not digests:
+            return []
+        async with self.guard():
+            held = await self._redis.smismember(self.keys.tenant_results(tenant), list(digests))
+        return [d for d, h in zip(digests, held, strict=True) if not h]
+
     async def wake_scheduler(self) -> None:
         """Nudge the scheduler: there is new work or a freed slot."""
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:

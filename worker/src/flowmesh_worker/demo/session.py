@@ -74,7 +74,7 @@ class Session:
             if result.failed:
                 return result, None, None
             late = await self._late_arrival(fabric, plans[0], result)
-            return result, late, _sample(fabric, result.tenants[0])
+            return result, late, await _sample(fabric, result.tenants[0])
 
     async def alone(self, plan: TenantPlan, spec: WorkerSpec, blobs: Path) -> RunResult:
         """One tenant on a fabric of its own with one cold worker."""
@@ -183,11 +183,12 @@ def _tenant_run(
     return TenantRun(plan, status.state, latency, own, digests, error)
 
 
-def _sample(fabric: Fabric, run: TenantRun) -> Sample:
-    """The tenant's best generation and its embedding, read back (verified) from the CAS."""
-    blobs = fabric.plane.blobs
-    best = json.loads(blobs.get_bytes(run.digests["top"]))[0]
-    manifest = read_manifest(blobs.get_bytes(run.digests["embed"]))
-    vector = json.loads(blobs.get_bytes(manifest[0]))
+async def _sample(fabric: Fabric, run: TenantRun) -> Sample:
+    """The tenant's best generation and its embedding, read back (verified): small results
+    from Redis, where they are kept inline, the rest from the CAS."""
+    results = fabric.plane.results
+    best = json.loads(await results.read(run.digests["top"]))[0]
+    manifest = read_manifest(await results.read(run.digests["embed"]))
+    vector = json.loads(await results.read(manifest[0]))
     norm = math.sqrt(math.fsum(x * x for x in vector))
     return Sample(run.plan.name, best["prompt"], best["completion"], len(vector), norm)

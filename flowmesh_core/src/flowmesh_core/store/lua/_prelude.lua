@@ -105,3 +105,31 @@ end
 local function final(status)
   return status == NODE.DONE or status == NODE.FAILED
 end
+
+-- A tenant's fair-share usage: worker-seconds that halve every half_life seconds, kept
+-- as a value in KEY.usage as of the time in KEY.usage_at (docs/architecture.md,
+-- "Scheduling rounds and fair share"). value_at is that value at a later time; a time
+-- before the stored one (clocks of two control planes disagree) decays nothing, so
+-- usage never grows by being read.
+local function value_at(value, since, now, half_life)
+  if now <= since then
+    return value
+  end
+  return value * 2 ^ ((since - now) / half_life)
+end
+
+-- Charge a tenant `seconds` of work finished at `now`. The stored value and the new
+-- charge are each decayed from their own time to the later of the two, so reports that
+-- arrive out of order add up to what they would in order.
+local function charge_usage(tenant, seconds, now, half_life)
+  seconds, now, half_life = tonumber(seconds), tonumber(now), tonumber(half_life)
+  if seconds <= 0 then
+    return
+  end
+  local value = tonumber(redis.call('HGET', KEY.usage, tenant) or '0')
+  local since = tonumber(redis.call('HGET', KEY.usage_at, tenant) or now)
+  local at = math.max(since, now)
+  value = value_at(value, since, at, half_life) + value_at(seconds, now, at, half_life)
+  redis.call('HSET', KEY.usage, tenant, string.format('%.17g', value))
+  redis.call('HSET', KEY.usage_at, tenant, string.format('%.17g', at))
+end

@@ -6,7 +6,10 @@
 -- announced on the outbox (node.items_done) by this same step.
 --
 -- ARGV: 1 domain, 2 op key, 3 result digest, 4 finished_at, 5 batch id, 6 worker,
---       7 started_at, 8 cost in USD, 9 energy in Wh, 10 worker-seconds
+--       7 started_at, 8 cost in USD, 9 energy in Wh, 10 worker-seconds,
+--       11 the result's bytes when it travels inline ('' when it is in the CAS),
+--       12 the fairness half-life in seconds (each requester's share is charged to its
+--       tenant's decayed usage)
 -- Returns {outcome, digest, n_released, n_nodes_finished}; outcome is completed |
 -- duplicate.
 
@@ -15,6 +18,9 @@ local ac = key('action', domain, op_key)
 local existing = redis.call('GET', ac)
 local digest = existing or ARGV[3]
 if not existing then
+  if ARGV[11] ~= '' then
+    redis.call('SET', key('inline', digest), ARGV[11], 'NX')
+  end
   redis.call('SET', ac, digest)
   redis.call('SADD', KEY.results, digest)
   redis.call('HINCRBY', KEY.cluster_stats, 'executed', 1)
@@ -35,6 +41,7 @@ for _, waiter in ipairs(waiters) do
   redis.call('HINCRBYFLOAT', stats, 'cost_usd', cost)
   redis.call('HINCRBYFLOAT', stats, 'energy_wh', energy)
   redis.call('HINCRBYFLOAT', stats, 'worker_seconds', seconds)
+  charge_usage(who[1], seconds, ARGV[4], ARGV[12])
   redis.call('SADD', key('tenant_results', who[1]), digest)
   if item_done(who[2], who[3]) then
     finished = finished + 1

@@ -2,7 +2,8 @@
 -- the workflow when this was its last node, all in one step. Exactly once: a node that
 -- is final already (done or failed) is left alone.
 --
--- ARGV: 1 workflow, 2 node, 3 result digest, 4 now
+-- ARGV: 1 workflow, 2 node, 3 result digest, 4 now, 5 the result's bytes when it is kept
+--       inline (a small manifest), '' when it is in the CAS
 -- Returns {finished, workflow_done}: 1 where this call made the change.
 
 local workflow, node = ARGV[1], ARGV[2]
@@ -10,6 +11,9 @@ local nk = key('node', workflow, node)
 local state = redis.call('HMGET', nk, 'state', 'tenant')
 if not state[1] or final(state[1]) then
   return {0, 0}
+end
+if ARGV[5] ~= '' then
+  redis.call('SET', key('inline', ARGV[3]), ARGV[5], 'NX')
 end
 redis.call('HSET', nk, 'state', NODE.DONE, 'result_digest', ARGV[3], 'finished_at', ARGV[4])
 local nodes = key('workflow_nodes', workflow)

@@ -1,0 +1,48 @@
+-- round_view: what one scheduling round reads, in one step (one round trip, one
+-- consistent snapshot): the fleet, the ready pool with what each signature means, and
+-- every tenant's fair-share usage. Reads only.
+--
+-- ARGV: 1 head (members listed per signature), 2 now, 3 fairness half-life in seconds
+-- Returns {workers, pool, usage}:
+--   workers: per registered worker with a profile, {profile, heartbeat, warm, inflight,
+--            draining} (nil where a field is missing);
+--   pool:    per signature with items waiting, {signature, count, {member, score, ...},
+--            meaning} with the first `head` members, oldest start time first, and the
+--            signature's stored meaning (JSON; '' if none);
+--   usage:   tenant, usage decayed to now, ... (flat)
+
+local head, now, half_life = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+
+-- One redis.call per worker is most of this script's time: add nothing per field.
+local workers, n = {}, 0
+for _, id in ipairs(redis.call('ZRANGE', KEY.workers, 0, -1)) do
+  local fields = redis.call('HMGET', key('worker', id),
+    'profile', 'heartbeat', 'warm', 'inflight', 'draining')
+  if fields[1] then
+    n = n + 1
+    workers[n] = fields
+  end
+end
+
+local pool = {}
+for _, signature in ipairs(redis.call('ZRANGE', KEY.ready_signatures, 0, -1)) do
+  local ready = key('ready', signature)
+  local count = redis.call('ZCARD', ready)
+  if count > 0 then
+    local members = redis.call('ZRANGE', ready, 0, head - 1, 'WITHSCORES')
+    local meaning = redis.call('HGET', key('signature_meta', signature), 'meta') or ''
+    table.insert(pool, {signature, count, members, meaning})
+  end
+end
+
+local usage = {}
+local raw = redis.call('HGETALL', KEY.usage)
+for i = 1, #raw, 2 do
+  local tenant = raw[i]
+  local since = tonumber(redis.call('HGET', KEY.usage_at, tenant) or now)
+  local value = value_at(tonumber(raw[i + 1]), since, now, half_life)
+  table.insert(usage, tenant)
+  table.insert(usage, string.format('%.17g', value))
+end
+
+return {workers, pool, usage}
