@@ -38,6 +38,7 @@ from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
 from flowmesh_core.models import Workflow
 from flowmesh_core.models.api import NodeState
+from flowmesh_core.store.keys import KeySpace
 
 __all__ = ["Engine", "Outcome"]
 
@@ -225,7 +226,8 @@ class Engine:
             return
         self.waiting[key] = [run]
         tenant = run.sub.tenant
-        self.pool[sig].append(Item(key, sig, tenant, f"{tenant}|{key}", self.now, units))
+        member = KeySpace.ready_member(tenant, "sim", key)
+        self.pool[sig].append(Item(key, sig, tenant, member, self.now, units))
         self._nudge()
 
     def _advance(self, run: Run) -> None:

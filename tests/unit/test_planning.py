@@ -12,6 +12,7 @@ from flowmesh_core.control.planning import RoundPlan, member_tenant
 from flowmesh_core.control.policies import POLICIES
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
+from flowmesh_core.store.keys import KeySpace
 
 
 def worker(worker_id: str, slots: int = 1, max_batch: int = 4) -> WorkerView:
@@ -47,7 +48,7 @@ def plan(members: list[str], workers: list[WorkerView]) -> RoundPlan:
 
 
 def test_each_claim_shrinks_the_group_and_uses_a_slot_until_nothing_is_left() -> None:
-    members = [f"{'a' if i < 3 else 'b'}|k{i}" for i in range(6)]
+    members = [KeySpace.ready_member("a" if i < 3 else "b", "global", f"k{i}") for i in range(6)]
     p = plan(members, [worker("w1", slots=2), worker("w2")])
     taken = []
     while (d := p.next()) is not None:
@@ -59,7 +60,9 @@ def test_each_claim_shrinks_the_group_and_uses_a_slot_until_nothing_is_left() ->
 
 
 def test_the_group_left_behind_counts_only_its_remaining_tenants() -> None:
-    members = ["a|1", "a|2", "a|3", "a|4", "b|5", "b|6"]
+    members = [
+        KeySpace.ready_member(t, "global", k) for t, k in ("a1", "a2", "a3", "a4", "b5", "b6")
+    ]
     p = plan(members, [worker("w1", max_batch=4), worker("w2", max_batch=4)])
     d = p.next()
     assert d is not None
@@ -71,7 +74,7 @@ def test_the_group_left_behind_counts_only_its_remaining_tenants() -> None:
 
 
 def test_a_claim_that_found_nothing_drops_the_group_and_the_worker_warms_the_model() -> None:
-    p = plan(["a|1", "a|2"], [worker("w1", slots=2)])
+    p = plan([KeySpace.ready_member("a", "global", k) for k in "12"], [worker("w1", slots=2)])
     d = p.next()
     assert d is not None
     p.account(d, 0)

@@ -24,13 +24,14 @@ from flowmesh_core.control.utility import (
     UtilityWeights,
     WorkerView,
 )
+from flowmesh_core.store.keys import KeySpace
 
 __all__ = ["RoundPlan", "member_tenant"]
 
 
 def member_tenant(member: str) -> str:
-    """The tenant of a ready-pool member, written ``tenant|op_key``."""
-    return member.split("|", 1)[0]
+    """The tenant of a ready-pool member (``KeySpace.ready_member``)."""
+    return KeySpace.parse_ready_member(member)[0]
 
 
 class RoundPlan:

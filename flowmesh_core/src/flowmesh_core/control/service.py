@@ -41,7 +41,7 @@ from flowmesh_core.models.api import (
 )
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
-from flowmesh_core.store import Store
+from flowmesh_core.store import Store, Transition
 
 __all__ = ["ControlPlane"]
 
@@ -52,7 +52,7 @@ MAX_RESULTS_READ = 10_000
 
 _STATES = {"done": NodeState.DONE, "failed": NodeState.FAILED, "pending": NodeState.PENDING}
 _FINAL = (NodeState.DONE, NodeState.FAILED)
-_FINAL_EVENTS = ("workflow:done", "workflow:failed")
+_FINAL_EVENTS = (Transition.WORKFLOW_DONE, Transition.WORKFLOW_FAILED)
 
 
 class ControlPlane:

@@ -44,6 +44,7 @@ class Transition(StrEnum):
     NODE_ITEMS_DONE = "node.items_done"  # every item has its result: record the node's
     NODE_ITEM_FAILED = "node.item_failed"  # an item failed for good: fail the node
     NODE_DONE = "node.done"  # the node's result is recorded: start what it unblocks
+    NODE_FAILED = "node.failed"  # the node failed (its own item, or one upstream)
     WORKFLOW_DONE = "workflow.done"
     WORKFLOW_FAILED = "workflow.failed"
 

@@ -12,6 +12,12 @@ end
 
 -- One more item of a node has its result; the last one announces the node.
 -- Returns true when this was the node's last item.
+-- Tell clients waiting on a workflow (its events stream) what just happened to it.
+local function notify(workflow, event, node)
+  redis.call('XADD', key('workflow_events', workflow), 'MAXLEN', '~', 1000, '*',
+    'event', event, 'node', node or '')
+end
+
 local function item_done(workflow, node)
   local nk = key('node', workflow, node)
   if redis.call('HEXISTS', nk, 'remaining') == 1 then

@@ -6,7 +6,6 @@
 
 local workflow, now, failed, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local nodes = key('workflow_nodes', workflow)
-local events = key('workflow_events', workflow)
 local function fail_one(node, message)
   local nk = key('node', workflow, node)
   if final(redis.call('HGET', nk, 'state')) then
@@ -14,7 +13,7 @@ local function fail_one(node, message)
   end
   redis.call('HSET', nk, 'state', NODE.FAILED, 'error', message, 'finished_at', now)
   redis.call('HSET', nodes, node, NODE.FAILED)
-  redis.call('XADD', events, 'MAXLEN', '~', 1000, '*', 'event', 'node:' .. node .. ':failed')
+  notify(workflow, EVENT.NODE_FAILED, node)
 end
 fail_one(failed, err)
 for i = 5, #ARGV do
@@ -26,6 +25,6 @@ if not status or final(status) then
   return 0
 end
 redis.call('HSET', wk, 'status', NODE.FAILED, 'finished_at', now)
-redis.call('XADD', events, 'MAXLEN', '~', 1000, '*', 'event', 'workflow:failed')
+notify(workflow, EVENT.WORKFLOW_FAILED, failed)
 emit(EVENT.WORKFLOW_FAILED, workflow, failed, err)
 return 1

@@ -20,8 +20,7 @@ local nodes = key('workflow_nodes', workflow)
 redis.call('HSET', nodes, node, NODE.DONE)
 redis.call('SADD', key('tenant_results', state[2]), ARGV[3])
 redis.call('SADD', KEY.results, ARGV[3])
-local events = key('workflow_events', workflow)
-redis.call('XADD', events, 'MAXLEN', '~', 1000, '*', 'event', 'node:' .. node .. ':done')
+notify(workflow, EVENT.NODE_DONE, node)
 emit(EVENT.NODE_DONE, workflow, node)
 for _, status in ipairs(redis.call('HVALS', nodes)) do
   if status ~= NODE.DONE then
@@ -33,6 +32,6 @@ if final(redis.call('HGET', wk, 'status')) then
   return {1, 0}
 end
 redis.call('HSET', wk, 'status', NODE.DONE, 'finished_at', ARGV[4])
-redis.call('XADD', events, 'MAXLEN', '~', 1000, '*', 'event', 'workflow:done')
+notify(workflow, EVENT.WORKFLOW_DONE)
 emit(EVENT.WORKFLOW_DONE, workflow)
 return {1, 1}
