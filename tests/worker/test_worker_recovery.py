@@ -278,3 +278,5 @@ async def test_a_worker_carries_on_after_redis_lost_its_data(
     assert worker.items_done == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("Redis state was lost" in e for e in errors), errors
+    # ...and the control plane said so for its own groups (events, outbox), then went on.
+    assert any("Redis lost its data" in e for e in errors), errors

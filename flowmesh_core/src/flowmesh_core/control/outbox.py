@@ -63,7 +63,13 @@ class OutboxConsumer:
             started = time.monotonic()
             try:
                 if not grouped:
-                    await self.store.ensure_outbox_group()
+                    if await self.store.ensure_outbox_group() and not pending:
+                        log.error(
+                            "the outbox's consumer group was gone: Redis lost its data "
+                            "(restarted without persistence, or failed over to an empty "
+                            "replica); transitions announced before then were lost, new "
+                            "ones are applied"
+                        )
                     grouped = True
                 if started - adopted_at > self.adopt_after_s:
                     await self.adopt()
