@@ -222,4 +222,3 @@ async def test_a_failed_item_fails_its_node_downstream_and_workflow_once(fabric:
     assert "upstream node 'gen' failed" in (status.nodes[1].error or "")
     entries = await plane.store.redis.xrange(plane.store.keys.workflow_events(sub.workflow_id))
     assert [f["event"] for _, f in entries].count("workflow.failed") == 1
-
