@@ -236,10 +236,14 @@ class WorkflowEngine:
         is lost, and the caller asks again later.
         """
         for _ in range(_MAX_ROUNDS):
-            stored = await self._stored(wf_id)
+            stored = self._specs.get(wf_id) or await self._stored(wf_id)
             if stored is None or stored.final:
                 return
-            records = await self.store.node_records(wf_id, list(stored.workflow.nodes))
+            nodes = list(stored.workflow.nodes)
+            exists, final, records = await self.store.progress(wf_id, nodes)
+            if not exists or final:
+                self._forget(wf_id)
+                return
             views = {name: NodeView.from_record(r) for name, r in records.items()}
             actions = next_actions(stored.workflow, views)
             if not actions:

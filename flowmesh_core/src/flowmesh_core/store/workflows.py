@@ -37,6 +37,19 @@ class WorkflowsMixin(StoreBase):
             nodes=strings(nodes),
         )
 
+    async def progress(
+        self, wf_id: str, nodes: Sequence[str]
+    ) -> tuple[bool, bool, dict[str, dict[str, str]]]:
+        """(exists, final, node records) of a workflow in one round trip, without its
+        spec: what advancing a workflow whose spec is known reads each round."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.workflow(wf_id), ["tenant", "finished_at"])
+            for node in nodes:
+                pipe.hgetall(self.keys.node(wf_id, node))
+            (tenant, finished), *raw = await pipe.execute()
+        records = {node: strings(r) for node, r in zip(nodes, raw, strict=True)}
+        return tenant is not None, finished is not None, records
+
     async def is_result(self, digest: str) -> bool:
         """Whether ``digest`` is some requester's result (not a blob someone uploaded)."""
         async with self.guard():
