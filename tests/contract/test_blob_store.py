@@ -163,6 +163,19 @@ def test_put_bytes_round_trip(backend: Backend, data: bytes) -> None:
     assert backend.store.get_bytes(digest) == data
 
 
+def test_put_many_stores_each_once_in_order_and_leaves_no_temp_file(backend: Backend) -> None:
+    first, second = os.urandom(40_000), b"second"
+    backend.store.put_bytes(second)
+    results = backend.store.put_many([first, second, first])
+    assert [r.digest for r in results] == [digest_bytes(d) for d in (first, second, first)]
+    assert [r.created for r in results[:2]] == [True, False]  # the second existed already
+    assert backend.store.get_bytes(digest_bytes(first)) == first
+    assert backend.store.put_many([]) == []
+    with pytest.raises(InvalidInputError):
+        backend.store.put_many(["not bytes"])  # type: ignore[list-item]
+    assert backend.leftovers() == []
+
+
 def test_put_stream_from_generator_and_file_object(backend: Backend) -> None:
     data = os.urandom(300_000)
     from_gen = backend.store.put_stream(_chunks(data, 7_000))

@@ -128,10 +128,17 @@ class FlakyBlobs(FileBlobStore):
         self.puts = 0
 
     def _put(self, chunks: Iterator[bytes], expected: str | None) -> PutResult:
+        self._refuse()
+        return super()._put(chunks, expected)
+
+    def _put_many(self, blobs: list[bytes]) -> list[PutResult]:
+        self._refuse()  # a batch's results are one write
+        return super()._put_many(blobs)
+
+    def _refuse(self) -> None:
         self.puts += 1
         if self.puts <= self.failures:
             raise BlobStoreUnavailableError(f"put {self.puts} refused (on purpose)")
-        return super()._put(chunks, expected)
 
 
 class Counting(Executor):

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowmesh_core.blobs import BlobStore
+from flowmesh_core.blobs import BlobStore, PutResult
 from flowmesh_core.errors import FlowMeshError, InvalidInputError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
@@ -108,8 +108,10 @@ class BatchRunner:
         not written twice (put-if-absent).
         """
         assignment = executed.assignment
+        large = [o for o in executed.outcomes if isinstance(o, bytes) and not self._inlined(o)]
+        stored = iter(self.blobs.put_many(large) if large else [])  # one durable write
         results = [
-            self._store(assigned.domain, assigned.op_key, outcome)
+            self._result(assigned.domain, assigned.op_key, outcome, stored)
             for assigned, outcome in zip(assignment.items, executed.outcomes, strict=True)
         ]
         return Completion(
@@ -177,14 +179,20 @@ class BatchRunner:
             )
         return [self._run(executor, _alone(batch, item), loaded)[0] for item in batch.items]
 
-    def _store(self, domain: str, op_key: str, outcome: bytes | ItemError) -> ItemResult:
+    def _inlined(self, outcome: bytes) -> bool:
+        return len(outcome) <= self.inline_bytes
+
+    def _result(
+        self, domain: str, op_key: str, outcome: bytes | ItemError, stored: Iterator[PutResult]
+    ) -> ItemResult:
+        """The report's entry for one item: an error, its bytes inline, or the digest of
+        its blob (the next of ``stored``, the batch's puts in item order)."""
         if isinstance(outcome, ItemError):
             return ItemResult(domain=domain, op_key=op_key, error=outcome.message or "failed")
-        if len(outcome) <= self.inline_bytes:
+        if self._inlined(outcome):
             digest = digest_bytes(outcome)
             return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
-        put = self.blobs.put_bytes(outcome)
-        return ItemResult(domain=domain, op_key=op_key, digest=put.digest)
+        return ItemResult(domain=domain, op_key=op_key, digest=next(stored).digest)
 
 
 def _encode(outcome: Any) -> bytes | ItemError:

@@ -16,7 +16,7 @@ import hashlib
 import os
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -152,6 +152,15 @@ class BlobStore(ABC):
             raise InvalidInputError(f"put_bytes takes bytes, got {type(data).__name__}")
         return self.put_stream([bytes(data)], expected_digest=expected_digest)
 
+    def put_many(self, blobs: Sequence[bytes]) -> list[PutResult]:
+        """Store several blobs, each as ``put_bytes`` would, made durable together: a
+        backend that syncs to disk does it once for the lot instead of once per blob
+        (a worker stores a batch's results this way). Results are in ``blobs``' order."""
+        for data in blobs:
+            if not isinstance(data, _BYTES_LIKE):
+                raise InvalidInputError(f"put_many takes bytes, got {type(data).__name__}")
+        return self._put_many([bytes(data) for data in blobs])
+
     def put_stream(
         self, chunks: Iterable[bytes] | BinaryIO, *, expected_digest: str | None = None
     ) -> PutResult:
@@ -230,6 +239,11 @@ class BlobStore(ABC):
     @abstractmethod
     def _put(self, chunks: Iterator[bytes], expected: str | None) -> PutResult:
         """Hash and store ``chunks`` atomically unless present; honour ``check_expected``."""
+
+    def _put_many(self, blobs: list[bytes]) -> list[PutResult]:
+        """``_put`` for each blob; backends that can make many writes durable at once
+        override it."""
+        return [self._put(iter([data]), None) for data in blobs]
 
     @abstractmethod
     def _exists(self, digest: str) -> bool: ...
