@@ -83,7 +83,7 @@ def print_summary(console: Console, result: DemoResult) -> None:
         s = result.sample
         console.print(
             Text.assemble(
-                (f"{s.tenant}'s best generation, read back from the CAS: ", "bold"),
+                (f"{s.tenant}'s best generation, read back and verified: ", "bold"),
                 f"{s.prompt!r} -> {s.completion!r}; its embedding: {s.vector_dims} "
                 f"dimensions, norm {s.vector_norm:.3f}",
             )

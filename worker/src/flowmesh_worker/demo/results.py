@@ -85,7 +85,7 @@ class LateArrival:
 
 @dataclass(frozen=True)
 class Sample:
-    """One result read back from the CAS: a tenant's best generation and its embedding."""
+    """One result read back (verified): a tenant's best generation and its embedding."""
 
     tenant: str
     prompt: str
