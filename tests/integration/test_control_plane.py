@@ -466,8 +466,8 @@ async def test_a_report_read_by_a_killed_control_plane_is_applied_after_restart(
 ) -> None:
     # A control plane reads a worker's report off the events stream and is killed before
     # it applies and acks it. Its replacement runs as another process (another consumer
-    # name): the report must not be lost with the dead consumer (DESIGN.md 1 and 3,
-    # STYLE.md 7: reclaim stalled entries before reading new ones).
+    # name): the report must not be lost with the dead consumer (stalled entries are
+    # reclaimed before new ones are read: docs/architecture.md, "Streams and delivery").
     first = await fabric.plane(consumer="host-a-101")
     acme = await fabric.tenant("acme")
     read = asyncio.Event()

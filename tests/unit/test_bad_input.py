@@ -1,6 +1,6 @@
 """Bad input gets the most specific FlowMesh error and a message that says what to fix.
 
-DESIGN.md point 8. Each case asserts the exact class (not just a base class) and a
+Bad input changes nothing and says what to fix. Each case asserts the exact class (not just a base class) and a
 distinctive part of the message, so a vaguer error or a generic message fails the test.
 """
 

@@ -1,6 +1,6 @@
 """The scheduler's decision: which batch runs next, on which worker, at which size.
 
-``score`` is FlowMesh's one utility function (DESIGN.md, non-negotiable 4): it weighs a
+``score`` is FlowMesh's one utility function (docs/architecture.md): it weighs a
 batch of a ready-pool group on a worker by measured throughput, $/hour, energy, data
 locality (model warm, inputs local, bytes to move) and waiting time / tenant fairness.
 ``choose`` is its argmax over (candidate, worker, size). The baseline policies that share

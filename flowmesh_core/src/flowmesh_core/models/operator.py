@@ -130,7 +130,7 @@ class Operator(FrozenModel):
     """One unit of work as a client writes it. ``version`` defaults to the kind's current one.
 
     ``dedup: false`` opts this operator out of sharing: its key then carries a
-    per-request salt, so it never matches anyone else's work (DESIGN.md, point 5).
+    per-request salt, so it never matches anyone else's work.
     """
 
     kind: str = Field(min_length=1, max_length=128)
