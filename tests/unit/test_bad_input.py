@@ -1,7 +1,7 @@
 """Bad input gets the most specific FlowMesh error and a message that says what to fix.
 
-Bad input changes nothing and says what to fix. Each case asserts the exact class (not just a base class) and a
-distinctive part of the message, so a vaguer error or a generic message fails the test.
+Each case asserts the exact class (not just a base class) and a distinctive part of the
+message, so a vaguer error or a generic message fails the test.
 """
 
 from __future__ import annotations
