@@ -252,8 +252,9 @@ class WorkflowEngine:
                 if isinstance(action, StartNode):
                     await self._start_dependent(wf_id, stored, action)
                 elif isinstance(action, RecordResult):
-                    if await self._record_result(wf_id, action.node, records[action.node]):
-                        return  # that was the workflow's last node
+                    recorded = await self._record_result(wf_id, action.node, records)
+                    if recorded is not False:
+                        return  # the workflow's last node (True), or it cannot be (None)
                 else:
                     await self._fail(wf_id, stored, action)
                     return
@@ -274,14 +275,18 @@ class WorkflowEngine:
         call = self._start_call(stored.tenant, stored.domain, wf_id, action.node, expansion)
         await self.store.run_script(*call)
 
-    async def _record_result(self, wf_id: str, name: str, record: dict[str, str]) -> bool:
+    async def _record_result(
+        self, wf_id: str, name: str, records: dict[str, dict[str, str]]
+    ) -> bool | None:
         """Record a node's result (its one item's digest, or a manifest of its items'
-        digests); True if that finished the workflow."""
+        digests); True if that finished the workflow, None if it cannot be recorded (an
+        item has no result: a bug, logged; asking again would not help)."""
+        record = records[name]
         total = int(record.get("items_total", 0))
         digests = await self.store.item_digests(wf_id, name, total)
         if any(d is None for d in digests):
             log.error("node %s/%s finished with items missing results", wf_id, name)
-            return False
+            return None
         inline: bytes | None = None
         if record.get("batched") == "1":
             manifest = build_manifest([str(d) for d in digests])
