@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from importlib import resources
 
 import pytest
@@ -22,15 +21,6 @@ from tests.contract.test_store_scheduling import DOMAIN, make_item
 
 RACERS = 50
 DIGEST = digest_bytes(b"node result")
-
-
-@pytest.fixture
-async def clients(store_url: str, key_prefix: str) -> AsyncIterator[list[Store]]:
-    stores = [Store.open(store_url, key_prefix) for _ in range(5)]
-    yield stores
-    await stores[0].purge()
-    for s in stores:
-        await s.aclose()
 
 
 async def announced(store: Store) -> list[str]:

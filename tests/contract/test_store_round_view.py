@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -53,16 +52,6 @@ async def complete_at(store: Store, item: Item, seconds: float, at: float) -> No
 
 async def usage_at(store: Store, now: float) -> dict[str, float]:
     return (await store.round_view(1, now, HALF_LIFE)).usage
-
-
-@pytest.fixture
-async def clients(store_url: str, key_prefix: str) -> AsyncIterator[list[Store]]:
-    """Five separate clients (connection pools) on the same prefix, to race each other."""
-    stores = [Store.open(store_url, key_prefix) for _ in range(5)]
-    yield stores
-    await stores[0].purge()
-    for s in stores:
-        await s.aclose()
 
 
 # -- the view -----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import collections
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -79,16 +78,6 @@ async def assignment_entries(store: Store, worker: str) -> list[dict[str, str]]:
 
 async def inflight_of(store: Store, worker: str) -> int:
     return int(await store.redis.hget(store.keys.worker(worker), "inflight") or 0)
-
-
-@pytest.fixture
-async def clients(store_url: str, key_prefix: str) -> AsyncIterator[list[Store]]:
-    """Five separate clients (connection pools) on the same prefix, to race each other."""
-    stores = [Store.open(store_url, key_prefix) for _ in range(5)]
-    yield stores
-    await stores[0].purge()
-    for s in stores:
-        await s.aclose()
 
 
 # -- claim_batch ------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_the_package_exports_the_clients_python_operator_and_the_values_they_ret
 
 def test_importing_the_client_never_imports_the_control_plane_or_redis() -> None:
     # Adapters import the client inside orchestrator workers; the server's code and its
-    # dependencies must not come along (DESIGN.md: adapters never import the server).
+    # dependencies must not come along (docs/architecture.md: adapters never import the server).
     code = (
         "import sys, flowmesh_core.client\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in {'redis', 'fakeredis', 'fastapi'}"

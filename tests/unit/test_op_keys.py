@@ -1,6 +1,6 @@
 """Op keys and item keys: what FlowMesh de-duplicates (flowmesh_core.keys).
 
-Each property here is one promise of DESIGN.md: equal meaning gives equal keys whatever
+Each property here is one promise of the op key: equal meaning gives equal keys whatever
 the spelling (dict order, defaults, inline or blob, how a list was split), and any change
 of meaning gives a different key (kind, version, model, params, inputs, sample).
 """
@@ -479,7 +479,7 @@ def test_defaults_filled_in_give_the_same_keys(
     assert first.params == second.params
 
 
-# --- sampling (DESIGN.md point 5) ------------------------------------------------------
+# --- sampling (a sample's seed and index are in its key) ---------------------------
 
 
 @PROPERTY
@@ -581,7 +581,7 @@ def test_an_explicit_equal_salt_gives_equal_keys() -> None:
 
 
 def test_opting_out_of_dedup_does_not_opt_out_of_batching() -> None:
-    # DESIGN.md: the batch signature is kind, version, model and the params the executor
+    # The batch signature is kind, version, model and the params the executor
     # cannot vary per item; a private salt is none of those, so opted-out items can still
     # share an execution with anyone's compatible items.
     private = run({**embed(["a"]), "dedup": False})

@@ -1,6 +1,6 @@
 """The scheduler's utility function and policies (flowmesh_core.control.utility).
 
-Each test names one promise of the utility (DESIGN.md, non-negotiable 4) and sets up two
+Each test names one promise of the utility (docs/architecture.md) and sets up two
 options that differ in that one term, arranged so that the deterministic tie-break alone
 would pick the other one: the term must decide. Property tests check ``choose`` against a
 brute-force argmax over every free worker and every batch size.
