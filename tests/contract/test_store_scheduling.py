@@ -581,7 +581,7 @@ async def test_join_many_stores_the_signature_meaning_for_assignments(store: Sto
 
 async def test_assignment_stream_is_read_through_the_worker_group(store: Store) -> None:
     await enqueue(store, 2)
-    await store.ensure_group(store.keys.assignments("w1"), ASSIGNMENT_GROUP)
+    await store.create_group(store.keys.assignments("w1"), ASSIGNMENT_GROUP)
     await store.claim_batch(SIGNATURE, 2, "w1", "b1", await lease(store))
     reply = await store.redis.xreadgroup(
         ASSIGNMENT_GROUP, "w1", {store.keys.assignments("w1"): ">"}, count=10

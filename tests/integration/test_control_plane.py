@@ -760,7 +760,7 @@ async def test_a_repeated_failure_report_does_not_fail_an_item_being_retried(
     cp = fabric.idle_plane(max_attempts=3)
     acme = await fabric.tenant("acme")
     await cp.store.register_worker(profile("w1"))
-    await cp.store.ensure_group(cp.store.keys.events(), EVENTS_GROUP)
+    await cp.store.create_group(cp.store.keys.events(), EVENTS_GROUP)
     sub = await cp.submit_workflow(acme, workflow(gen=generate(["flaky"])))
     domain, op_key = await assign_by_hand(cp)
     await report(cp, "w1", domain, op_key, "transient: connection reset")
@@ -785,7 +785,7 @@ async def test_a_late_failure_report_from_a_replaced_worker_does_not_fail_the_it
     cp = fabric.idle_plane(max_attempts=3)
     acme = await fabric.tenant("acme")
     await cp.store.register_worker(profile("w1"))
-    await cp.store.ensure_group(cp.store.keys.events(), EVENTS_GROUP)
+    await cp.store.create_group(cp.store.keys.events(), EVENTS_GROUP)
     sub = await cp.submit_workflow(acme, workflow(gen=generate(["slow"])))
     domain, op_key = await assign_by_hand(cp)
     assert await cp.store.requeue(domain, op_key, "w1")  # as the reclaimer does

@@ -115,6 +115,11 @@ class StoreBase:
                 pipe.evalsha(self._shas[script], len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))
 
+    async def create_group(self, stream: str, group: str) -> bool:
+        """Create ``group`` on ``stream`` (and the stream) unless it exists, in one step;
+        True if it was created now (where one existed before, Redis lost its data)."""
+        return bool(await self.run_script("ensure_group", [stream], [group]))
+
     async def load_scripts(self) -> None:
         """Load every FlowMesh script into the server's script cache."""
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:

@@ -142,7 +142,7 @@ class FleetMixin(StoreBase):
                     pipe.hdel(record, "draining", "retired")
                 pipe.zadd(k.workers(), {profile.worker_id: now})
                 await pipe.execute()
-            await self.ensure_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
+            await self.create_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
 
     async def heartbeat(self, worker_id: str, warm: Sequence[str] | None = None) -> None:
         """A worker is alive (and, if given, holds these models warm)."""
@@ -289,15 +289,6 @@ class FleetMixin(StoreBase):
         async with self.guard():
             raw = await self._redis.hget(self.keys.worker(worker_id), "profile")
         return None if raw is None else WorkerProfile.model_validate_json(str(raw))
-
-    async def ensure_group(self, stream: str, group: str) -> None:
-        """Create a consumer group (and its stream) unless it exists."""
-        async with self.guard():
-            try:
-                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
-            except redis.exceptions.ResponseError as exc:
-                if _error_code(exc) != "BUSYGROUP":  # the group exists already
-                    raise
 
     @contextlib.asynccontextmanager
     async def _group_of(self, stream: str, group: str) -> AsyncIterator[None]:

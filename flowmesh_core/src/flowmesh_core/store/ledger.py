@@ -360,10 +360,6 @@ class LedgerMixin(StoreBase):
 
     # -- the outbox ----------------------------------------------------------------------
 
-    async def create_group(self, stream: str, group: str) -> bool:
-        """Create ``group`` on ``stream`` unless it exists; True if created now."""
-        return bool(await self.run_script("ensure_group", [stream], [group]))
-
     async def ensure_outbox_group(self) -> bool:
         """The control planes' group on the outbox; True if it had to be created."""
         return await self.create_group(self.keys.outbox(), OUTBOX_GROUP)
