@@ -17,7 +17,7 @@ _PACKAGE = "flowmesh_airflow"
 def get_provider_info() -> dict[str, Any]:
     """The provider's description, in the shape of Airflow's provider_info schema."""
     return {
-        "package-name": "flowmesh-airflow",
+        "package-name": "airflow-provider-flowmesh",
         "name": "FlowMesh",
         "description": "Run FlowMesh operators and workflows from Airflow: a deferrable "
         "operator, its trigger, a hook and the `flowmesh` connection type.",
