@@ -1,6 +1,9 @@
 """Shared fixtures: a real Redis (never skipped), the embedded store, a real S3 API.
 
-The Redis server is ``$TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). The name
+The Redis server is ``$TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``). The
+embedded store (``memory://``) is the bundled Valkey server of one state directory made
+for the test session (``FLOWMESH_STATE_DIR``, which subprocesses inherit); it stops when
+the session ends. The name
 has no ``FLOWMESH_`` prefix on purpose: settings reject ``FLOWMESH_*`` variables that
 name no setting, so a test variable under that prefix would break every settings load.
 Every test gets its own random key prefix and deletes what it wrote, so tests can share
@@ -11,6 +14,7 @@ that need it, with a message that says how to start one; it never skips them.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,6 +24,9 @@ import redis
 from flowmesh_core.store import Store
 
 pytest_plugins = ["tests.s3_server"]
+
+_SESSION_STATE = tempfile.mkdtemp(prefix="fmtest-state-")
+os.environ["FLOWMESH_STATE_DIR"] = _SESSION_STATE
 
 DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
 TEST_REDIS_ENV = "TEST_REDIS_URL"
@@ -51,11 +58,12 @@ def key_prefix() -> str:
 
 @pytest.fixture(params=["redis", "embedded"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """Each store test runs twice: on the real Redis and on the embedded store."""
+    """Each store test runs twice: on the real Redis and on the embedded store (the
+    bundled Valkey server; tests keep apart by key prefix, as on the real one)."""
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
         return url
-    return f"memory://{uuid.uuid4().hex}"
+    return "memory://"
 
 
 @pytest.fixture

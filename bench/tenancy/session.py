@@ -79,7 +79,7 @@ async def measure(
     options: Options, settings: Settings, pool: WorkerPool, board: Board, model_dir: Path
 ) -> tuple[list[VariantResult], Pricing]:
     """Every variant at every overlap; the workers' declared price and power."""
-    store = Store.open(settings.redis_url, settings.key_prefix)
+    store = Store.from_settings(settings)
     models = ThreadPoolExecutor(1, "oracle")
     try:
         await until_registered(store, pool.ids, pool.check_alive)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +185,7 @@ def fabric_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         url: str = request.getfixturevalue("redis_url")
         return url
-    return f"memory://{uuid.uuid4().hex}"
+    return "memory://"
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pytest
 from flowmesh_core.errors import ServiceUnavailableError
 from flowmesh_core.settings import load_settings
 from flowmesh_core.store import Store
+from flowmesh_core.store.embedded import EmbeddedServer
 from flowmesh_worker import cluster
 from flowmesh_worker.cluster import STATE_FILE, process_alive, read_state
 from tests.integration.procs import FLOWMESH, free_port, process_env
@@ -57,13 +58,15 @@ def exports(stdout: str) -> dict[str, str]:
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
-    """The cluster's state directory; anything still listed there is killed at the end."""
+    """The cluster's state directory; anything still listed there is killed at the end,
+    and its embedded store stopped."""
     directory = tmp_path / "state"
     yield directory
     state = read_state(directory)
     for proc in state.processes if state else []:
         if process_alive(proc.pid, proc.started):
             os.kill(proc.pid, signal.SIGKILL)
+    EmbeddedServer(directory).stop(force=True)
 
 
 @pytest.fixture
@@ -135,16 +138,50 @@ def test_up_runs_a_local_cluster_that_down_stops(
     assert "no local cluster is running" in nothing.stderr
 
 
-def test_up_refuses_the_embedded_store_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.timeout(240)
+def test_up_with_no_redis_url_runs_on_the_embedded_store_and_keeps_it(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    """No FLOWMESH_REDIS_URL and no Redis needed: `up` starts the state directory's
+    embedded server, its processes share it, `down` stops it, and what it holds (the
+    tenant, the action cache) is still there at the next `up`."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FLOWMESH_")}
-    refused = flowmesh("up", "--state-dir", str(tmp_path / "state"), env=env, timeout=60)
-    assert refused.returncode == 2
-    assert refused.stdout == ""
-    (line,) = refused.stderr.strip().splitlines()
-    assert line.startswith("error: ")
-    assert "FLOWMESH_REDIS_URL=redis://" in line
-    assert "flowmesh demo" in line
-    assert not (tmp_path / "state" / STATE_FILE).exists()
+    env["FLOWMESH_BLOB_URL"] = f"file://{tmp_path / 'blobs'}"
+    common = ["--state-dir", str(state_dir)]
+    operator = tmp_path / "op.yaml"
+    operator.write_text(
+        "kind: data.template\nparams: {template: 'Hi, {name}.'}\n"
+        "inputs:\n  records: [{name: Ada}, {name: Grace}]\n"
+    )
+    server = EmbeddedServer(state_dir)
+    executed = []
+    for _ in range(2):
+        port = str(free_port())
+        up = flowmesh("up", "--workers", "1", "--port", port, *common, env=env, timeout=150)
+        assert up.returncode == 0, up.stderr + _logs(state_dir)
+        assert server.answers()
+        state = read_state(state_dir)
+        assert state is not None
+        assert "embedded" in state.redis_url or state.redis_url == "memory://"
+        assert set(server.owners()) == {p.pid for p in state.processes}
+        # The token of the first `up` is kept in the state directory and still valid.
+        client_env = {**env, **exports(up.stdout)}
+        done = flowmesh("submit", str(operator), "--wait", "--json", env=client_env, timeout=60)
+        assert done.returncode == 0, done.stderr + _logs(state_dir)
+        status = json.loads(done.stdout)
+        assert status["state"] == "done"
+        lineage = status["nodes"][0]["lineage"]
+        executed.append(sum(1 for r in lineage if r["satisfied_by"] == "executed"))
+        down = flowmesh("down", *common, env=env)
+        assert down.returncode == 0, down.stderr
+        assert "stopped the embedded store" in down.stderr, down.stderr
+        assert not server.answers()
+        assert server.pid() is None
+    assert executed == [2, 0]  # the second time, the action cache (persisted) answered
+
+    wiped = flowmesh("down", "--wipe", *common, env=env)
+    assert wiped.returncode == 0, wiped.stderr
+    assert not server.data_dir.exists()
 
 
 @pytest.fixture

@@ -46,7 +46,11 @@ def flowmesh(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
-    return {**clean, "FLOWMESH_BLOB_URL": f"file://{tmp_path / 'blobs'}"}
+    return {
+        **clean,
+        "FLOWMESH_BLOB_URL": f"file://{tmp_path / 'blobs'}",
+        "FLOWMESH_STATE_DIR": str(tmp_path / "state"),
+    }
 
 
 @pytest.fixture
@@ -194,7 +198,7 @@ async def test_sigterm_answers_open_long_polls_at_once_with_the_status_as_it_sta
     assert "graceful shutdown exceeded" not in log
 
 
-def test_serve_on_the_embedded_store_warns_and_can_skip_the_scheduler(
+def test_serve_on_the_embedded_store_says_so_and_can_skip_the_scheduler(
     base_env: dict[str, str], serve: list[Server], tmp_path: Path
 ) -> None:
     server = Server(base_env, tmp_path / "serve.log", "--no-scheduler")
@@ -205,17 +209,32 @@ def test_serve_on_the_embedded_store_warns_and_can_skip_the_scheduler(
     assert server.terminate() == 0, server.output()
     log = server.output()
     assert "API only (--no-scheduler)" in log
-    assert "the store is EMBEDDED (memory://)" in log
-    assert "cannot reach it" in log
+    assert "the store is the embedded one (memory://)" in log
 
 
-def test_tenant_create_refuses_what_cannot_work(
-    base_env: dict[str, str], redis_env: dict[str, str]
+def test_a_tenant_created_on_the_embedded_store_is_the_servers(
+    base_env: dict[str, str], serve: list[Server], tmp_path: Path
 ) -> None:
-    embedded = flowmesh("tenant", "create", "team-a", env=base_env)
-    assert embedded.returncode == 2
-    assert "embedded store" in embedded.stderr
-    assert embedded.stdout == ""
+    """`flowmesh tenant create` and `flowmesh serve` are separate processes on the same
+    embedded store (one state directory): the token one prints, the other accepts."""
+    created = flowmesh("tenant", "create", "team-a", env=base_env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    server = Server(base_env, tmp_path / "serve.log")
+    serve.append(server)
+    assert server.wait_healthy().status_code == 200, server.output()
+    mine = httpx.get(
+        f"{server.url}/v1/stats", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert mine.status_code == 200, mine.text
+    stranger = httpx.get(
+        f"{server.url}/v1/stats", headers={"Authorization": "Bearer fm_nope"}, timeout=10
+    )
+    assert stranger.status_code == 401
+    assert server.terminate() == 0, server.output()
+
+
+def test_tenant_create_refuses_a_bad_name(redis_env: dict[str, str]) -> None:
     bad = flowmesh("tenant", "create", "no spaces", env=redis_env)
     assert bad.returncode == 2
     assert "not a valid name" in bad.stderr

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowmesh_core.errors import ConfigError, UnknownSettingError
 
-__all__ = ["DedupDomain", "Settings", "load_settings"]
+__all__ = ["DedupDomain", "Settings", "default_state_dir", "load_settings"]
 
 ENV_PREFIX = "FLOWMESH_"
 CONFIG_ENV = "FLOWMESH_CONFIG"
@@ -38,6 +38,16 @@ class DedupDomain(StrEnum):
     GLOBAL = "global"
     ORGANISATION = "organisation"
     TENANT = "tenant"
+
+
+def default_state_dir() -> Path:
+    """``$FLOWMESH_STATE_DIR``, else ``$XDG_STATE_HOME/flowmesh``, else
+    ``~/.local/state/flowmesh``."""
+    explicit = os.environ.get("FLOWMESH_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "flowmesh"
 
 
 def _default_blob_url() -> str:
@@ -55,7 +65,13 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="memory://",
         description="redis://host:port/db for a Redis server; memory:// (the default) for "
-        "the embedded in-process store, memory://NAME for a separate embedded instance",
+        "the embedded store, a Valkey server FlowMesh starts in state_dir and shares "
+        "between its processes; memory://NAME for a second, separate one",
+    )
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="where the embedded store keeps its server and data, and `flowmesh up` "
+        "its state (default: $XDG_STATE_HOME/flowmesh or ~/.local/state/flowmesh)",
     )
     blob_url: str = Field(
         default_factory=_default_blob_url,

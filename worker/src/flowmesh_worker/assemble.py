@@ -54,7 +54,7 @@ def build_worker(
     """A worker ready to ``run``; ``profile_options`` go to ``make_profile``."""
     hardware = hardware or detect_hardware()
     profile = profile or make_profile(hardware, **profile_options)  # type: ignore[arg-type]
-    store = store or Store.open(settings.redis_url, settings.key_prefix)
+    store = store or Store.from_settings(settings)
     blobs = blobs or open_blob_store(
         settings.blob_url, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region
     )

@@ -15,7 +15,6 @@ import click
 
 from flowmesh_core.cli._common import CliContext, pass_cli, reports_errors
 from flowmesh_core.errors import ConfigError
-from flowmesh_core.store.connection import is_embedded
 
 if TYPE_CHECKING:  # imported lazily at run time: `flowmesh --help` must not load torch
     from flowmesh_worker.worker import Worker
@@ -99,18 +98,12 @@ def worker_command(
     the blob store; the batch is acknowledged only then. SIGTERM or Ctrl-C drains: the
     batches in hand finish, the rest is handed back, and the worker leaves the fleet.
 
-    It needs the control plane's Redis (FLOWMESH_REDIS_URL=redis://...) and blob store
-    (FLOWMESH_BLOB_URL); the embedded store lives inside one process, so use
-    `flowmesh demo` to try everything on one machine without a Redis server.
+    It needs the control plane's Redis (FLOWMESH_REDIS_URL) and blob store
+    (FLOWMESH_BLOB_URL). On one machine the embedded default (memory://) works: every
+    FlowMesh process with the same state directory shares its server.
     """
     logging.getLogger("flowmesh").setLevel(log_level.upper())
     settings = cli.settings
-    if is_embedded(settings.redis_url):
-        raise ConfigError(
-            "a worker process cannot reach the embedded store (memory://), which lives inside "
-            "one process: set FLOWMESH_REDIS_URL=redis://host:6379/0 (the control plane's "
-            "Redis), or run `flowmesh demo` for everything in one process"
-        )
     from flowmesh_worker.assemble import build_worker
 
     worker = build_worker(
@@ -209,7 +202,10 @@ def demo_command(
         raise SystemExit(130) from None
 
 
-_STATE_DIR_HELP = "Where the state file and logs live [default: ~/.local/state/flowmesh]."
+_STATE_DIR_HELP = (
+    "Where the state file, logs and the embedded store live [default: FLOWMESH_STATE_DIR, "
+    "else ~/.local/state/flowmesh]."
+)
 
 
 @click.command("up")
@@ -262,7 +258,7 @@ def up_command(
     timeout: float,
     log_level: str,
 ) -> None:
-    """Start a local cluster: the control plane and N workers, on the real Redis.
+    """Start a local cluster: the control plane and N workers.
 
     Each is a detached `flowmesh serve` / `flowmesh worker` process, logging to a file in
     the state directory; the state file there (mode 0600) lists pids, URL, key prefix,
@@ -272,8 +268,10 @@ def up_command(
     `eval "$(flowmesh up)"` sets them; the token is kept in the state directory for the
     next `up`. Refuses to start while a cluster from the same state directory runs.
 
-    Needs FLOWMESH_REDIS_URL=redis://...: separate processes cannot share the embedded
-    store (for everything in one process, use `flowmesh demo`). Stop with `flowmesh down`.
+    With no FLOWMESH_REDIS_URL the cluster runs on the embedded store: a Valkey server
+    started in the state directory (no Redis install needed), whose data survives
+    `down` and the next `up`. With FLOWMESH_REDIS_URL=redis://... it runs on that Redis.
+    Stop with `flowmesh down`.
     """
     from pathlib import Path
 
@@ -282,7 +280,7 @@ def up_command(
 
     settings = cli.settings
     options = cluster.UpOptions(
-        state_dir=Path(state_dir) if state_dir else cluster.default_state_dir(),
+        state_dir=Path(state_dir) if state_dir else settings.state_dir,
         workers=workers,
         host=host,
         port=_default_port(settings.server_url) if port is None else port,
@@ -329,15 +327,22 @@ def _default_port(server_url: str) -> int:
     show_default=True,
     help="Seconds the workers (then the control plane) get to stop before SIGKILL.",
 )
+@click.option(
+    "--wipe",
+    is_flag=True,
+    help="Also delete the embedded store's data (action cache, lineage, tenants, tokens).",
+)
 @reports_errors
-def down_command(state_dir: str | None, timeout: float) -> None:
-    """Stop the local cluster that `flowmesh up` started.
+def down_command(state_dir: str | None, timeout: float, wipe: bool) -> None:
+    """Stop the local cluster that `flowmesh up` started, and the embedded store.
 
     SIGTERM to the workers first: each finishes the batches in hand (a worker drains for
     up to 60 s), hands back the rest and leaves the fleet. Then SIGTERM to the control
     plane. A process still running after --timeout is killed (SIGKILL), and said so;
     work it held is re-planned by the next control plane. The state file is removed (the
-    logs and the saved token stay). With no cluster running, says so and exits 0.
+    logs and the saved token stay). Then the state directory's embedded store stops,
+    unless another FlowMesh process still uses it; its data stays for the next start,
+    unless --wipe is given. With no cluster running, says so and exits 0.
     """
     from pathlib import Path
 
@@ -346,6 +351,21 @@ def down_command(state_dir: str | None, timeout: float) -> None:
 
     directory = Path(state_dir) if state_dir else cluster.default_state_dir()
     state, report = cluster.down(directory, timeout)
+    if wipe:
+        data = cluster.wipe_embedded(directory)
+        err_console.print(f"deleted the embedded store's data ({data})", highlight=False)
+    elif report.embedded_users == 0:
+        err_console.print(
+            f"stopped the embedded store; its data stays in {directory / 'embedded'} "
+            "(`flowmesh down --wipe` deletes it)",
+            highlight=False,
+        )
+    elif report.embedded_users:
+        err_console.print(
+            f"the embedded store in {directory / 'embedded'} keeps running: "
+            f"{report.embedded_users} other FlowMesh process(es) use it",
+            highlight=False,
+        )
     if state is None:
         err_console.print(f"no local cluster is running (no state file in {directory})")
         return

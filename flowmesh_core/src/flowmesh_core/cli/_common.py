@@ -52,7 +52,7 @@ class CliContext:
         return open_blob_store(s.blob_url, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region)
 
     def store(self) -> Store:
-        return Store.open(self.settings.redis_url, self.settings.key_prefix)
+        return Store.from_settings(self.settings)
 
 
 pass_cli = click.make_pass_decorator(CliContext)

@@ -81,7 +81,7 @@ def _blob_round_trip(blobs: BlobStore) -> str:
 async def _run_checks(cli: CliContext) -> list[Check]:
     store = cli.store()
     blobs = cli.blob_store()
-    kind = "embedded, in-process" if store.embedded else "server"
+    kind = f"embedded, in {cli.settings.state_dir}" if store.embedded else "server"
     checks = [Check("settings", True, f"redis {store.shown_url} ({kind}), blobs {blobs.url}")]
     try:
 

@@ -88,12 +88,12 @@ def _announce(settings: Settings, host: str, port: int, scheduler: bool) -> None
     log.info("Redis: %s (key prefix %r)", redact(settings.redis_url), settings.key_prefix)
     log.info("blob store: %s", redact(settings.blob_url))
     if is_embedded(settings.redis_url):
-        log.warning(
-            "the store is EMBEDDED (%s): it lives inside this process only. Workers, "
-            "`flowmesh tenant create` and other replicas in other processes cannot reach "
-            "it, and nothing in it survives a restart. Set FLOWMESH_REDIS_URL=redis://... "
-            "to serve for real.",
+        log.info(
+            "the store is the embedded one (%s): a Valkey server in %s that FlowMesh "
+            "processes on this machine with the same state_dir share; for a fleet of "
+            "machines set FLOWMESH_REDIS_URL=redis://...",
             settings.redis_url,
+            settings.state_dir,
         )
 
 

@@ -16,8 +16,7 @@ from rich.text import Text
 
 from flowmesh_core.cli._common import CliContext, err_console, pass_cli, reports_errors, run_async
 from flowmesh_core.control import Tenant, create_tenant
-from flowmesh_core.errors import ConfigError, InvalidInputError
-from flowmesh_core.store.connection import is_embedded
+from flowmesh_core.errors import InvalidInputError
 
 __all__ = ["tenant"]
 
@@ -50,12 +49,6 @@ async def _create(
 @reports_errors
 def create(cli: CliContext, name: str, organisation: str | None, admin: bool) -> None:
     """Create tenant NAME and print its token (shown once)."""
-    if is_embedded(cli.settings.redis_url):
-        raise ConfigError(
-            f"redis_url is {cli.settings.redis_url!r}, the embedded store of this one "
-            "command: a tenant created there is gone when it exits. Point FLOWMESH_REDIS_URL "
-            "at the Redis that `flowmesh serve` uses."
-        )
     created, token = run_async(_create(cli, name, organisation, admin))
     click.echo(token)
     kind = "admin tenant" if created.admin else "tenant"

@@ -29,7 +29,7 @@ from flowmesh_core.protocol import Completion, ItemResult
 from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store import Store
 from flowmesh_core.store._base import ScriptCall
-from flowmesh_core.store.fleet import EMBEDDED_POLL_S, EVENTS_GROUP
+from flowmesh_core.store.fleet import EVENTS_GROUP
 
 __all__ = ["BatchObserver", "CompletionApplier"]
 
@@ -115,18 +115,15 @@ class CompletionApplier:
     async def read_once(self, position: str = ">", block_ms: int = 500) -> int:
         """Read and apply one chunk of reports; how many were applied."""
         stream = self.store.keys.events()
-        blocks = position != "0" and not self.store.embedded  # see EMBEDDED_POLL_S
         async with self.store.guard():
             reply: Any = await self.store.redis.xreadgroup(
                 EVENTS_GROUP,
                 self.consumer,
                 {stream: position},
                 count=64,
-                block=block_ms if blocks else None,
+                block=None if position == "0" else block_ms,
             )
         entries = reply[0][1] if reply else []
-        if not entries and position != "0" and not blocks:
-            await asyncio.sleep(min(block_ms / 1000, EMBEDDED_POLL_S))
         return await self._apply_entries(entries)
 
     async def _apply_entries(self, entries: list[Any]) -> int:

@@ -19,7 +19,6 @@ from collections import defaultdict
 from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.errors import ServiceUnavailableError
 from flowmesh_core.store import Store, Transition, TransitionEvent
-from flowmesh_core.store.fleet import EMBEDDED_POLL_S
 
 __all__ = ["OutboxConsumer"]
 
@@ -92,12 +91,9 @@ class OutboxConsumer:
 
     async def read_once(self, *, pending: bool = False, block_ms: int = 500) -> int:
         """Read one chunk (own pending entries, or new ones) and act on it."""
-        blocks = not pending and not self.store.embedded  # see EMBEDDED_POLL_S
         events = await self.store.read_outbox(
-            self.consumer, pending=pending, count=_CHUNK, block_ms=block_ms if blocks else None
+            self.consumer, pending=pending, count=_CHUNK, block_ms=None if pending else block_ms
         )
-        if not events and not pending and not blocks:
-            await asyncio.sleep(min(block_ms / 1000, EMBEDDED_POLL_S))
         await self.act(events)
         return len(events)
 

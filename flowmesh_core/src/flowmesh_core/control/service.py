@@ -67,7 +67,7 @@ class ControlPlane:
         registry: Registry | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store or Store.open(settings.redis_url, settings.key_prefix)
+        self.store = store or Store.from_settings(settings)
         self.blobs = blobs or open_blob_store(
             settings.blob_url,
             s3_endpoint_url=settings.s3_endpoint_url,

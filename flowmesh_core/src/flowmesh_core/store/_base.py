@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from hashlib import sha1
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,9 +17,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.exceptions import NoScriptError
 
-from flowmesh_core.errors import StoreUnavailableError
+from flowmesh_core.errors import FlowMeshError, StoreUnavailableError
 from flowmesh_core.store._lua import SCRIPTS, script_source
-from flowmesh_core.store.connection import is_embedded
+from flowmesh_core.store.connection import embedded_server, is_embedded
 from flowmesh_core.store.keys import KeySpace
 
 __all__ = ["StoreBase", "redact", "strings"]
@@ -48,17 +49,20 @@ def redact(url: str) -> str:
 class StoreBase:
     """What every part of the store builds on."""
 
-    def __init__(self, client: aioredis.Redis, keys: KeySpace, url: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, keys: KeySpace, url: str, state_dir: Path | None = None
+    ) -> None:
         self._redis = client
         self.keys = keys
         self.url = url
+        self.state_dir = state_dir
         self.shown_url = redact(url)
         self._sources = {name: script_source(name, keys) for name in SCRIPTS}
         self._shas = {name: _sha1(source) for name, source in self._sources.items()}
 
     @property
     def embedded(self) -> bool:
-        """Whether this store lives in this process."""
+        """Whether this store is the embedded server FlowMesh starts by itself."""
         return is_embedded(self.url)
 
     @property
@@ -72,6 +76,8 @@ class StoreBase:
         try:
             yield
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            if self.embedded:
+                raise self._restart_embedded(exc) from exc
             raise StoreUnavailableError(
                 f"Redis at {self.shown_url} does not answer ({exc}); start it, or point "
                 "FLOWMESH_REDIS_URL at one that runs (memory:// for the embedded store)"
@@ -80,6 +86,21 @@ class StoreBase:
             raise StoreUnavailableError(
                 f"Redis at {self.shown_url} refused a command: {exc}"
             ) from exc
+
+    def _restart_embedded(self, exc: Exception) -> StoreUnavailableError:
+        """The embedded server stopped under us (killed, crashed): start it again from its
+        data, and say so. The caller's command did not run; the next one will."""
+        server = embedded_server(self.url, self.state_dir)
+        try:
+            server.ensure()
+        except FlowMeshError as failed:
+            return StoreUnavailableError(
+                f"the embedded store stopped ({exc}) and could not be restarted: {failed}"
+            )
+        return StoreUnavailableError(
+            f"the embedded store had stopped ({exc}); it was restarted from its data in "
+            f"{server.dir}; retry"
+        )
 
     async def run_script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one of FlowMesh's Lua scripts (one round trip)."""
@@ -134,13 +155,13 @@ class StoreBase:
 
     async def server_version(self) -> str:
         """The Redis server's version, or what the embedded store is."""
-        if self.embedded:
-            from importlib.metadata import version
-
-            return f"embedded (fakeredis {version('fakeredis')}, in-process)"
         async with self.guard():
             info: dict[str, Any] = await self._redis.info("server")
-        return str(info.get("redis_version", "unknown"))
+        version = str(info.get("valkey_version") or info.get("redis_version", "unknown"))
+        if self.embedded:
+            server = embedded_server(self.url, self.state_dir)
+            return f"embedded (Valkey {version}, data in {server.data_dir})"
+        return version
 
     async def check_capabilities(self) -> None:
         """Raise StoreUnavailableError unless this Redis runs our scripts and streams.

@@ -7,7 +7,6 @@ only its holder's ``claim_batch`` calls assign anything.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -36,15 +35,6 @@ ASSIGNMENT_GROUP = "worker"
 EVENTS_GROUP = "control"
 _UPDATE_ATTEMPTS = 16
 """How many times ``update_json`` retries when other writers keep changing the key."""
-
-EMBEDDED_POLL_S = 0.1
-"""How long a stream read on the embedded store sleeps when it found nothing.
-
-fakeredis 2.40 cannot block on XREADGROUP safely: with COUNT it ignores BLOCK, and
-without COUNT it moves entries that are already waiting into the pending list and never
-returns them (the reader stalls while the entry sits unacked). So readers on the
-embedded store poll instead: a non-blocking read, then this sleep when it came back empty.
-"""
 
 
 def _pairs(flat: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -195,25 +185,19 @@ class FleetMixin(StoreBase):
         """Up to ``count`` batches from a worker's stream, as (entry id, fields).
 
         ``pending`` re-reads the entries this worker was given but never acked (after a
-        restart under the same id) instead of new ones; it never blocks. On the embedded
-        store the read does not block either (see ``EMBEDDED_POLL_S``): it returns what
-        is there, after a short sleep when nothing is. A stream or group that is gone
-        raises StreamGroupMissingError (see ``rejoin_worker``).
+        restart under the same id) instead of new ones; it never blocks. A stream or group
+        that is gone raises StreamGroupMissingError (see ``rejoin_worker``).
         """
         stream = self.keys.assignments(worker_id)
-        blocks = not pending and not self.embedded
         async with self.guard(), self._group_of(stream, ASSIGNMENT_GROUP):
             reply: Any = await self._redis.xreadgroup(
                 ASSIGNMENT_GROUP,
                 worker_id,
                 {stream: "0" if pending else ">"},
                 count=count,
-                block=block_ms if blocks else None,
+                block=None if pending else block_ms,
             )
-        entries = [(str(i), strings(f)) for i, f in (reply[0][1] if reply else []) if f]
-        if not entries and not pending and not blocks and block_ms:
-            await asyncio.sleep(min(block_ms / 1000, EMBEDDED_POLL_S))
-        return entries
+        return [(str(i), strings(f)) for i, f in (reply[0][1] if reply else []) if f]
 
     async def report_batch(self, worker_id: str, entry_id: str, report: dict[str, str]) -> None:
         """Put a completion report on the events stream and ack its assignment, atomically.
@@ -293,15 +277,11 @@ class FleetMixin(StoreBase):
     @contextlib.asynccontextmanager
     async def _group_of(self, stream: str, group: str) -> AsyncIterator[None]:
         """Convert Redis's NOGROUP reply to a read of ``stream`` into
-        StreamGroupMissingError (inside ``guard``, which converts everything else).
-
-        The embedded store answers a read of a stream that does not exist with an error
-        that has no code; there the stream's absence is what tells.
-        """
+        StreamGroupMissingError (inside ``guard``, which converts everything else)."""
         try:
             yield
         except redis.exceptions.ResponseError as exc:
-            if _error_code(exc) != "NOGROUP" and await self._redis.exists(stream):
+            if _error_code(exc) != "NOGROUP":
                 raise
             raise StreamGroupMissingError(
                 f"consumer group {group!r} of {stream} is gone: Redis at {self.shown_url} "

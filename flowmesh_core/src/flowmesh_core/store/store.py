@@ -9,12 +9,18 @@ scripts.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from flowmesh_core.store.connection import open_redis
 from flowmesh_core.store.fleet import FleetMixin
 from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
 from flowmesh_core.store.workflows import WorkflowsMixin
+
+if TYPE_CHECKING:
+    from flowmesh_core.settings import Settings
 
 __all__ = ["Store"]
 
@@ -23,10 +29,16 @@ class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin):
     """FlowMesh's state in Redis."""
 
     @classmethod
-    def open(cls, url: str, prefix: str = "fm") -> Store:
-        """A store on the Redis at ``url`` (``memory://`` for the embedded one). No I/O."""
-        return cls(open_redis(url), KeySpace(prefix), url)
+    def open(cls, url: str, prefix: str = "fm", state_dir: Path | None = None) -> Store:
+        """A store on the Redis at ``url``. No I/O, except for ``memory://``: the embedded
+        server of ``state_dir`` is started there if it does not run yet."""
+        return cls(open_redis(url, state_dir), KeySpace(prefix), url, state_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store ``settings`` name: redis_url, key_prefix, state_dir."""
+        return cls.open(settings.redis_url, settings.key_prefix, settings.state_dir)
 
     def scratch(self, token: str) -> Store:
         """A store on the same connection under a throw-away key space (see ``purge``)."""
-        return Store(self._redis, self.keys.scratch(token), self.url)
+        return Store(self._redis, self.keys.scratch(token), self.url, self.state_dir)

@@ -31,6 +31,7 @@ class DownReport:
     stopped: list[Process] = field(default_factory=list)
     killed: list[Process] = field(default_factory=list)
     gone: list[Process] = field(default_factory=list)
+    embedded_users: int | None = None  # processes still using the embedded store (None: none)
 
 
 def _proc_stat(pid: int) -> list[str] | None:

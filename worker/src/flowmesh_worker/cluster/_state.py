@@ -61,12 +61,6 @@ class ClusterState:
         return cls(**data)
 
 
-def default_state_dir() -> Path:
-    """``$XDG_STATE_HOME/flowmesh``, else ``~/.local/state/flowmesh``."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "flowmesh"
-
-
 def read_state(state_dir: Path) -> ClusterState | None:
     """The state file of the cluster started from ``state_dir``, or None."""
     path = state_dir / STATE_FILE

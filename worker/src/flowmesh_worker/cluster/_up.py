@@ -6,9 +6,11 @@ the state file at once (so that ``down`` can stop them even if ``up`` dies), mak
 the local tenant exists, and waits until ``/healthz`` answers and every worker has
 registered. ``summary`` draws what it started.
 
-This module must never start on the embedded store (other processes cannot reach it), and
-never return or raise, Ctrl-C included, leaving a process it started running or a state
-file naming processes that are gone.
+On the embedded store (``memory://``) the processes share the embedded server of the
+state directory (``FLOWMESH_STATE_DIR``, passed to each), which ``up`` starts first.
+
+This module must never return or raise, Ctrl-C included, leaving a process it started
+running or a state file naming processes that are gone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from typing import TYPE_CHECKING
 from flowmesh_core.errors import ConfigError, ConflictError, ServiceUnavailableError
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
-from flowmesh_core.store.connection import is_embedded
 from flowmesh_worker.cluster._processes import (
     DownReport,
     died,
@@ -111,6 +112,7 @@ def _child_env(settings: Settings, options: UpOptions, url: str) -> dict[str, st
         FLOWMESH_KEY_PREFIX=settings.key_prefix,
         FLOWMESH_BLOB_URL=settings.blob_url,
         FLOWMESH_SERVER_URL=url,
+        FLOWMESH_STATE_DIR=str(options.state_dir.resolve()),
     )
     if options.config_file is not None:
         env["FLOWMESH_CONFIG"] = str(options.config_file.resolve())
@@ -197,7 +199,7 @@ async def tenant_token(store: Store, options: UpOptions, redis_url: str) -> str 
 
 
 async def _start(settings: Settings, options: UpOptions, say: Say) -> ClusterState:
-    store = Store.open(settings.redis_url, settings.key_prefix)
+    store = Store.from_settings(settings)
     processes: list[Process] = []
     try:
         await store.ping()
@@ -238,16 +240,12 @@ async def _start(settings: Settings, options: UpOptions, say: Say) -> ClusterSta
 def up(settings: Settings, options: UpOptions, say: Say = print) -> ClusterState:
     """Start the cluster and wait until it is ready; its state (also in the state file).
 
-    Raises ConfigError for the embedded store or a busy port, ServiceUnavailableError
+    Raises ConfigError for a busy port, ServiceUnavailableError
     for an unreachable Redis or a process that dies or is not ready in time (naming its
     log), ConflictError if a cluster runs from ``options.state_dir`` already.
     """
-    if is_embedded(settings.redis_url):
-        raise ConfigError(
-            "`flowmesh up` starts separate processes, which cannot share the embedded store "
-            "(memory://): set FLOWMESH_REDIS_URL=redis://host:6379/0, or run `flowmesh demo` "
-            "for everything in one process"
-        )
+    # The embedded store of the state directory is the cluster's: its processes share it.
+    settings = settings.model_copy(update={"state_dir": options.state_dir.resolve()})
     with locked(options.state_dir):
         _refuse_if_running(options.state_dir)
         return asyncio.run(_start(settings, options, say))
