@@ -1,4 +1,4 @@
-"""``flowmesh demo`` in-process on a small dataset: real workers, real (tiny) models.
+"""``flowmesh demo`` on a small dataset: real worker processes, real (tiny) models.
 
 The figures asserted are the ones that cannot be noise: items executed vs requested,
 joins and cache hits, batch sizes, every workflow done, and the isolated runs executing
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,14 @@ async def test_the_demo_runs_real_work_once_and_in_batches(warmed: Warmup, model
     assert stats.cost_usd > 0
     assert stats.energy_wh > 0
     assert sum(w.items for w in shared.workers) == stats.executed
+    # The figures are separate processes' own: not the demo's, not each other's.
+    pids = {w.pid for w in shared.workers} | {w.pid for r in result.isolated for w in r.workers}
+    assert len(pids) == 5
+    assert os.getpid() not in pids
+    assert result.demo_pid == os.getpid()
+    assert all(w.cpu_s > 0 for w in shared.workers)
+    assert shared.cpu_s == pytest.approx(sum(w.cpu_s for w in shared.workers))
+    assert not [pid for pid in pids if _alive(pid)]  # all stopped at the end
 
     late = result.late
     assert late is not None
@@ -83,14 +92,39 @@ async def test_an_interrupt_stops_everything_it_started(warmed: Warmup, model_di
     asyncio.get_running_loop().call_later(0.5, interrupt.set)
     with pytest.raises(DemoInterrupted):
         await run_demo(
-            DemoOptions(per_tenant=48),
+            DemoOptions(per_tenant=48, isolated=False),
             settings,
             warmed,
             console=quiet_console(),
             interrupt=interrupt,
         )
-    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not [t for t in left if t.get_name().startswith(("worker-", "control-plane"))]
+    children = [p for p in psutil_children() if "flowmesh" in " ".join(p)]
+    assert not children, children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
+    return bool(stat) and stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def psutil_children() -> list[list[str]]:
+    """The command lines of this process's live children (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rpartition(")")[2].split()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if stat[0] != "Z" and int(stat[1]) == os.getpid():
+            found.append([part.decode(errors="replace") for part in cmdline if part])
+    return found
 
 
 def test_help_explains_the_demo() -> None:

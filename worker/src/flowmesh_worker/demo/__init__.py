@@ -1,12 +1,13 @@
-"""``flowmesh demo``: the whole fabric in one process, on real models, measured.
+"""``flowmesh demo``: FlowMesh as separate processes, on real models, measured.
 
-Three tenants submit overlapping workflows to one control plane with two workers on the
-embedded store; then each tenant runs the same work alone. The report compares the two
-from the control plane's own stats. ``workload`` builds the workflows from the prompts
-shipped in ``prompts.json``; ``fabric`` starts and stops the in-process fabric;
-``warmup`` pays one-time imports before anything is measured; ``session`` runs and
-measures, ``run`` puts it all together; ``results`` holds the figures, ``progress`` and
-``report`` draw them.
+Three tenants submit overlapping workflows to one control plane with two worker
+processes on the embedded store; then each tenant runs the same work alone, on a
+control plane and one worker process of its own. The report compares the two from the
+control planes' own stats and each worker process's CPU time. ``workload`` builds the
+workflows from the prompts shipped in ``prompts.json``; ``fabric`` starts and stops the
+processes; ``warmup`` builds the tiny models; ``session`` runs and measures, ``run``
+puts it all together; ``results`` holds the figures, ``progress`` and ``report`` draw
+them.
 
 Importing this package does not import torch; ``main`` does, in its warm-up.
 """

@@ -1,8 +1,8 @@
 """What the demo prints: the set-up before the runs, and the figures after them.
 
-Every number comes from a ``DemoResult`` (the control plane's own stats, the workflows'
-timestamps, the workers' counters); this module only computes ratios and formats, and
-says plainly which figures are derived rather than measured. It never runs anything.
+Every number comes from a ``DemoResult`` (the control planes' own stats, the workflows'
+timestamps and lineage, each worker process's CPU time); this module only computes
+ratios and formats. It never runs anything.
 """
 
 from __future__ import annotations
@@ -53,16 +53,17 @@ def print_intro(
         "the demo: "
         + ", ".join(f"{p.name} {p.window}" for p in plans)
         + f": {asked} asked for, {distinct} distinct.",
-        f"Workers, in this process on {warmup.hardware.accelerator} ({os.cpu_count()} cores"
-        f"{share}): "
+        f"Shared fabric: a control plane and two worker processes on "
+        f"{warmup.hardware.accelerator} ({os.cpu_count()} cores{share}): "
         + ", ".join(f"{s.worker_id} at ${s.price_per_hour:g}/h, {s.watts:g} W" for s in specs)
-        + " (the second declared dearer, to show the scheduler weighing price).",
-        f"Warm-up: {warmup.seconds:.1f}s (imports, each model loaded once{built}).",
+        + " (the second declared dearer, to show the scheduler weighing price). Alone: "
+        f"each tenant gets a control plane and one worker process like {specs[0].worker_id}.",
+        f"Ready in {warmup.seconds:.1f}s{built}.",
     ]
     console.print(
         Panel(
             "\n".join(lines),
-            title="FlowMesh demo: embedded store (no Redis server, no S3)",
+            title="FlowMesh demo: separate processes on the embedded store (no Redis, no S3)",
             title_align="left",
         )
     )
@@ -129,10 +130,12 @@ def _fabric_line(run: RunResult) -> Text:
 
 
 def _worker_table(run: RunResult) -> Table:
-    table = _table("Workers (shared run)", ("worker", "$/h", "W", "batches", "items"))
+    headers = ("worker", "pid", "$/h", "W", "batches", "items", "CPU-s")
+    table = _table("Worker processes (shared run)", headers)
     for w in run.workers:
-        table.add_row(w.spec.worker_id, f"{w.spec.price_per_hour:g}", f"{w.spec.watts:g}",
-                      str(w.batches), str(w.items))  # fmt: skip
+        table.add_row(w.spec.worker_id, str(w.pid), f"{w.spec.price_per_hour:g}",
+                      f"{w.spec.watts:g}", str(w.batches), str(w.items),
+                      f"{w.cpu_s:.2f}")  # fmt: skip
     return table
 
 
@@ -156,11 +159,13 @@ def _comparison_table(shared: RunResult, alone: Sequence[RunResult]) -> Table:
         ("items executed", s.executed, sum(r.stats.executed for r in alone), "{:.0f}"),
         ("batches", s.batches, a_batches, "{:.0f}"),
         ("mean batch size", s.mean_batch_size, a_mean, "{:.1f}"),
-        ("CPU-seconds", shared.cpu_s, sum(r.cpu_s for r in alone), "{:.2f}"),
-        ("worker-seconds", s.worker_seconds, sum(r.stats.worker_seconds for r in alone), "{:.2f}"),
-        ("$ (derived)", s.cost_usd, sum(r.stats.cost_usd for r in alone), "{:.6f}"),
-        ("Wh (derived)", s.energy_wh, sum(r.stats.energy_wh for r in alone), "{:.4f}"),
-    ]
+        ("worker CPU-seconds", shared.cpu_s, sum(r.cpu_s for r in alone), "{:.2f}"),
+        ("worker busy seconds", s.worker_seconds, sum(r.stats.worker_seconds for r in alone),
+         "{:.2f}"),
+        ("$", s.cost_usd, sum(r.stats.cost_usd for r in alone), "{:.6f}"),
+        ("Wh", s.energy_wh, sum(r.stats.energy_wh for r in alone), "{:.4f}"),
+        ("control-plane CPU-s", shared.plane_cpu_s, sum(r.plane_cpu_s for r in alone), "{:.2f}"),
+    ]  # fmt: skip
     for label, x, y, fmt in rows:
         table.add_row(label, fmt.format(x), fmt.format(y), _ratio(y, x))
     table.add_section()
@@ -175,29 +180,33 @@ def _comparison_table(shared: RunResult, alone: Sequence[RunResult]) -> Table:
 
 
 def _notes(result: DemoResult) -> Text:
-    workers = result.shared.workers
-    dearer = f" ({workers[-1].spec.worker_id} declared 1.5x)" if len(workers) > 1 else ""
+    shared = result.shared
+    workers = shared.workers
+    pids = ", ".join(f"{w.spec.worker_id} pid {w.pid}" for w in workers)
     lines = [
         "created: items this tenant asked for first, which ran for it; joined: attached to "
         "identical work already in flight; cache hit: answered from the action cache.",
-        "worker-seconds: time workers were busy with batches, model loads included (every "
-        "run starts with cold workers; Python's one-time imports were paid in the warm-up). "
-        "$ and Wh are derived, not metered: each worker's busy seconds x its declared $/h "
-        f"and W{dearer}.",
+        f"worker CPU-seconds: each worker process's own CPU time, as the OS counts it ({pids}; "
+        f"this demo is pid {result.demo_pid}). Busy seconds: time a worker held a batch, "
+        "model loads included (every worker starts cold); $ and Wh: busy seconds x the "
+        "worker's declared $/h and W.",
     ]
     if result.isolated:
-        lines += [
-            "alone x3: each tenant on a fresh store and blob dir with one cold worker priced "
-            "like the cheaper shared one, one after another; wall time adds the three runs.",
-            "CPU-seconds: CPU time this process used during the run, every thread (measured "
-            "with time.process_time). In one process the two shared workers take turns on "
-            "Python's GIL and this machine's cores, so when their batches overlap each counts "
-            "its full wait as busy time: worker-seconds, $ and Wh overstate the shared run "
-            "here (on separate machines they would not); CPU-seconds do not.",
-            "Latency: a shared tenant waits for a fabric doing all three tenants' work at "
-            "once; alone, a tenant has the machine to itself. Timings on a busy machine are "
-            "noisy: compare items and batches first, seconds second.",
-        ]
+        lines.append(
+            "alone x3: each tenant on a control plane and worker process of its own, priced "
+            "like the cheaper shared worker, one after another; wall time adds the three runs."
+        )
+        slower = [
+            (t, r.tenants[0]) for t, r in zip(shared.tenants, result.isolated, strict=True)
+            if t.latency_s > r.tenants[0].latency_s
+        ]  # fmt: skip
+        if slower:
+            alone_items = sum(r.stats.executed for r in result.isolated) / len(result.isolated)
+            lines.append(
+                f"Latency: shared, each tenant waits for all {shared.stats.executed} items of "
+                f"the three tenants on the same {os.cpu_count()} cores; alone, for its own "
+                f"{alone_items:.0f}, with the machine to itself."
+            )
     if result.cpu_threads:
         lines.append(
             f"Every worker computes with {result.cpu_threads} CPU thread(s): the cores split "

@@ -1,7 +1,8 @@
 """The demo's options and figures: plain values, filled by ``session``, drawn by ``report``.
 
-Every figure is what the control plane measured (``ControlPlane.stats``, workflow
-timestamps) or what a worker counted; nothing here is estimated.
+Every figure is what the control plane measured (``/v1/stats``, workflow timestamps,
+lineage) or what the operating system counted for a worker process (CPU time); $ and Wh
+are the control plane's: each batch's busy seconds times its worker's declared $/h and W.
 """
 
 from __future__ import annotations
@@ -49,24 +50,27 @@ class TenantRun:
 
 @dataclass(frozen=True)
 class WorkerRun:
-    """What one worker declared and did in one run."""
+    """What one worker process declared and did in one run, and the CPU time it used."""
 
     spec: WorkerSpec
     batches: int
     items: int
+    cpu_s: float = 0.0
+    pid: int = 0
 
 
 @dataclass(frozen=True)
 class RunResult:
     """A run's tenants, cluster-wide stats and workers; its wall time (first submission to
-    last finish) and the CPU time this process spent meanwhile (every thread: control
-    plane, workers, the live view)."""
+    last finish), the CPU time its worker processes used meanwhile (all of them), and
+    its control plane's."""
 
     tenants: list[TenantRun]
     stats: StatsReport
     workers: list[WorkerRun]
     wall_s: float
     cpu_s: float
+    plane_cpu_s: float = 0.0
 
     @property
     def failed(self) -> list[TenantRun]:
@@ -105,3 +109,4 @@ class DemoResult:
     late: LateArrival | None = None
     sample: Sample | None = None
     cpu_threads: int | None = None  # torch threads per worker on a CPU (None elsewhere)
+    demo_pid: int = 0  # the demo's own process (the workers are others)

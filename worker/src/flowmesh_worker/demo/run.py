@@ -1,16 +1,19 @@
-"""The demo from start to end: warm up, run shared, run each tenant alone, report.
+"""The demo from start to end: build the models, start every fabric, run shared, run each
+tenant alone, report.
 
-The shared run starts one control plane and two workers on a fresh embedded store and
-blob directory, and has the three tenants submit their overlapping workflows at once.
-The isolated run then does the same work the way three separate deployments would: each
-tenant alone, one after another, on its own fresh store, blob directory and single cold
-worker. Both are measured the same way (``ControlPlane.stats``), so their ratio is
+All fabrics are real processes (``fabric``): the shared one is a control plane and two
+worker processes, each tenant's own is a control plane and one worker process, all on
+one embedded store made for the demo (a temporary state directory), each fabric under a
+key prefix and blob directory of its own. They all start before anything is measured;
+then the shared run goes, then each tenant alone, one after another. Both are measured
+the same way (``/v1/stats``, lineage, each worker process's CPU time), so their ratio is
 measured, not assumed.
 
-On a CPU, torch's thread count (process-wide) is set so that every worker computes with
-the same share of the cores in every run: the two shared workers split the cores, and a
-lone worker gets one worker's share. Otherwise a lone worker would have the whole machine
-to itself, and the comparison would be between machines of different sizes.
+On a CPU, torch's thread count is set (per process, through OMP_NUM_THREADS) so that
+every worker computes with the same share of the cores in every run: the two shared
+workers split the cores, and a lone worker gets one worker's share. Otherwise a lone
+worker would have the whole machine to itself, and the comparison would be between
+machines of different sizes.
 
 ``run_demo`` returns figures and uses the console only for the live view; ``main`` is
 what ``flowmesh demo`` calls.
@@ -32,9 +35,9 @@ from rich.console import Console
 
 from flowmesh_core.settings import Settings
 from flowmesh_worker.assemble import model_dir
-from flowmesh_worker.demo.fabric import WorkerSpec
+from flowmesh_worker.demo.fabric import FabricPlan, WorkerSpec, open_fabrics
 from flowmesh_worker.demo.results import DemoOptions, DemoResult, RunResult
-from flowmesh_worker.demo.session import DemoInterrupted, Session
+from flowmesh_worker.demo.session import LATE_TENANT, DemoInterrupted, Session
 from flowmesh_worker.demo.warmup import Warmup, warm_up
 from flowmesh_worker.demo.workload import plan_tenants
 from flowmesh_worker.profile import HARDWARE, Hardware
@@ -78,47 +81,50 @@ async def run_demo(
     console: Console,
     interrupt: asyncio.Event | None = None,
 ) -> DemoResult:
-    """The shared run, then (unless turned off) the isolated runs; their figures."""
+    """Start the fabrics, run shared, then (unless turned off) each tenant alone."""
     plans = plan_tenants(options.per_tenant)
     specs = worker_specs(warmup.hardware)
     threads = cpu_threads_per_worker(warmup.hardware, len(specs))
-    session = Session(settings, warmup, options, console, interrupt)
-    with _torch_threads(threads):
-        with _blob_dir(options.keep_blobs) as blobs:
-            shared, late, sample = await session.shared(plans, specs, blobs)
-        isolated: list[RunResult] = []
-        if options.isolated and not shared.failed:
-            for plan in plans:
-                with _blob_dir(None) as blobs:
-                    isolated.append(await session.alone(plan, specs[0], blobs))
-    return DemoResult(options, warmup, shared, isolated, late, sample, threads)
+    teams = [p.name for p in plans]
+    fabrics = [FabricPlan("demo-shared", specs, [*teams, LATE_TENANT])]
+    if options.isolated:
+        for team in teams:
+            lone = WorkerSpec(f"{specs[0].worker_id}-{team}", *_price(specs[0]))
+            fabrics.append(FabricPlan(f"demo-{team}", [lone], [team]))
+    session = Session(options, console, interrupt)
+    with _scratch("flowmesh-demo-") as scratch:
+        blobs = [options.keep_blobs or scratch / "blobs-shared"]
+        blobs += [scratch / f"blobs-{f.name}" for f in fabrics[1:]]
+        for path in blobs:
+            path.mkdir(parents=True, exist_ok=True)
+        starting = console.status(
+            f"Starting {len(fabrics)} control plane(s) and "
+            f"{sum(len(f.workers) for f in fabrics)} worker processes"
+        )
+        starting.start()
+        try:
+            async with open_fabrics(
+                settings, scratch / "state", blobs, fabrics, threads=threads, logs=scratch / "logs"
+            ) as running:
+                starting.stop()
+                shared, late, sample = await session.shared(running[0], plans)
+                isolated: list[RunResult] = []
+                if not shared.failed:
+                    for fabric, plan in zip(running[1:], plans, strict=False):
+                        isolated.append(await session.alone(fabric, plan))
+        finally:
+            starting.stop()
+    return DemoResult(options, warmup, shared, isolated, late, sample, threads, os.getpid())
+
+
+def _price(spec: WorkerSpec) -> tuple[float, float]:
+    return spec.price_per_hour, spec.watts
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's (process-wide) intra-op thread count set to ``threads``, then restored."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
-
-
-@contextlib.contextmanager
-def _blob_dir(keep: Path | None) -> Iterator[Path]:
-    """``keep`` (created if needed, left in place), else a temporary directory removed
-    afterwards."""
-    if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
-        yield keep
-        return
-    path = Path(tempfile.mkdtemp(prefix="flowmesh-demo-blobs-"))
+def _scratch(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
     finally:
@@ -137,7 +143,7 @@ def main(options: DemoOptions, settings: Settings, console: Console) -> DemoResu
     from flowmesh_worker.demo.report import print_intro, print_summary
 
     plans = plan_tenants(options.per_tenant)  # a bad --prompts fails before the warm-up
-    with console.status("Warming up: importing torch and transformers, loading each model once"):
+    with console.status("Getting ready: detecting the hardware, building the tiny models"):
         warmup = warm_up(model_dir(settings))
     specs = worker_specs(warmup.hardware)
     print_intro(console, warmup, plans, specs, cpu_threads_per_worker(warmup.hardware, 2))
