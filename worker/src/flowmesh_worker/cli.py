@@ -116,10 +116,11 @@ def worker_command(
         watts=watts,
         labels=_labels(labels),
     )
-    asyncio.run(_run_until_signal(worker))
+    asyncio.run(run_until_signal(worker))
 
 
-async def _run_until_signal(worker: Worker) -> None:
+async def run_until_signal(worker: Worker) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, then drain; close its store."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -190,10 +190,10 @@ class EmbeddedServer:
         """Stop the server (it writes its data first) unless a live owner other than this
         process uses it and ``force`` is not set. True if it was running and has stopped."""
         with self._locked():
-            others = [pid for pid in self.owners() if pid != os.getpid()]
-            if others and not force:
-                return False
+            # Leave first: of two owners exiting at once, the second then sees no other.
             (self._owners / str(os.getpid())).unlink(missing_ok=True)
+            if self.owners() and not force:
+                return False
             return self._terminate()
 
     def wipe(self) -> None:

@@ -1,5 +1,10 @@
-"""FlowMeshes of real processes for the demo: a ``flowmesh serve`` and ``flowmesh worker``
-processes each, on the embedded store, talked to over HTTP as any user would.
+"""FlowMeshes of real processes for the demo: a ``flowmesh serve`` and worker processes
+each, on the embedded store, talked to over HTTP as any user would.
+
+A worker process is forked from the demo after its warm-up imported the ML libraries
+(``warmup``), as a pre-loading server forks its workers, and then runs exactly what
+``flowmesh worker`` runs (``build_worker``, drained on SIGTERM) with the fabric's
+settings in its environment. It loads its models itself, cold.
 
 Every fabric of the demo shares one embedded store (one state directory, made for the
 demo) and keeps apart by key prefix, as separate deployments on one Redis would. All the
@@ -9,8 +14,9 @@ with another fabric's start-up. Each worker process is measured on its own: its 
 (from the operating system) and what it did (batches, items, from lineage).
 
 ``open_fabrics`` stops everything on the way out, however it is left: workers first
-(they drain), then the control planes; what does not stop in time is killed. Children
-also get SIGTERM if the demo process itself dies (Linux).
+(they drain), then the control planes, then the embedded store; what does not stop in
+time is killed. Control planes also get SIGTERM if the demo process itself dies (Linux);
+worker processes are daemonic children of the demo.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import socket
@@ -36,6 +44,7 @@ from flowmesh_core.control import create_tenant
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
+from flowmesh_core.store.embedded import EmbeddedServer
 
 __all__ = ["Child", "Fabric", "FabricPlan", "WorkerSpec", "open_fabrics"]
 
@@ -64,13 +73,42 @@ class FabricPlan:
     teams: Sequence[str]
 
 
+class _Forked:
+    """A forked worker process with the part of ``Popen``'s interface the demo uses."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            assert timeout is not None
+            raise subprocess.TimeoutExpired("worker", timeout)
+        return self._process.exitcode
+
+
 @dataclass
 class Child:
     """One process of a fabric and its log."""
 
     name: str
     role: str  # "control plane" or "worker"
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | _Forked
     log: Path
 
     @property
@@ -155,9 +193,8 @@ async def open_fabrics(
                 _start(plan.name, "control plane", ["serve", "--port", str(port)], env, logs)
             )
             for spec in plan.workers:
-                argv = ["worker", "--worker-id", spec.worker_id, "--drain-timeout", "5"]
-                argv += ["--price", str(spec.price_per_hour), "--watts", str(spec.watts)]
-                fabric.children.append(_start(spec.worker_id, "worker", argv, env, logs))
+                forked = await asyncio.to_thread(_fork_worker, spec, env, logs, threads)
+                fabric.children.append(forked)
         for fabric in fabrics:
             plane = Store.open("memory://", fabric.plan.name, state_dir)
             try:
@@ -177,6 +214,8 @@ async def open_fabrics(
                 if client is not None:
                     await client.aclose()
         await store.aclose()
+        # The demo's embedded store lives in a temporary directory: stop it before that goes.
+        EmbeddedServer(state_dir).stop(force=True)
 
 
 def _env(
@@ -220,6 +259,50 @@ def _start(name: str, role: str, args: list[str], env: dict[str, str], logs: Pat
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     return Child(name, role, process, log_path)
+
+
+def _fork_worker(spec: WorkerSpec, env: dict[str, str], logs: Path, threads: int | None) -> Child:
+    """Fork a worker process (from a thread of its own: the child must not inherit the
+    running event loop) and return it once started."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{spec.worker_id}.log"
+    context = multiprocessing.get_context("fork")
+    process = context.Process(
+        target=_worker_main,
+        args=(spec, env, log_path, threads),
+        name=f"worker-{spec.worker_id}",
+        daemon=True,
+    )
+    process.start()
+    return Child(spec.worker_id, "worker", _Forked(process), log_path)
+
+
+def _worker_main(spec: WorkerSpec, env: dict[str, str], log: Path, threads: int | None) -> None:
+    """In the forked child: what ``flowmesh worker`` runs, on the fabric's settings."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.setsid()  # Ctrl-C in the terminal reaches the demo, which stops us
+    os.environ.clear()
+    os.environ.update(env)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from flowmesh_core.settings import load_settings
+    from flowmesh_worker.assemble import build_worker
+    from flowmesh_worker.cli import run_until_signal
+
+    worker = build_worker(
+        load_settings(),
+        drain_s=5.0,
+        worker_id=spec.worker_id,
+        price_per_hour=spec.price_per_hour,
+        watts=spec.watts,
+    )
+    asyncio.run(run_until_signal(worker))
 
 
 def _die_with_parent() -> None:

@@ -46,7 +46,7 @@ EMBED_MODEL = "all-MiniLM-L6-v2"
 TEAMS = ("team-search", "team-support", "team-research")
 NODES = ("prompts", "generate", "score", "top", "embed")
 TEMPLATE = "{task} {topic} in one sentence."
-MAX_NEW_TOKENS = 32
+MAX_NEW_TOKENS = 96
 TOP_K = 5
 
 
