@@ -42,6 +42,7 @@ from flowmesh_core.models import ModelRef, Operator
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store, fleet
+from flowmesh_core.store.embedded import EmbeddedServer
 from flowmesh_worker.assemble import build_worker
 from flowmesh_worker.executors import Batch, ItemError, WorkItem, create_executor
 from flowmesh_worker.weights import resolve_model
@@ -407,7 +408,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--items, --repeat, --threads and every batch size must be at least 1")
     if args.redis_url and args.redis_url.startswith("memory:"):
         parser.error("--redis-url names a real Redis server; leave it out for the embedded store")
-    args.store_url = args.redis_url or f"memory://bench-{uuid.uuid4().hex[:8]}"
+    args.store_url = args.redis_url or "memory://"
     return args
 
 
@@ -418,12 +419,14 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
         console.print(f"[yellow]warning: other processes keep {others:.1f} cores busy[/yellow]")
     if uneven := [b for b in args.batch_sizes if args.items % b]:
         console.print(f"note: {args.items} items are not a multiple of {uneven}")
+    scratch = Path(tempfile.mkdtemp(prefix="flowmesh-bench-batching-"))
+    if not args.redis_url:  # the embedded store, in a state directory of the run's own
+        os.environ["FLOWMESH_STATE_DIR"] = str(scratch / "state")
     probe = Store.open(args.store_url, "fmbench-probe")
     try:
         header = machine_header(args, await probe.server_version())
     finally:
         await probe.aclose()
-    scratch = Path(tempfile.mkdtemp(prefix="flowmesh-bench-batching-"))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     quiet = not console.is_terminal
     progress = Progress(*columns, TimeElapsedColumn(), console=console, disable=quiet)
@@ -432,6 +435,8 @@ async def amain(args: argparse.Namespace, console: Console) -> int:
         with progress:
             rows = await measure(args, progress, scratch)
     finally:
+        if not args.redis_url:
+            EmbeddedServer(scratch / "state").stop(force=True)
         shutil.rmtree(scratch, ignore_errors=True)
     header["load average at end"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     header["other processes' CPU during the run"] = f"{_others(start):.2f} cores"
