@@ -41,7 +41,7 @@ from flowmesh_core.manifest import read_manifest
 from flowmesh_core.models import ModelRef, Operator
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
-from flowmesh_core.store import Store, fleet
+from flowmesh_core.store import Store
 from flowmesh_core.store.embedded import EmbeddedServer
 from flowmesh_worker.assemble import build_worker
 from flowmesh_worker.executors import Batch, ItemError, WorkItem, create_executor
@@ -341,16 +341,7 @@ def machine_header(args: argparse.Namespace, store: str) -> dict[str, str]:
         "items": f"{args.items} per timed operator; the fastest of {args.repeat} run(s)",
         "settings": "defaults (utility_weights unchanged); one worker, 1 slot, max_batch = B",
         "warm-up": f"model loaded, then {args.warmup_s:g} s of batches of B (not timed)",
-        **_polling(args),
     }
-
-
-def _polling(args: argparse.Namespace) -> dict[str, str]:
-    """How often readers poll on the embedded store: a floor under each hop of a batch."""
-    poll = getattr(fleet, "EMBEDDED_POLL_S", None)
-    if args.redis_url or not poll:
-        return {}
-    return {"embedded store": f"stream readers poll every {1000 * poll:g} ms (EMBEDDED_POLL_S)"}
 
 
 def _cpu() -> tuple[float, float, float]:

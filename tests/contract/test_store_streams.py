@@ -1,8 +1,8 @@
 """Stream reads on every backend: an entry already waiting is delivered, never swallowed.
 
-fakeredis 2.40 (the embedded store) moves waiting entries to the pending list without
-returning them when XREADGROUP blocks without COUNT; the store's readers must not read
-that way. These run against the real Redis and the embedded store alike.
+An emulated store once moved waiting entries to the pending list without returning them
+when XREADGROUP blocked without COUNT; these keep every backend honest. They run against
+the real Redis and the embedded store alike.
 """
 
 from __future__ import annotations

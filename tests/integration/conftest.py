@@ -31,9 +31,9 @@ from tests.playworker import PlayWorker
 class PatientPlayWorker(PlayWorker):
     """A PlayWorker that pauses when a read finds nothing.
 
-    The embedded store (fakeredis) answers XREADGROUP ... BLOCK at once when nothing is
-    there instead of blocking, so the plain PlayWorker loop spins and can starve the
-    event loop. On a real Redis the pause never happens: the read blocks first.
+    If a store answered XREADGROUP ... BLOCK at once when nothing is there (the embedded
+    store once did), the plain PlayWorker loop would spin and starve the event loop; on a
+    real server the pause never happens: the read blocks first.
 
     ``dies_on``: a prompt that makes this worker hang for good, as a worker killed by
     its input hangs (out of memory, a wedged accelerator): no report, no ack and no

@@ -33,7 +33,7 @@ from flowmesh_core.models import (
 )
 from flowmesh_core.models.parse import parse_workflow
 from flowmesh_core.protocol import Completion, ItemResult
-from flowmesh_core.store.fleet import EMBEDDED_POLL_S, EVENTS_GROUP
+from flowmesh_core.store.fleet import EVENTS_GROUP
 from tests.integration.conftest import Fabric
 from tests.playworker import PlayWorker, echo
 
@@ -377,10 +377,9 @@ async def test_a_dependent_node_starts_when_its_input_is_done_with_its_digests(
 @both_stores
 async def test_an_idle_control_plane_blocks_instead_of_spinning(fabric: Fabric) -> None:
     # The applier reads the events stream with XREADGROUP ... BLOCK 500: idle, it should
-    # wake about twice a second. The embedded store cannot block safely (fakeredis), so
-    # there it polls every EMBEDDED_POLL_S; either way it must not spin a core.
+    # wake about twice a second, on the embedded store as on any Redis: it must not spin.
     cp = await fabric.plane()
-    limit = 10 if not cp.store.embedded else int(1.5 / EMBEDDED_POLL_S)
+    limit = 10
     reads = 0
     read_once = cp.applier.read_once
 

