@@ -39,12 +39,15 @@ def free_port() -> int:
 def process_env(
     redis_url: str, key_prefix: str, blob_url: str, **settings: object
 ) -> dict[str, str]:
-    """This environment without FLOWMESH_* variables, plus the given settings.
+    """This environment without FLOWMESH_* variables (but the session's state directory,
+    so ``memory://`` is the session's embedded store), plus the given settings.
 
     ``settings`` become ``FLOWMESH_<NAME>`` (lists and dicts as JSON). The repository
     root is on PYTHONPATH so workers can import ``tests.worker.ops``.
     """
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("FLOWMESH_")}
+    if "FLOWMESH_STATE_DIR" in os.environ:
+        env["FLOWMESH_STATE_DIR"] = os.environ["FLOWMESH_STATE_DIR"]
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(
         FLOWMESH_REDIS_URL=redis_url, FLOWMESH_KEY_PREFIX=key_prefix, FLOWMESH_BLOB_URL=blob_url

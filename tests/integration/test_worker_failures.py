@@ -1,7 +1,8 @@
 """Workers and control planes failing for real: killed, stopped, restarted, poisoned.
 
-Workers are real ``flowmesh worker`` processes on the real Redis (a fresh key prefix per
-test, purged afterwards) and a temporary blob directory. The control plane runs in this
+Workers are real ``flowmesh worker`` processes, on the real Redis and again on the
+embedded store (a fresh key prefix per test, purged afterwards), and a temporary blob
+directory. The control plane runs in this
 process, except where it must be restarted: there it is a ``flowmesh serve`` process.
 Every item is a ``python`` operator over ``tests.worker.ops.logged_echo``, which writes a
 line per execution (with the worker's pid) to a file, so each test counts how many times
@@ -157,10 +158,11 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    request: pytest.FixtureRequest, redis_url: str, key_prefix: str, tmp_path: Path
+    request: pytest.FixtureRequest, store_url: str, key_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Harness]:
+    """On the real Redis and on the embedded store (its worker processes share it)."""
     options = getattr(request, "param", {})
-    h = Harness(redis_url, key_prefix, tmp_path, **options)
+    h = Harness(store_url, key_prefix, tmp_path, **options)
     try:
         yield h
     finally:
