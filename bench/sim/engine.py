@@ -32,6 +32,7 @@ from bench.sim.hardware import ACCELERATORS, Roofline
 from bench.sim.policies import policy_for
 from bench.sim.variants import Dynamics, Variant
 from bench.sim.workload import Stage, Submission, item_keys, training_key
+from flowmesh_core.autoscale import PoolView, decide
 from flowmesh_core.control.planning import RoundPlan
 from flowmesh_core.control.rules import FailNode, NodeView, RecordResult, StartNode, next_actions
 from flowmesh_core.control.throughput import ThroughputModel
@@ -405,14 +406,24 @@ class Engine:
     def _autoscale(self, pool: str) -> None:
         scaler: Autoscaler = self.scalers[pool]
         self.at(self.now + scaler.interval_s, self._autoscale, pool)
+        if not self.dyn.autoscale:
+            return
         alive = [w for w in self.workers.values() if w.alive and w.pool == pool]
-        for w in alive:
-            idle = w.worker_id in self.free and self.now - w.idle_since > scaler.idle_s
-            if idle and len(alive) > scaler.min_workers and self.dyn.autoscale:
-                self._remove(w)
-                alive.remove(w)
-        if self.dyn.autoscale:
-            self._scale_up(pool, scaler, self.variant.pools_of(self.pool).get(pool, []), alive)
+        expired = [
+            w for w in alive if w.worker_id in self.free and self.now - w.idle_since > scaler.idle_s
+        ]
+        # the product's decision (flowmesh_core.autoscale): first which idle workers go,
+        # then, on what is left, how many to buy for the backlog
+        ready = len(alive) - self.booting[pool]
+        gone = decide(
+            scaler.spec(),
+            PoolView(ready, self.booting[pool], idle_expired=len(expired)),
+            scaler.drain_s,
+        )
+        for w in expired[: gone.remove]:
+            self._remove(w)
+            alive.remove(w)
+        self._scale_up(pool, scaler, self.variant.pools_of(self.pool).get(pool, []), alive)
 
     def _scale_up(
         self, pool: str, scaler: Autoscaler, sigs: list[str], alive: list[SimWorker]
@@ -432,11 +443,11 @@ class Engine:
         seconds = sum(backlog_seconds(self.roof, acc, w, ready, self.works) for w, ready in backlog)
         cap = Roofline.max_batch(acc, self.works)
         batches = sum(-(-len(self.pool[sig]) // cap) for sig in sigs)
-        spare = self.booting[pool] + sum(1 for w in alive if w.worker_id in self.free)
-        # never more new workers than there are batches to give them
-        wanted = min(scaler.wanted(seconds, spare), max(0, batches - spare))
-        wanted = max(wanted, scaler.min_workers - len(alive))
-        for _ in range(min(wanted, scaler.max_workers - len(alive))):
+        booting = self.booting[pool]
+        idle = sum(1 for w in alive if w.worker_id in self.free)
+        view = PoolView(len(alive) - booting, booting, idle, 0, seconds, batches)
+        wanted = decide(scaler.spec(), view, scaler.drain_s).add
+        for _ in range(wanted):
             if counts[choice] >= scaler.per_type_max:
                 break
             counts[choice] += 1

@@ -6,10 +6,10 @@ batch (model loads included) and its idle power otherwise. Marketplace workers a
 preempted at a Poisson rate; the engine re-plans their work.
 
 The autoscaler looks at the ready pool every ``interval_s``: it estimates the backlog in
-accelerator-seconds on the type it would buy, asks for enough workers to drain it within
-``drain_s`` (of the type with the lowest $ per item for the largest backlog, unless
-heterogeneity is switched off), keeps at least ``min_workers``, and removes workers idle
-for ``idle_s``.
+accelerator-seconds on the type it would buy (the type with the lowest $ per item for the
+largest backlog, unless heterogeneity is switched off); how many workers to buy and which
+idle ones to release is the product's decision (``flowmesh_core.autoscale.decide``): enough
+to drain the backlog within ``drain_s``, at least ``min_workers``, idle for ``idle_s`` goes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from bench.sim.hardware import ACCELERATORS, MODELS, Accelerator, Roofline, Work
+from flowmesh_core.autoscale import PoolSpec
 
 __all__ = ["Autoscaler", "Batch", "SimWorker", "Usage", "backlog_seconds"]
 
@@ -129,9 +130,10 @@ class Autoscaler:
                 best, best_usd = name, usd
         return best
 
-    def wanted(self, backlog_s: float, spare: int) -> int:
-        """Workers to add: enough to drain ``backlog_s`` within ``drain_s``, less the spare."""
-        return max(0, math.ceil(backlog_s / self.drain_s) - spare)
+    def spec(self) -> PoolSpec:
+        """The pool's bounds as the product declares them; how many to buy and which
+        idle workers to release is the product's decision (flowmesh_core.autoscale)."""
+        return PoolSpec(min_replicas=self.min_workers, max_replicas=self.max_workers)
 
 
 def backlog_seconds(
