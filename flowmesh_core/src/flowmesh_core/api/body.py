@@ -14,7 +14,6 @@ let YAML aliases expand a small body into a document larger than the limit.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from fastapi import Request
 
 from flowmesh_core.api.errors import UnsupportedMediaTypeError
 from flowmesh_core.errors import InputTooLargeError, InvalidInputError
+from flowmesh_core.models.bounds import check_yaml, loads_json
 from flowmesh_core.models.parse import parse_document
 
 __all__ = ["ACCEPTED_TYPES", "read_model"]
@@ -90,24 +90,15 @@ def _parse_and_build(raw: bytes, fmt: str, limit: int, build: Callable[[Any], M]
     if not text.strip():
         raise InvalidInputError("empty body: send the document as JSON or YAML")
     try:
-        data = _parse_json(text) if fmt == "json" else parse_document(text, source="body")
+        if fmt == "json":
+            data = loads_json(text, source="body")
+        else:
+            check_yaml(text, "body", limit)
+            data = parse_document(text, source="body")
         _check_expanded_size(data, limit)
         return build(data)
     except RecursionError as exc:
         raise InvalidInputError("body: the document is nested too deeply") from exc
-
-
-def _parse_json(text: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"body: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidInputError(f"body: {name} is not a JSON value; write a number or a string")
 
 
 def _check_expanded_size(data: Any, limit: int) -> None:

@@ -17,7 +17,6 @@ applies once, so asking twice is harmless. See docs/architecture.md.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections import OrderedDict
@@ -45,6 +44,7 @@ from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.manifest import build_manifest
 from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
+from flowmesh_core.models.bounds import loads_json
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.settings import Settings
@@ -182,12 +182,20 @@ class WorkflowEngine:
         result the tenant's lineage holds (docs/architecture.md, "Tenants").
 
         Otherwise a tenant could compute on another tenant's results by naming their
-        digests; such a digest is reported as not found, like any unknown one.
+        digests. Such a digest and one that does not exist get the same answer, at
+        submission, so that the answer is no oracle for whether a digest exists
+        (docs/isolation.md).
         """
         if tenant.admin:
             return
-        for digest in await self.store.unreadable(tenant.name, sorted(digests)):
-            raise NotFoundError(f"no blob {digest} for this tenant")
+        wanted = sorted(digests)
+        others = set(await self.store.unreadable(tenant.name, wanted))
+        not_mine = set(await self.store.not_readable_by(tenant.name, wanted))
+        for digest in wanted:
+            if digest in others or (
+                digest in not_mine and not await asyncio.to_thread(self.blobs.exists, digest)
+            ):
+                raise NotFoundError(f"no blob {digest} for this tenant")
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a
@@ -210,7 +218,7 @@ class WorkflowEngine:
         source = Prefetched(self.blobs, await self.results.inline(digests) if digests else {})
 
         def load_json(digest: str) -> Any:
-            return json.loads(source.get_bytes(digest))
+            return loads_json(source.get_bytes(digest), source=f"blob {digest}")
 
         return await asyncio.to_thread(
             expand,
