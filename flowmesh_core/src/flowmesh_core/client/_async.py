@@ -16,6 +16,7 @@ import httpx
 
 from flowmesh_core.client import _shared as s
 from flowmesh_core.client._errors import check_response, transport_errors
+from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
 from flowmesh_core.models.api import StatsReport, SubmitResult, WorkerState, WorkflowStatus
 
@@ -125,6 +126,23 @@ class AsyncClient:
     async def result_json(self, digest: str) -> Any:
         """A result blob decoded as JSON, after the same verification as ``result``."""
         return await self._call(s.result_json_call(digest))
+
+    async def result_value(self, digest: str) -> Any:
+        """The result at ``digest`` as a value, as the adapters hand it to tasks.
+
+        A split node's manifest is resolved: the list of its items' values, in item
+        order (read in one request per 10,000 items). Any other JSON result is its
+        decoded value; a result that is not JSON comes back as its verified bytes.
+        NotFoundError when the result, or any item it lists, is not yours.
+        """
+        value = s.decode_value(await self.result(digest))
+        items = None if isinstance(value, bytes) else parse_manifest(value)
+        if items is None:
+            return value
+        found: dict[str, Any] = {}
+        for batch in s.read_batches(items):
+            found.update(await self.results_json(batch))
+        return [found[item] for item in items]
 
     async def download(self, digest: str, path: str | os.PathLike[str]) -> int:
         """Stream a result blob into ``path``, verified; the number of bytes written.

@@ -263,6 +263,25 @@ def result_json_call(digest: str) -> Call[Any]:
     return Call(raw.method, raw.path, parse)
 
 
+# The most digests one ``POST /v1/results/read`` takes (``ResultsRequest``).
+READ_BATCH = 10_000
+
+
+def decode_value(data: bytes) -> Any:
+    """A verified result's value: its JSON when it is JSON, else its bytes (a binary
+    result such as a checkpoint)."""
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return data
+
+
+def read_batches(digests: Sequence[str]) -> Iterator[list[str]]:
+    """``digests`` in slices one results read accepts (none for an empty list)."""
+    for start in range(0, len(digests), READ_BATCH):
+        yield list(digests[start : start + READ_BATCH])
+
+
 def results_json_call(digests: Sequence[str]) -> Call[dict[str, Any]]:
     """POST many digests; the parsed answer maps each to its result decoded as JSON."""
     wanted = [validate_digest(d) for d in dict.fromkeys(digests)]
