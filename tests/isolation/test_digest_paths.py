@@ -1,0 +1,133 @@
+"""Tenant B names tenant A's result digests every way an input can carry one.
+
+The isolation model (docs/architecture.md, "Tenants"): every digest a worker reads for a
+tenant is checked against that tenant's rights, a literal is never dereferenced, and
+another tenant's digest answers exactly like an unknown one. The play worker here reads
+its inputs with the worker's real input resolution (``flowmesh_worker.inputs``), so a
+reference that slipped through would put A's text into B's result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from flowmesh_core.blobs import open_blob_store
+from flowmesh_core.models import Item, ItemLiteral
+from flowmesh_core.store import Store
+from flowmesh_worker.inputs import resolve_inputs
+from tests.integration.api_harness import Harness
+
+SECRET = "team-a-secret-text"
+
+
+@pytest.fixture
+async def harness(redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    store = Store.open(redis_url, key_prefix)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            yield Harness(store, redis_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
+    finally:
+        await store.redis.delete(*(await store.redis.keys(f"{key_prefix}:*")) or ["-"])
+        await store.aclose()
+
+
+async def _submit(client: httpx.AsyncClient, doc: dict[str, Any]) -> httpx.Response:
+    return await client.post("/v1/operators", json=doc)
+
+
+async def _result(client: httpx.AsyncClient, wf_id: str) -> bytes:
+    response = await client.get(f"/v1/workflows/{wf_id}/wait", params={"timeout": 20})
+    assert response.status_code == 200, response.text
+    status = response.json()
+    assert status["state"] == "done", status
+    digest = status["nodes"][0]["result_digest"]
+    fetched = await client.get(f"/v1/results/{digest}")
+    assert fetched.status_code == 200, fetched.text
+    return fetched.content
+
+
+async def _two_tenants(
+    harness: Harness,
+) -> tuple[httpx.AsyncClient, httpx.AsyncClient, list[str], list[Item]]:
+    """A and B on one app; A has computed over SECRET. Returns A's result digests and
+    every item the worker was handed."""
+    app = await harness.app()
+    blobs = open_blob_store(harness.blob_url)
+    seen: list[Item] = []
+
+    def execute(item: Item) -> Any:
+        seen.append(item)
+        return resolve_inputs(item.inputs, blobs)
+
+    await harness.worker(execute=execute)
+    a = await harness.client(app, await harness.tenant("team-a"))
+    b = await harness.client(app, await harness.tenant("team-b"))
+    response = await _submit(a, {"kind": "data.dedup", "inputs": {"items": [SECRET, SECRET]}})
+    assert response.status_code == 201, response.text
+    wf_a = response.json()["workflow_id"]
+    assert SECRET.encode() in await _result(a, wf_a)
+    status = (await a.get(f"/v1/workflows/{wf_a}", params={"lineage": "true"})).json()
+    digests = [n["result_digest"] for n in status["nodes"]]
+    digests += [r["result_digest"] for n in status["nodes"] for r in n["lineage"]]
+    return a, b, sorted(set(digests)), seen
+
+
+SHAPES = {
+    "list-element": lambda d: [{"blob": d}],
+    "literal-manifest": lambda d: {"value": {"manifest": [d]}},
+    "explicit-literal": lambda d: {"value": {"blob": d}},
+    "nested-literal": lambda d: {"value": [{"blob": d}, {"manifest": d}]},
+}
+
+
+async def test_a_digest_inside_a_literal_is_data_never_read(harness: Harness) -> None:
+    _, b, digests, seen = await _two_tenants(harness)
+    for name, shape in SHAPES.items():
+        for digest in digests:
+            seen.clear()
+            doc = {"kind": "data.dedup", "inputs": {"items": shape(digest)}}
+            response = await _submit(b, doc)
+            assert response.status_code == 201, (name, response.text)
+            result = await _result(b, response.json()["workflow_id"])
+            assert SECRET.encode() not in result, name
+            assert digest in result.decode(), name  # handed over as written: data
+            assert seen, name
+            inputs = [inp for item in seen for inp in item.inputs.values()]
+            assert all(isinstance(inp, ItemLiteral) for inp in inputs), name
+
+
+async def test_another_tenants_digest_answers_exactly_like_an_unknown_one(
+    harness: Harness,
+) -> None:
+    _, b, digests, _ = await _two_tenants(harness)
+    unknown = "sha256:" + hashlib.sha256(b"nobody ever stored this").hexdigest()
+    blob_dir = harness.blob_url.removeprefix("file://")
+
+    def shape(response: httpx.Response, digest: str) -> tuple[int, str]:
+        return response.status_code, response.text.replace(digest, "D")
+
+    for digest in digests:
+        for doc in (
+            {"kind": "data.dedup", "inputs": {"items": {"blob": "X"}}},
+            {"nodes": {"n": {"kind": "data.dedup", "inputs": {"items": {"blob": "X"}}}}},
+        ):
+            path = "/v1/workflows" if "nodes" in doc else "/v1/operators"
+            text = json.dumps(doc)
+            theirs = await b.post(path, json=json.loads(text.replace("X", digest)))
+            nobodys = await b.post(path, json=json.loads(text.replace("X", unknown)))
+            assert theirs.status_code == 404, theirs.text
+            assert shape(theirs, digest) == shape(nobodys, unknown)
+            assert blob_dir not in theirs.text
+            assert "team-a" not in theirs.text
+        theirs = await b.get(f"/v1/results/{digest}")
+        nobodys = await b.get(f"/v1/results/{unknown}")
+        assert theirs.status_code == 404
+        assert shape(theirs, digest) == shape(nobodys, unknown)
