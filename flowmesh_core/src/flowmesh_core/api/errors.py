@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowmesh_core.errors import AuthenticationError, FlowMeshError, InvalidInputError
@@ -108,7 +109,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     status = exc.status_code
     kind = "NotFoundError" if status == 404 else HTTPStatus(status).phrase.replace(" ", "")
     message = str(exc.detail) if status != 404 else f"no route {request.url.path}"
-    return error_response(status, kind, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; "
+            f"it answers {', '.join(allowed) or 'no method'}"
+        )
+    return error_response(status, kind, message, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the app's routes answer on the request's path (for ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -150,10 +150,16 @@ class ControlPlane:
         workflow = Workflow.model_validate_json(state.spec)
         records = await self.store.node_records(wf_id, list(workflow.nodes))
         lineage: dict[str, list[LineageRecord]] = defaultdict(list)
-        if with_lineage:
+        # A pending node is running when one of its items is: lineage says so, so it is
+        # read for that even when it is not to be shown.
+        states = [_STATES.get(r.get("state", "")) for r in records.values()]
+        if with_lineage or NodeState.PENDING in states:
             for record in await self.store.lineage(wf_id):
                 lineage[record.node].append(record)
-        nodes = [_node_status(name, records[name], lineage[name]) for name in workflow.nodes]
+        nodes = [
+            _node_status(name, records[name], lineage[name], shown=with_lineage)
+            for name in workflow.nodes
+        ]
         overall = _STATES.get(state.status, NodeState.PENDING)
         if overall is NodeState.PENDING and any(n.state is NodeState.RUNNING for n in nodes):
             overall = NodeState.RUNNING
@@ -281,7 +287,9 @@ def _require_admin(tenant: Tenant, what: str) -> None:
         )
 
 
-def _node_status(name: str, record: dict[str, str], lineage: list[LineageRecord]) -> NodeStatus:
+def _node_status(
+    name: str, record: dict[str, str], lineage: list[LineageRecord], *, shown: bool
+) -> NodeStatus:
     total = int(record.get("items_total", 0))
     remaining = int(record.get("remaining", total))
     if "state" not in record:
@@ -298,5 +306,5 @@ def _node_status(name: str, record: dict[str, str], lineage: list[LineageRecord]
         error=record.get("error"),
         items_total=total,
         items_done=max(total - remaining, 0),
-        lineage=lineage,
+        lineage=lineage if shown else [],
     )
