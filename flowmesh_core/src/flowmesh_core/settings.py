@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowmesh_core.autoscale.pools import PoolSpec, check_pool_name
 from flowmesh_core.errors import ConfigError, UnknownSettingError
 
 __all__ = ["DedupDomain", "Settings", "default_state_dir", "load_settings"]
@@ -140,6 +141,28 @@ class Settings(BaseSettings):
         "after this many seconds (the scheduler's fairness looks at recent use)",
     )
 
+    pools: dict[str, PoolSpec] = Field(
+        default_factory=dict,
+        description="worker pools the autoscaler sizes ([flowmesh.pools.NAME] tables; "
+        "JSON in the environment); see docs/autoscaling.md",
+    )
+    autoscale_drain_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="the autoscaler asks for enough replicas to drain the backlog this fast",
+    )
+    autoscale_idle_s: float = Field(
+        default=60.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="a replica idle for longer than this may be released",
+    )
+    worker_pool: str | None = Field(
+        default=None,
+        description="the pool this worker belongs to (`flowmesh worker --pool NAME`)",
+    )
+
     worker_python_modules: list[str] = Field(
         default_factory=list,
         description="modules (and their submodules) whose functions the python kind may "
@@ -164,6 +187,13 @@ class Settings(BaseSettings):
     def _check_backend(cls, value: str) -> str:
         if value not in {"auto", "transformers", "vllm"}:
             raise ValueError("use auto, transformers or vllm")
+        return value
+
+    @field_validator("pools")
+    @classmethod
+    def _check_pools(cls, value: dict[str, PoolSpec]) -> dict[str, PoolSpec]:
+        for name in value:
+            check_pool_name(name)
         return value
 
     @field_validator("key_prefix")

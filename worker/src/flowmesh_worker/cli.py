@@ -68,6 +68,13 @@ def _labels(values: tuple[str, ...]) -> dict[str, str]:
     help="A label shown with the worker (repeatable).",
 )
 @click.option(
+    "--pool",
+    default=None,
+    metavar="NAME",
+    help="The worker pool (declared in settings, [flowmesh.pools.NAME]) this worker "
+    "belongs to; its $/h and watts are the defaults of --price and --watts.",
+)
+@click.option(
     "--drain-timeout",
     type=click.FloatRange(min=0),
     default=60.0,
@@ -87,6 +94,7 @@ def worker_command(
     price: float | None,
     watts: float | None,
     labels: tuple[str, ...],
+    pool: str | None,
     drain_timeout: float,
     log_level: str,
 ) -> None:
@@ -104,6 +112,21 @@ def worker_command(
     """
     logging.getLogger("flowmesh").setLevel(log_level.upper())
     settings = cli.settings
+    given = _labels(labels)
+    pool = pool or settings.worker_pool
+    if pool is not None:
+        spec = settings.pools.get(pool)
+        if spec is None:
+            known = ", ".join(sorted(settings.pools)) or "none declared"
+            raise click.BadParameter(
+                f"{pool!r} is not a pool in settings ({known}); declare it as "
+                f"[flowmesh.pools.{pool}] (docs/autoscaling.md)",
+                param_hint="--pool",
+            )
+        # the pool travels with the worker's registration, where the autoscaler counts it
+        given["pool"] = pool
+        price = spec.usd_per_hour if price is None else price
+        watts = spec.watts if watts is None else watts
     from flowmesh_worker.assemble import build_worker
 
     worker = build_worker(
@@ -114,7 +137,7 @@ def worker_command(
         max_batch=max_batch,
         price_per_hour=price,
         watts=watts,
-        labels=_labels(labels),
+        labels=given,
     )
     asyncio.run(run_until_signal(worker))
 

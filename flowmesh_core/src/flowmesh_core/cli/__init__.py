@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flowmesh_core import __version__
+from flowmesh_core.cli._autoscale import autoscale_command
 from flowmesh_core.cli._cas import cas
 from flowmesh_core.cli._common import CliContext
 from flowmesh_core.cli._doctor import doctor
@@ -76,6 +77,7 @@ main.add_command(lineage_command)
 main.add_command(stats_command)
 main.add_command(serve)
 main.add_command(tenant)
+main.add_command(autoscale_command)
 
 
 # Commands that live in other distributions (``flowmesh worker``, ``demo``, ``up`` and

@@ -1,0 +1,125 @@
+"""The autoscaler in the product (docs/autoscaling.md): what it reads from the store, the
+recommendation `flowmesh autoscale` prints and `/v1/autoscale` serves to KEDA."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from flowmesh_core.autoscale import PoolSpec
+from flowmesh_core.autoscale.observe import observe_and_recommend
+from flowmesh_core.models import WorkerProfile
+from flowmesh_core.settings import load_settings
+from flowmesh_core.store import Store
+from tests.contract.test_store_scheduling import SIGNATURE, enqueue
+from tests.integration.api_harness import Harness
+
+pytestmark = pytest.mark.timeout(30)
+
+POOLS = {
+    "cpu": {"usd_per_hour": 0.1, "min_replicas": 1, "max_replicas": 20},
+    "gpu-l4": {"accelerator": "L4", "usd_per_hour": 0.8, "max_replicas": 4},
+}
+
+
+@pytest.fixture
+def store_url(redis_url: str) -> str:
+    return redis_url
+
+
+@pytest.fixture
+async def harness(
+    store: Store, store_url: str, key_prefix: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
+
+
+async def _worker(store: Store, worker_id: str, pool: str | None) -> None:
+    labels = {"pool": pool} if pool else {}
+    profile = WorkerProfile(
+        worker_id=worker_id,
+        accelerator="cpu",
+        memory_bytes=1 << 30,
+        price_per_hour=0.1,
+        watts=10,
+        labels=labels,
+    )
+    await store.register_worker(profile)
+    await store.heartbeat(worker_id)
+
+
+async def test_backlog_raises_the_recommendation_and_it_falls_back_to_min(
+    store: Store, store_url: str, key_prefix: str
+) -> None:
+    settings = load_settings(
+        redis_url=store_url, key_prefix=key_prefix, pools=POOLS, autoscale_drain_s=0.1
+    )
+    await _worker(store, "w-cpu", "cpu")
+    await _worker(store, "w-none", None)
+    idle = await observe_and_recommend(store, settings, time.time())
+    assert idle.decisions["cpu"].desired == 1
+    assert idle.decisions["gpu-l4"].desired == 0
+    assert idle.unpooled_workers == 1
+    assert idle.views["cpu"].replicas == 1
+
+    await enqueue(store, 400)
+    busy = await observe_and_recommend(store, settings, time.time())
+    assert busy.waiting_items == 400
+    assert sum(v.backlog_s for v in busy.views.values()) > 0
+    # the work is placed on the cheaper pool per item first, and it is asked to grow
+    seconds = busy.views["cpu"].backlog_s
+    batches = busy.views["cpu"].batches  # never more replicas than batches to give them
+    assert batches == 7  # 400 items, 64 a batch
+    wanted = min(20, batches, max(1, -int(-seconds // 0.1)))
+    assert busy.decisions["cpu"].desired == wanted, busy.to_json()
+    assert busy.decisions["cpu"].desired > 1, busy.to_json()
+    assert busy.decisions["gpu-l4"].desired == 0
+
+    # a cheap pool that cannot drain it in time spills the rest onto the pricier one
+    small = {**POOLS, "cpu": {**POOLS["cpu"], "max_replicas": 2}}
+    spill = await observe_and_recommend(
+        store,
+        settings.model_copy(
+            update={"pools": {n: PoolSpec.model_validate(v) for n, v in small.items()}}
+        ),
+        time.time(),
+    )
+    assert spill.decisions["cpu"].desired == 2
+    assert spill.decisions["gpu-l4"].desired > 0, spill.to_json()
+
+    await store.redis.delete(store.keys.ready(SIGNATURE), store.keys.ready_signatures())
+    after = await observe_and_recommend(store, settings, time.time())
+    assert {n: d.desired for n, d in after.decisions.items()} == {"cpu": 1, "gpu-l4": 0}
+
+
+async def test_dead_workers_are_not_counted(store: Store, store_url: str, key_prefix: str) -> None:
+    settings = load_settings(redis_url=store_url, key_prefix=key_prefix, pools=POOLS)
+    await _worker(store, "w-cpu", "cpu")
+    later = time.time() + settings.worker_ttl_s + 5
+    rec = await observe_and_recommend(store, settings, later)
+    assert rec.views["cpu"].replicas == 0
+
+
+async def test_endpoint_serves_keda_shape_and_gauges_to_admins_only(harness: Harness) -> None:
+    app = await harness.app(run_scheduler=False, pools=POOLS)
+    admin = await harness.client(app, await harness.tenant("ops", admin=True))
+    plain = await harness.client(app, await harness.tenant("team-a"))
+    await enqueue(harness.store, 50)
+
+    body = (await admin.get("/v1/autoscale")).json()
+    assert set(body["pools"]) == {"cpu", "gpu-l4"}
+    assert body["pools"]["cpu"]["desired"] >= 1
+    assert body["waiting_items"] == 50
+    text = (await admin.get("/v1/autoscale/metrics")).text
+    assert 'flowmesh_pool_desired_replicas{pool="cpu"}' in text
+    assert 'flowmesh_pool_backlog_seconds{pool="gpu-l4"}' in text
+
+    for path in ("/v1/autoscale", "/v1/autoscale/metrics"):
+        response = await plain.get(path)
+        assert response.status_code == 403, response.text
+        assert "admin token" in response.text
