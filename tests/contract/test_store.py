@@ -209,7 +209,9 @@ async def test_domains_do_not_share(store: Store) -> None:
     ]
 
 
-async def test_cost_and_energy_are_split_across_requesters(store: Store) -> None:
+async def test_each_requester_is_charged_the_whole_cost_whoever_else_asked(
+    store: Store,
+) -> None:
     item = make_item()
     for i in range(4):
         await store.join_or_create(DOMAIN, requester(i), item)
@@ -219,7 +221,7 @@ async def test_cost_and_energy_are_split_across_requesters(store: Store) -> None
     )
     record = await store.lineage_of(requester(3))
     assert record is not None
-    assert (record.cost_usd, record.energy_wh, record.started_at) == (0.5, 2.5, 5.0)
+    assert (record.cost_usd, record.energy_wh, record.started_at) == (2.0, 10.0, 5.0)
 
 
 async def test_workflow_records_and_lineage_order(store: Store) -> None:

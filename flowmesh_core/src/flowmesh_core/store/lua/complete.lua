@@ -1,8 +1,9 @@
 -- complete: record an op's result and release every requester waiting on it, atomically.
 -- The first result recorded wins; a late duplicate finish (a worker thought dead, a
 -- redelivered assignment) changes nothing, which is safe because results are keyed by
--- content. The op's share of the batch's cost is split evenly across its requesters and
--- added to each requester's tenant totals. A node whose last item this releases is
+-- content. Each requester is charged the op's whole share of the batch's cost, whatever
+-- the number of requesters, so that no charge reveals who else asked (docs/isolation.md);
+-- it is added to each requester's tenant totals. A node whose last item this releases is
 -- announced on the outbox (node.items_done) by this same step.
 --
 -- ARGV: 1 domain, 2 op key, 3 result digest, 4 finished_at, 5 batch id, 6 worker,
@@ -27,10 +28,7 @@ if not existing then
 end
 local wk = key('waiters', domain, op_key)
 local waiters = redis.call('LRANGE', wk, 0, -1)
-local share = math.max(#waiters, 1)
-local cost = tostring(tonumber(ARGV[8]) / share)
-local energy = tostring(tonumber(ARGV[9]) / share)
-local seconds = tostring(tonumber(ARGV[10]) / share)
+local cost, energy, seconds = ARGV[8], ARGV[9], ARGV[10]
 local finished = 0
 for _, waiter in ipairs(waiters) do
   redis.call('HSET', waiter, 'status', ITEM.DONE, 'result_digest', digest,
