@@ -4,13 +4,17 @@ Precedence, highest first: values passed to ``load_settings``, environment varia
 (``FLOWMESH_REDIS_URL``...), the TOML config file, the defaults. The file is the path
 given, else ``$FLOWMESH_CONFIG``, else ``./flowmesh.toml`` when it exists.
 
-Unknown keys are errors everywhere, including a ``FLOWMESH_*`` variable that names no
-setting: a typo must not silently fall back to a default. Nothing here reads the
-environment at import time; call ``load_settings``.
+Unknown keys are errors everywhere: an argument, a key in the file, and a ``FLOWMESH_*``
+variable that misspells a setting (``FLOWMESH_REDIS_ULR``): a typo must not silently fall
+back to a default. Any other ``FLOWMESH_*`` variable (a user's own ``FLOWMESH_BIN``) is
+ignored with a logged warning. Nothing here reads the environment at import time; call
+``load_settings``.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 import tomllib
@@ -25,6 +29,8 @@ from flowmesh_core.autoscale.pools import PoolSpec, check_pool_name
 from flowmesh_core.errors import ConfigError, UnknownSettingError
 
 __all__ = ["DedupDomain", "Settings", "default_state_dir", "load_settings"]
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "FLOWMESH_"
 CONFIG_ENV = "FLOWMESH_CONFIG"
@@ -234,7 +240,12 @@ def _reject_unknown(keys: Any, where: str) -> None:
             )
 
 
+_warned: set[str] = set()
+
+
 def _check_environment() -> None:
+    """Refuse a ``FLOWMESH_*`` variable that misspells a setting; ignore any other stray
+    one (a user's own ``FLOWMESH_BIN``) with a warning logged once per name."""
     names = [
         name[len(ENV_PREFIX) :].lower()
         for name in os.environ
@@ -242,11 +253,29 @@ def _check_environment() -> None:
     ]
     known = set(Settings.model_fields)
     for name in names:
-        if name not in known:
+        if name in known:
+            continue
+        meant = _meant_setting(name, known)
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        if meant is not None:
             raise UnknownSettingError(
-                f"environment variable {ENV_PREFIX}{name.upper()} names no setting; known: "
+                f"environment variable {variable} names no setting; known: "
                 + ", ".join(ENV_PREFIX + k.upper() for k in sorted(known))
+                + f". It looks like {ENV_PREFIX}{meant.upper()} misspelt: fix the name, or "
+                f"rename the variable outside the {ENV_PREFIX} prefix"
             )
+        if variable not in _warned:
+            _warned.add(variable)
+            log.warning("ignoring environment variable %s: it names no FlowMesh setting", variable)
+
+
+def _meant_setting(name: str, known: set[str]) -> str | None:
+    """The setting ``name`` misspells or wraps (``redis_ulr``, ``test_redis_url``), if any."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    if close:
+        return close[0]
+    wrapped = [k for k in sorted(known) if "_" in k and (k in name)]
+    return wrapped[0] if wrapped else None
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
