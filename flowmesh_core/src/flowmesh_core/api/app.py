@@ -30,6 +30,7 @@ from flowmesh_core.api.metrics import ApiMetrics, MetricsMiddleware
 from flowmesh_core.control import ControlPlane
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_core.models.api import ResultsRequest
+from flowmesh_core.ui import mount_ui
 
 __all__ = ["begin_shutdown", "create_app"]
 
@@ -79,6 +80,7 @@ def create_app(control: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(system.router)
+    mount_ui(app)  # the dashboard at /ui (docs/ui.md)
     app.include_router(autoscale.router)
     # Added last is outermost: metrics see the 500 that the error middleware answers.
     app.add_middleware(UnhandledErrorMiddleware)
