@@ -4,6 +4,10 @@ recommendation `flowmesh autoscale` prints and `/v1/autoscale` serves to KEDA.""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +23,8 @@ from tests.contract.test_store_scheduling import SIGNATURE, enqueue
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
+
+FLOWMESH = str(Path(sys.executable).with_name("flowmesh"))
 
 POOLS = {
     "cpu": {"usd_per_hour": 0.1, "min_replicas": 1, "max_replicas": 20},
@@ -123,3 +129,42 @@ async def test_endpoint_serves_keda_shape_and_gauges_to_admins_only(harness: Har
         response = await plain.get(path)
         assert response.status_code == 403, response.text
         assert "admin token" in response.text
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
+    return subprocess.run(
+        [FLOWMESH, *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(120)  # three CLI processes on a loaded 2-core machine
+def test_cli_prints_the_recommendation_and_mistakes_are_one_line(
+    redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "flowmesh.toml"
+    config.write_text(
+        "[flowmesh]\n"
+        f'redis_url = "{redis_url}"\n'
+        f'key_prefix = "{key_prefix}"\n'
+        "[flowmesh.pools.cpu]\nmin_replicas = 1\n"
+        '[flowmesh.pools.gpu-l4]\naccelerator = "L4"\nusd_per_hour = 0.8\n'
+    )
+    env = {"FLOWMESH_CONFIG": str(config)}
+    shown = _cli("autoscale", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    pools = json.loads(shown.stdout)["pools"]
+    assert {n: p["desired"] for n, p in pools.items()} == {"cpu": 1, "gpu-l4": 0}
+    none = _cli("autoscale", env={"FLOWMESH_REDIS_URL": redis_url})
+    assert none.returncode != 0
+    assert "[flowmesh.pools.NAME]" in none.stderr
+    assert "Traceback" not in none.stderr
+    unknown = _cli("worker", "--pool", "h100", env=env)
+    assert unknown.returncode == 2
+    assert "'h100' is not a pool in settings (cpu, gpu-l4)" in unknown.stderr
+    assert "Traceback" not in unknown.stderr

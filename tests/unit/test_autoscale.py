@@ -8,6 +8,8 @@ import pytest
 
 from flowmesh_core import autoscale
 from flowmesh_core.autoscale import PoolSpec, PoolView, check_pool_name, decide, recommend
+from flowmesh_core.errors import ConfigError
+from flowmesh_core.settings import load_settings
 
 
 def test_public_api() -> None:
@@ -95,3 +97,12 @@ def test_bad_pool_declarations_say_what_to_fix() -> None:
     assert not PoolSpec().gpu
     with pytest.raises(ValueError, match="drain_s"):
         decide(PoolSpec(), PoolView(0), 0.0)
+
+
+def test_pools_in_settings_are_checked_whole() -> None:
+    settings = load_settings(pools={"gpu-l4": {"accelerator": "L4", "max_replicas": 2}})
+    assert settings.pools["gpu-l4"].max_replicas == 2
+    with pytest.raises(ConfigError, match="lowercase"):
+        load_settings(pools={"GPU_1": {}})
+    with pytest.raises(ConfigError, match="exceeds max_replicas"):
+        load_settings(pools={"cpu": {"min_replicas": 5, "max_replicas": 1}})
