@@ -243,6 +243,31 @@ def test_an_empty_split_result_is_an_empty_list(
     assert (meta["flowmesh/items"], meta["flowmesh/cost_usd"]) == (0, 0.0)
 
 
+def test_get_client_reads_a_result_as_the_asset_gets_it(
+    live: Live, tenant: str, instance: dg.DagsterInstance
+) -> None:
+    words = fresh("client")
+
+    @dg.asset
+    def shouted(context: dg.AssetExecutionContext, flowmesh: FlowMeshResource) -> list[Any]:
+        template = {
+            "kind": "data.template",
+            "params": {"template": "{text}!"},
+            "inputs": {"records": [{"text": w} for w in words]},
+        }
+        result = flowmesh.run(context, template)
+        with flowmesh.get_client() as client:
+            raw = client.result_json(result.result_digest)
+            value = client.result_value(result.result_digest)
+        assert set(raw) == {"manifest"}
+        return [value, result.output().value]
+
+    run = dg.materialize([shouted], instance=instance, resources=resources(live, tenant))
+    assert run.success, live.logs()
+    via_client, via_output = run.output_for_node("shouted")
+    assert via_client == via_output == [f"{w}!" for w in words]
+
+
 def test_an_op_submits_a_workflow_and_waits_for_it(
     live: Live, tenant: str, instance: dg.DagsterInstance
 ) -> None:

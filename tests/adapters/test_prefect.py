@@ -142,6 +142,9 @@ def test_submit_and_reference_mode_chain_by_digest(creds: FlowMeshCredentials) -
     assert again.workflow_id != first.workflow_id
     with Client(creds.server_url, creds.token.get_secret_value()) as client:
         assert client.result_json(first.digest) == words
+    # The reference reads back as the value the task would have returned.
+    assert first.load(creds) == words
+    assert asyncio.run(again.aload(creds)) == words
 
 
 def test_a_list_operator_returns_its_items_and_takes_call_params(

@@ -118,6 +118,19 @@ class FlowMeshHook(BaseHook):
         settings = self.get_settings()
         return Client(settings.url, settings.token, timeout=settings.timeout)
 
+    def read(self, ref: Mapping[str, Any] | str) -> Any:
+        """The value of a result: ``ref`` is what ``FlowMeshOperator`` pushed to XCom (its
+        ``result_digest`` is read) or a digest. A split node's manifest comes back as the
+        list of its items' values (``Client.result_value``), verified on the way."""
+        digest = ref if isinstance(ref, str) else ref.get("result_digest")
+        if not isinstance(digest, str):
+            raise AirflowException(
+                "FlowMeshHook.read wants the operator's XCom (a mapping with a "
+                f"'result_digest') or a digest, not {type(ref).__name__}"
+            )
+        with self.get_conn() as client:
+            return client.result_value(digest)
+
     async def aget_async_client(self) -> AsyncClient:
         """An asyncio FlowMesh client for this connection."""
         settings = await self.aget_settings()

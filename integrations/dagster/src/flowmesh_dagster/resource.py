@@ -19,12 +19,10 @@ import dagster as dg
 from pydantic import Field
 
 from flowmesh_core.client import Client
-from flowmesh_core.errors import InvalidInputError
-from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
 from flowmesh_dagster._lineage import NodeStatusLike, result_metadata, submission_metadata
-from flowmesh_dagster._values import Encoding, content_digest, decode
+from flowmesh_dagster._values import content_digest
 from flowmesh_dagster._work import Context, op_context, parse_work
 from flowmesh_dagster.results import FlowMeshResult, FlowMeshSubmission
 
@@ -67,6 +65,12 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def _client(self) -> Client:
         return Client(self.server_url, self.token, timeout=self.request_timeout_s)
+
+    def get_client(self) -> Client:
+        """A FlowMesh client for this resource's server and token, for anything the
+        resource does not wrap (``result_value``, ``lineage``, ``stats``); close it, or use
+        it as a context manager."""
+        return self._client()
 
     def submit(
         self,
@@ -131,7 +135,7 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             digest = node.result_digest
             if digest is None:
                 raise dg.Failure(f"FlowMesh reports node {node.node!r} done without a result")
-            value = _load(client, digest)
+            value = client.result_value(digest)
         result = FlowMeshResult(
             workflow_id=submission.workflow_id,
             node=submission.node,
@@ -163,20 +167,6 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """Submit ``work``, wait for it, and return its result: ``submit`` then ``wait``."""
         submission = self.submit(context, work, node=node, idempotency_key=idempotency_key)
         return self.wait(context, submission)
-
-
-def _load(client: Client, digest: str) -> Any:
-    """A result's value: JSON when it parses as JSON (a manifest's items gathered into
-    one list), else its bytes. Every blob is verified against its digest on the way."""
-    data = client.result(digest)
-    try:
-        value = decode(data, Encoding.JSON)
-    except InvalidInputError:  # not JSON: a binary result (a checkpoint, say)
-        return data
-    items = parse_manifest(value)
-    if items is None:
-        return value
-    return [client.result_json(item) for item in items]
 
 
 def _failed(submission: FlowMeshSubmission, nodes: Sequence[NodeStatusLike]) -> dg.Failure:

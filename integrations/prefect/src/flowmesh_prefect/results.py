@@ -12,15 +12,18 @@ This module must never hand out bytes the client has not verified (it reads only
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from flowmesh_core.client import AsyncClient, Client
-from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import BlobInput, LineageRecord
+from flowmesh_prefect.credentials import (
+    CredentialsSource,
+    aresolve_credentials,
+    resolve_credentials,
+)
 
 __all__ = ["FlowMeshRef", "Satisfied", "aload_value", "load_value", "make_ref"]
 
@@ -54,6 +57,17 @@ class FlowMeshRef(BaseModel):
         """This result as an operator input (``{blob: digest}``)."""
         return BlobInput(blob=self.digest)
 
+    def load(self, credentials: CredentialsSource = None) -> Any:
+        """This result as a value, read with ``credentials`` (a block, a block's name, or
+        None for the FLOWMESH_* settings), exactly as a task in value mode returns it."""
+        with resolve_credentials(credentials).get_client() as client:
+            return load_value(client, self.digest)
+
+    async def aload(self, credentials: CredentialsSource = None) -> Any:
+        """Like ``load``, for async code."""
+        async with (await aresolve_credentials(credentials)).get_async_client() as client:
+            return await aload_value(client, self.digest)
+
 
 def make_ref(status: Any) -> FlowMeshRef:
     """The reference for a finished one-node workflow (a ``WorkflowStatus`` with lineage)."""
@@ -75,27 +89,12 @@ def make_ref(status: Any) -> FlowMeshRef:
     )
 
 
-def _decode(data: bytes) -> Any:
-    """JSON when the blob is JSON (every built-in kind's result is), else the raw bytes."""
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return data
-
-
 def load_value(client: Client, digest: str) -> Any:
-    """The result at ``digest`` as a value: decoded JSON, a manifest resolved to a list."""
-    document = _decode(client.result(digest))
-    items = parse_manifest(document)
-    if items is None:
-        return document
-    return [_decode(client.result(item)) for item in items]
+    """The result at ``digest`` as a value (``Client.result_value``): decoded JSON, a
+    manifest resolved to the list of its items' values."""
+    return client.result_value(digest)
 
 
 async def aload_value(client: AsyncClient, digest: str) -> Any:
     """Like ``load_value``, for async tasks."""
-    document = _decode(await client.result(digest))
-    items = parse_manifest(document)
-    if items is None:
-        return document
-    return [_decode(await client.result(item)) for item in items]
+    return await client.result_value(digest)

@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from flowmesh_airflow import FlowMeshOperator
+from flowmesh_airflow import FlowMeshHook, FlowMeshOperator
 from flowmesh_core.client import python_operator
 from flowmesh_core.hashing import function_version
 from tests.worker import ops
@@ -36,8 +36,11 @@ def _record_failure(context: Any) -> None:
 
 @task
 def record(first: Any, second: Any, third: Any, flow: Any) -> None:
-    """What downstream tasks receive from the FlowMesh tasks' XComs."""
-    received = {"first": first, "second": second, "third": third, "flow": flow}
+    """What downstream tasks receive from the FlowMesh tasks' XComs, and the values the
+    hook reads from them (docs/airflow.md, "Results")."""
+    hook = FlowMeshHook()
+    values = {"first": hook.read(first), "flow": hook.read(flow["result_digest"])}
+    received = {"first": first, "second": second, "third": third, "flow": flow, "values": values}
     (OUT / "received.json").write_text(json.dumps(received))
 
 
