@@ -134,7 +134,7 @@ def runs(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 def test_the_provider_is_found_through_its_entry_point(runs: Runs) -> None:
     provider = runs.report["provider"]
-    assert "flowmesh-airflow" in provider["packages"]
+    assert "airflow-provider-flowmesh" in provider["packages"]
     assert provider["hook"] == "flowmesh_airflow.hooks.FlowMeshHook"
     assert "flowmesh" in provider["decorators"]
     assert provider["field_behaviour"]["relabeling"]["host"] == "Control plane URL"
@@ -198,6 +198,8 @@ def test_two_tasks_defer_resume_and_pass_references_downstream(live: Live, runs:
         assert client.result_json(second["xcom"]["result_digest"]) == "fm_pipeline/first"
         assert client.result_json(received["third"]["result_digest"]) == "fm_pipeline/first"
         assert client.result_json(received["flow"]["result_digest"]) == 5
+    # FlowMeshHook.read, inside a task: the XCom reference or a digest, read as a value.
+    assert received["values"] == {"first": "fm_pipeline/first", "flow": 5}
 
 
 def test_a_cached_result_finishes_at_submission_without_deferring(runs: Runs) -> None:
