@@ -6,7 +6,9 @@ one process (tests, an embedded server beside a client) keep separate series.
 Request metrics are labelled by method, route *template* (``/v1/workflows/{workflow_id}``)
 and status; a path that matches no route counts as ``unmatched``, so a scanner cannot
 create one series per path it tries. The fabric's figures (requested, executed, cache
-hits...) come from ``ControlPlane.stats`` when scraped, totalled over every tenant.
+hits...) come from ``ControlPlane.stats`` when scraped, totalled over every tenant, and
+only for a scraper that sends an admin token: without one, the answer holds the request
+metrics alone (no tenant count, no totals).
 
 This module must never put a tenant's name, token or workflow id into a label.
 """
@@ -47,11 +49,14 @@ class _FabricCollector(Collector):
 
     def __init__(self) -> None:
         self.report: StatsReport | None = None
+        self.shown = False
 
     def describe(self) -> Iterable[Metric]:
         return []  # the families depend on the report; nothing to check at registration
 
     def collect(self) -> Iterable[Metric]:
+        if not self.shown:
+            return
         up = GaugeMetricFamily(
             "flowmesh_stats_up", "1 if the fabric's counters could be read from the store."
         )
@@ -98,13 +103,16 @@ class ApiMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
 
-    def render(self, report: StatsReport | None) -> bytes:
-        """The exposition text, with the fabric's figures from ``report`` (None: unreadable)."""
+    def render(self, report: StatsReport | None, *, fabric: bool = True) -> bytes:
+        """The exposition text, with the fabric's figures from ``report`` (None: unreadable)
+        when ``fabric``; without them (request counts and latency only) otherwise."""
         self._fabric.report = report
+        self._fabric.shown = fabric
         try:
             return generate_latest(self.registry)
         finally:
             self._fabric.report = None
+            self._fabric.shown = False
 
 
 class MetricsMiddleware:

@@ -1,7 +1,9 @@
 """Routes for operators of the service, not tenants: ``/healthz`` and ``/metrics``.
 
 Neither needs a token, so neither may reveal anything about a tenant: health says which
-backing service fails (credentials in URLs redacted), metrics carry totals only.
+backing service fails (credentials in URLs redacted), and metrics without a token carry
+request counts and latency only. A scraper that sends an admin token also gets the
+fabric's totals and the tenant count.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ import logging
 from collections.abc import Awaitable
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from flowmesh_core.api.deps import ApiState, State
 from flowmesh_core.api.errors import redact
-from flowmesh_core.control import StatsReport, Tenant
-from flowmesh_core.errors import FlowMeshError
+from flowmesh_core.control import StatsReport
+from flowmesh_core.errors import FlowMeshError, PermissionDeniedError
 
 __all__ = ["HealthReport", "router"]
 
@@ -28,8 +30,6 @@ log = logging.getLogger("flowmesh.api")
 _CHECK_TIMEOUT_S = 5.0
 _OK = "ok"
 _DISABLED = "disabled (API-only replica)"
-# Who the metrics endpoint reads stats as: an admin, so the totals cover every tenant.
-_METRICS_READER = Tenant(name="metrics", admin=True)
 
 router = APIRouter()
 
@@ -89,11 +89,21 @@ def _scheduler_check(state: ApiState) -> str:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
     summary="Prometheus metrics",
 )
-async def metrics(state: State) -> Response:
-    """Request counts and latency by route, and the fabric's totals (no tenant labels)."""
+async def metrics(state: State, request: Request) -> Response:
+    """Request counts and latency by route; with an admin token, also the fabric's totals
+    and the tenant count (never a tenant label). A token that is not an admin's is 403."""
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return Response(state.metrics.render(None, fabric=False), media_type=CONTENT_TYPE_LATEST)
+    reader = await state.control.authenticate(authorization)
+    if not reader.admin:
+        raise PermissionDeniedError(
+            "the fabric's metrics are a cluster-wide view: scrape with an admin token "
+            "(`flowmesh tenant create NAME --admin`), or with none for request metrics only"
+        )
     report: StatsReport | None
     try:
-        report = await state.control.stats(_METRICS_READER)
+        report = await state.control.stats(reader)
     except FlowMeshError as exc:
         log.warning("metrics: cannot read the fabric's counters: %s", redact(str(exc)))
         report = None

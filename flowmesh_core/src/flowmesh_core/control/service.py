@@ -245,14 +245,33 @@ class ControlPlane:
         return states
 
     async def stats(self, tenant: Tenant) -> StatsReport:
-        """Requested vs executed, batching, worker-seconds, $ and Wh; per tenant and total."""
+        """Requested vs executed, batching, worker-seconds, $ and Wh; per tenant and total.
+
+        An admin sees every tenant and the fabric's totals. Any other tenant sees only its
+        own figures, the totals included: its own requests, its items created (as
+        ``executed``), its attributed worker-seconds, $ and Wh; the fabric-wide counts no
+        tenant can be attributed (batches, failures) read 0. Nothing in it depends on
+        another tenant's activity (docs/architecture.md, tenant isolation).
+        """
         all_stats = await self.store.all_tenant_stats()
         per_tenant = [_tenant_stats(name, raw) for name, raw in all_stats.items()]
+        if not tenant.admin:
+            own = next((t for t in per_tenant if t.tenant == tenant.name), None)
+            own = own or TenantStats(tenant=tenant.name)
+            return StatsReport(
+                tenants=[own],
+                requested=own.requested,
+                executed=own.created,
+                cache_hits=own.cache_hits,
+                joins=own.joins,
+                worker_seconds=own.worker_seconds,
+                cost_usd=own.cost_usd,
+                energy_wh=own.energy_wh,
+            )
         cluster = await self.store.cluster_stats()
         batches = cluster.get("batches", 0.0)
-        visible = [t for t in per_tenant if tenant.admin or t.tenant == tenant.name]
         return StatsReport(
-            tenants=visible,
+            tenants=per_tenant,
             requested=sum(t.requested for t in per_tenant),
             executed=int(cluster.get("executed", 0)),
             failed=int(cluster.get("failed", 0)),
