@@ -9,12 +9,12 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_SYSTEM_CERTS := 1
 RUN := $(UV) run --frozen --all-packages --python python3.11
 
-.PHONY: demo test sync lint typecheck pytest redis
+.PHONY: demo test sync lint typecheck pytest redis browser
 
 demo: sync  ## Run FlowMesh on the embedded default (no Redis server, no S3)
 	@scripts/demo.sh "$(RUN)"
 
-test: sync redis lint typecheck pytest  ## Install everything and run the whole test suite
+test: sync redis browser lint typecheck pytest  ## Install everything and run the whole test suite
 
 sync: $(UV)
 	$(UV) sync --frozen --all-packages --python python3.11
@@ -22,6 +22,9 @@ sync: $(UV)
 .uv-bootstrap/bin/uv:
 	python3 -m venv .uv-bootstrap
 	.uv-bootstrap/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+browser:  ## Debian's chromium for the browser tests in tests/ui/ (docs/ui.md)
+	@scripts/ensure-chromium.sh
 
 redis:
 	@scripts/ensure-redis.sh
