@@ -39,19 +39,28 @@ async def harness(redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncItera
         await store.aclose()
 
 
+def _embed(texts: Any) -> dict[str, Any]:
+    return {"kind": "embed", "model": "mini", "inputs": {"texts": texts}}
+
+
 async def _submit(client: httpx.AsyncClient, doc: dict[str, Any]) -> httpx.Response:
     return await client.post("/v1/operators", json=doc)
 
 
 async def _result(client: httpx.AsyncClient, wf_id: str) -> bytes:
-    response = await client.get(f"/v1/workflows/{wf_id}/wait", params={"timeout": 20})
+    """The node's result and every item result of ``wf_id``, concatenated."""
+    params = {"timeout": 20, "lineage": "true"}
+    response = await client.get(f"/v1/workflows/{wf_id}/wait", params=params)
     assert response.status_code == 200, response.text
     status = response.json()
     assert status["state"] == "done", status
-    digest = status["nodes"][0]["result_digest"]
-    fetched = await client.get(f"/v1/results/{digest}")
-    assert fetched.status_code == 200, fetched.text
-    return fetched.content
+    node = status["nodes"][0]
+    content = b""
+    for digest in [node["result_digest"]] + [r["result_digest"] for r in node["lineage"]]:
+        fetched = await client.get(f"/v1/results/{digest}")
+        assert fetched.status_code == 200, fetched.text
+        content += fetched.content
+    return content
 
 
 async def _two_tenants(
@@ -67,11 +76,11 @@ async def _two_tenants(
         seen.append(item)
         return resolve_inputs(item.inputs, blobs)
 
-    await harness.worker(execute=execute)
     a = await harness.client(app, await harness.tenant("team-a"))
     b = await harness.client(app, await harness.tenant("team-b"))
-    response = await _submit(a, {"kind": "data.dedup", "inputs": {"items": [SECRET, SECRET]}})
+    response = await _submit(a, _embed([SECRET, SECRET + "-2"]))
     assert response.status_code == 201, response.text
+    await harness.worker(execute=execute)
     wf_a = response.json()["workflow_id"]
     assert SECRET.encode() in await _result(a, wf_a)
     status = (await a.get(f"/v1/workflows/{wf_a}", params={"lineage": "true"})).json()
@@ -84,24 +93,34 @@ SHAPES = {
     "list-element": lambda d: [{"blob": d}],
     "literal-manifest": lambda d: {"value": {"manifest": [d]}},
     "explicit-literal": lambda d: {"value": {"blob": d}},
+    "manifest-element": lambda d: [{"manifest": [d]}],
+    "literal-element": lambda d: [{"value": {"blob": d}}],
     "nested-literal": lambda d: {"value": [{"blob": d}, {"manifest": d}]},
 }
 
 
 async def test_a_digest_inside_a_literal_is_data_never_read(harness: Harness) -> None:
+    """Each shape is either refused before anything runs (embed takes a list, and a
+    literal dict is not one) or run with the digest as data."""
     _, b, digests, seen = await _two_tenants(harness)
+    ran = set()
     for name, shape in SHAPES.items():
         for digest in digests:
             seen.clear()
-            doc = {"kind": "data.dedup", "inputs": {"items": shape(digest)}}
-            response = await _submit(b, doc)
+            response = await _submit(b, _embed(shape(digest)))
+            if response.status_code == 400:
+                assert "must be a list" in response.text, name
+                assert not seen, name
+                continue
             assert response.status_code == 201, (name, response.text)
+            ran.add(name)
             result = await _result(b, response.json()["workflow_id"])
             assert SECRET.encode() not in result, name
             assert digest in result.decode(), name  # handed over as written: data
             assert seen, name
             inputs = [inp for item in seen for inp in item.inputs.values()]
             assert all(isinstance(inp, ItemLiteral) for inp in inputs), name
+    assert {"list-element", "manifest-element", "literal-element", "nested-literal"} <= ran
 
 
 async def test_another_tenants_digest_answers_exactly_like_an_unknown_one(
@@ -116,8 +135,8 @@ async def test_another_tenants_digest_answers_exactly_like_an_unknown_one(
 
     for digest in digests:
         for doc in (
-            {"kind": "data.dedup", "inputs": {"items": {"blob": "X"}}},
-            {"nodes": {"n": {"kind": "data.dedup", "inputs": {"items": {"blob": "X"}}}}},
+            _embed({"blob": "X"}),
+            {"nodes": {"n": _embed({"blob": "X"})}},
         ):
             path = "/v1/workflows" if "nodes" in doc else "/v1/operators"
             text = json.dumps(doc)
@@ -131,3 +150,23 @@ async def test_another_tenants_digest_answers_exactly_like_an_unknown_one(
         nobodys = await b.get(f"/v1/results/{unknown}")
         assert theirs.status_code == 404
         assert shape(theirs, digest) == shape(nobodys, unknown)
+
+
+async def test_a_joiner_changes_nothing_in_the_first_requesters_costs(harness: Harness) -> None:
+    app = await harness.app()
+    a = await harness.client(app, await harness.tenant("team-a"))
+    b = await harness.client(app, await harness.tenant("team-b"))
+    op = _embed(["x", "y"])
+    wf_a = (await _submit(a, op)).json()["workflow_id"]
+    joined = await _submit(b, {**op, "inputs": {"texts": ["y"]}})
+    assert joined.json()["nodes"][0]["joined"] == 1
+    await harness.worker()  # only now is there anyone to run the work: one batch of x, y
+    await _result(a, wf_a)
+    await _result(b, joined.json()["workflow_id"])
+    lineage = (await a.get(f"/v1/workflows/{wf_a}/lineage")).json()
+    costs = {r["cost_usd"] for r in lineage}
+    seconds = {r["worker_seconds"] for r in lineage}
+    assert len(lineage) == 2
+    assert len(costs) == 1  # y, which B joined, costs A what x does
+    assert len(seconds) == 1
+    assert costs.pop() > 0
