@@ -62,6 +62,8 @@ with DAG(
     # A retry re-attaches to the submission its task already made, so retrying is cheap.
     default_args={
         "flowmesh_conn_id": "flowmesh_default",
+        # Wait in the triggerer whatever [operators] default_deferrable says.
+        "deferrable": True,
         "retries": 2,
         "retry_delay": timedelta(seconds=10),
     },
@@ -107,8 +109,7 @@ with DAG(
     @task
     def report(generated: dict[str, Any], kept: dict[str, Any], embedded: dict[str, Any]) -> str:
         """Read the small results back through the hook; the embeddings stay in FlowMesh."""
-        with FlowMeshHook("flowmesh_default").get_conn() as client:
-            pairs = client.result_json(kept["result_digest"])
+        pairs = FlowMeshHook("flowmesh_default").read(kept)
         line = (
             f"kept {len(pairs)} of {generated['items']['total']} completions; "
             f"{embedded['items']['total']} embeddings at {embedded['result_digest']} "

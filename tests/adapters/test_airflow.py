@@ -91,6 +91,8 @@ def _env(tmp: Path, url: str, token: str, nowhere_port: int) -> dict[str, str]:
         AIRFLOW_HOME=str(tmp / "airflow"),
         AIRFLOW__CORE__DAGS_FOLDER=str(HERE / "dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # FlowMeshOperator's deferrable default follows this (Airflow's own default: False).
+        AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE="True",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp / 'airflow' / 'airflow.db'}",
         AIRFLOW_CONN_FLOWMESH_DEFAULT=json.dumps(
             {"conn_type": "flowmesh", "host": url, "password": token}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 from pydantic import BaseModel
 
@@ -62,8 +63,9 @@ class FlowMeshOperator(BaseOperator):
         Templated. Give exactly one of ``operator`` and ``workflow``.
     :param output_node: the workflow node whose result the XCom reference points at
         (default: the workflow's last node). Templated.
-    :param flowmesh_conn_id: the Airflow connection (type ``flowmesh``) to use.
-    :param deferrable: wait in the triggerer (True) or in this worker slot (False).
+    :param flowmesh_conn_id: the Airflow connection (type ``flowmesh``) to use. Templated.
+    :param deferrable: wait in the triggerer (True) or in this worker slot (False);
+        default: ``[operators] default_deferrable`` of the Airflow configuration.
     :param timeout: how long to wait for the workflow (seconds or timedelta, default 24
         h). Past it the task fails; the work goes on in FlowMesh and a retry re-attaches.
 
@@ -72,7 +74,7 @@ class FlowMeshOperator(BaseOperator):
     ``items`` counts; ``nodes`` lists every node's for a workflow of several nodes.
     """
 
-    template_fields: Sequence[str] = ("operator", "workflow", "output_node")
+    template_fields: Sequence[str] = ("operator", "workflow", "output_node", "flowmesh_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"operator": "json", "workflow": "json"}
     ui_color = "#d7ecf7"
 
@@ -83,7 +85,7 @@ class FlowMeshOperator(BaseOperator):
         workflow: Spec | None = None,
         output_node: str | None = None,
         flowmesh_conn_id: str = FlowMeshHook.default_conn_name,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> None:
@@ -94,7 +96,12 @@ class FlowMeshOperator(BaseOperator):
         self.workflow = plain_spec(workflow)
         self.output_node = output_node
         self.flowmesh_conn_id = flowmesh_conn_id
-        self.deferrable = deferrable
+        # None follows the deployment's setting, as Airflow's own deferrable operators do.
+        self.deferrable = (
+            conf.getboolean("operators", "default_deferrable", fallback=False)
+            if deferrable is None
+            else deferrable
+        )
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         if not seconds > 0:
             raise ValueError(f"{self.task_id}: timeout must be positive, got {timeout!r}")

@@ -96,6 +96,7 @@ with DAG("fm_blocking", schedule=None, start_date=START, catchup=False):
     FlowMeshOperator(
         task_id="blocking",
         deferrable=False,
+        flowmesh_conn_id="{{ 'flowmesh_' ~ 'default' }}",  # templated
         operator=python_operator(ops.slow_echo, {"x": "blocking"}, delay=1.0),
     )
 
