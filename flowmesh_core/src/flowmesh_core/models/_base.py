@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 from flowmesh_core.errors import InvalidDigestError
 from flowmesh_core.hashing import validate_digest
 
-__all__ = ["Digest", "FrozenModel", "Name"]
+__all__ = ["Digest", "FrozenModel", "Name", "ReplyModel"]
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -20,6 +20,13 @@ class FrozenModel(BaseModel):
     """Immutable, rejects unknown fields: a typo in a workflow file is an error, not a no-op."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReplyModel(BaseModel):
+    """Immutable, ignores unknown fields: what the server answers. A newer server may add a
+    field to an answer; an older client reading it must not break (forward compatibility)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 def _check_name(value: str) -> str:

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pydantic import Field, JsonValue
 
 from flowmesh_core.models import LineageRecord, WorkerProfile
-from flowmesh_core.models._base import Digest, FrozenModel, Name
+from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 
 __all__ = [
     "NodePlan",
@@ -46,7 +46,7 @@ class NodeState(StrEnum):
     FAILED = "failed"
 
 
-class NodePlan(FrozenModel):
+class NodePlan(ReplyModel):
     """How a node will be satisfied, as known at submission.
 
     ``op_key`` is None while the node waits for inputs. ``items`` counts its items
@@ -64,7 +64,7 @@ class NodePlan(FrozenModel):
     waits_for: list[str] = Field(default_factory=list)
 
 
-class SubmitResult(FrozenModel):
+class SubmitResult(ReplyModel):
     """The answer to a submission: the workflow id and a plan per node.
 
     ``replayed``: the submission repeated an earlier one's idempotency key, so nothing
@@ -76,7 +76,7 @@ class SubmitResult(FrozenModel):
     replayed: bool = False
 
 
-class NodeStatus(FrozenModel):
+class NodeStatus(ReplyModel):
     """A node's status with its result digest (a manifest for split nodes) and lineage."""
 
     node: str
@@ -89,7 +89,7 @@ class NodeStatus(FrozenModel):
     lineage: list[LineageRecord] = Field(default_factory=list)
 
 
-class WorkflowStatus(FrozenModel):
+class WorkflowStatus(ReplyModel):
     """A workflow's status: done when every node is done, failed when any failed."""
 
     workflow_id: str
@@ -100,7 +100,7 @@ class WorkflowStatus(FrozenModel):
     nodes: list[NodeStatus]
 
 
-class WorkerState(FrozenModel):
+class WorkerState(ReplyModel):
     """A registered worker as the scheduler sees it."""
 
     profile: WorkerProfile
@@ -111,7 +111,7 @@ class WorkerState(FrozenModel):
     running_batches: int = 0
 
 
-class TenantStats(FrozenModel):
+class TenantStats(ReplyModel):
     """What one tenant asked for and how it was satisfied, with its attributed cost."""
 
     tenant: str
@@ -124,7 +124,7 @@ class TenantStats(FrozenModel):
     energy_wh: float = 0.0
 
 
-class StatsReport(FrozenModel):
+class StatsReport(ReplyModel):
     """Requested vs executed items, batching, and resources: per tenant and in total.
 
     A tenant sees only its own entry in ``tenants``; cluster-wide figures
@@ -150,7 +150,7 @@ class ResultsRequest(FrozenModel):
     digests: list[Digest] = Field(min_length=1, max_length=10_000)
 
 
-class ResultsReply(FrozenModel):
+class ResultsReply(ReplyModel):
     """Each asked-for result, decoded as JSON (results are JSON documents)."""
 
     results: dict[str, JsonValue]

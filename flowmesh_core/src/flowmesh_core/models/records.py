@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import Field, JsonValue
 
-from flowmesh_core.models._base import Digest, FrozenModel, Name
+from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 from flowmesh_core.models.item_inputs import ItemInput
 from flowmesh_core.models.operator import ModelRef
 
@@ -74,7 +74,7 @@ class Requester(FrozenModel):
     index: int = Field(default=0, ge=0)
 
 
-class LineageRecord(FrozenModel):
+class LineageRecord(ReplyModel):
     """One requester's view of one item: what it asked for, how and when it was satisfied."""
 
     tenant: str
