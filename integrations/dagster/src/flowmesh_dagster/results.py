@@ -9,7 +9,9 @@ follows what FlowMesh computed, not when it ran.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,12 +80,13 @@ class FlowMeshResult:
 
     def output(self, output_name: str = "result") -> dg.Output[Any]:
         """An Output with the value, the metadata and the data version (assets and ops)."""
-        return dg.Output(
-            self.value,
-            output_name=output_name,
-            metadata=dict(self.metadata),
-            data_version=self.data_version,
-        )
+        with _data_version_is_intended():
+            return dg.Output(
+                self.value,
+                output_name=output_name,
+                metadata=dict(self.metadata),
+                data_version=self.data_version,
+            )
 
     def materialize_result(
         self, asset_key: dg.AssetKey | str | None = None
@@ -93,6 +96,22 @@ class FlowMeshResult:
         No IO manager runs: the asset's data is FlowMesh's result, named by
         ``flowmesh/result_digest`` (``flowmesh cas get`` reads it back).
         """
-        return dg.MaterializeResult(
-            asset_key=asset_key, metadata=dict(self.metadata), data_version=self.data_version
+        with _data_version_is_intended():
+            return dg.MaterializeResult(
+                asset_key=asset_key, metadata=dict(self.metadata), data_version=self.data_version
+            )
+
+
+@contextmanager
+def _data_version_is_intended() -> Iterator[None]:
+    """Silence exactly Dagster 1.13's beta notice for ``data_version=``, which it repeats
+    at every output: the data version (the content digest) is how Dagster's staleness
+    follows FlowMesh's content (docs/dagster.md), so the adapter passes it on purpose and
+    a user should not see one warning per asset. Any other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Parameter `data_version` of initializer `(Output|MaterializeResult)",
+            category=dg.BetaWarning,
         )
+        yield
