@@ -11,12 +11,16 @@ these and never talk HTTP themselves.
             data = fm.result_json(status.nodes[-1].result_digest)
 
 ``python_operator(fn, inputs, **kwargs)`` builds a ``python`` operator from a function,
-its version being the function's source hash. The value types the methods return are
-re-exported here. Importing this package never imports the control plane or Redis.
+its version being the function's source hash. ``attach(client, doc, key=..., workflow=...)``
+(``attach_async`` for an AsyncClient) is the one re-attach policy for orchestrator tasks:
+a retry re-attaches to its earlier try's workflow unless that one failed. The value
+types the methods return are re-exported here. Importing this package never imports the
+control plane or Redis.
 """
 
 from flowmesh_core.client._async import AsyncClient
 from flowmesh_core.client._python import python_operator
+from flowmesh_core.client._reattach import Attached, attach, attach_async
 from flowmesh_core.client._sync import Client
 from flowmesh_core.models.api import (
     NodePlan,
@@ -29,6 +33,7 @@ from flowmesh_core.models.api import (
 
 __all__ = [
     "AsyncClient",
+    "Attached",
     "Client",
     "NodePlan",
     "NodeState",
@@ -36,5 +41,7 @@ __all__ = [
     "StatsReport",
     "SubmitResult",
     "WorkflowStatus",
+    "attach",
+    "attach_async",
     "python_operator",
 ]
