@@ -263,6 +263,9 @@ def test_an_unreachable_control_plane_names_the_url_it_tried(runs: Runs) -> None
     assert task["state"] == "failed"
     failure = json.loads((runs.out / "failure-fm_unreachable-unreachable-1.json").read_text())
     assert f"http://127.0.0.1:{runs.nowhere_port}" in failure["error"], failure
+    # The URL came from the connection, and the message says so (not FLOWMESH_SERVER_URL).
+    assert "Check the host of Airflow connection 'flowmesh_nowhere'" in failure["error"]
+    assert "FLOWMESH_SERVER_URL" not in failure["error"]
     assert "flowmesh_nowhere" in failure["error"]
 
 

@@ -29,7 +29,12 @@ from flowmesh_airflow._submission import Submission, idempotency_key, submit
 from flowmesh_airflow.hooks import FlowMeshHook
 from flowmesh_airflow.triggers import POLL_SLICE_S, UNAVAILABLE_PATIENCE_S, FlowMeshTrigger
 from flowmesh_core.client import Client
-from flowmesh_core.errors import FlowMeshError, ServiceUnavailableError
+from flowmesh_core.errors import (
+    AuthenticationError,
+    ConfigError,
+    FlowMeshError,
+    ServiceUnavailableError,
+)
 from flowmesh_core.models import Operator, Workflow
 
 if TYPE_CHECKING:
@@ -228,8 +233,16 @@ class FlowMeshOperator(BaseOperator):
 
 @contextmanager
 def _client_errors(conn_id: str) -> Iterator[None]:
-    """Re-raise the client's errors as AirflowException, naming the connection used."""
+    """Re-raise the client's errors as AirflowException: a problem with the server or
+    the token names the Airflow connection it came from (not FLOWMESH_SERVER_URL); a
+    rejection of the work itself (params, inputs) says so and names no connection."""
     try:
         yield
+    except (ConfigError, AuthenticationError, ServiceUnavailableError) as exc:
+        message = str(exc).replace(
+            "Check FLOWMESH_SERVER_URL (or --server-url / url=)",
+            f"Check the host of Airflow connection {conn_id!r}",
+        )
+        raise AirflowException(f"Airflow connection {conn_id!r}: {message}") from exc
     except FlowMeshError as exc:
-        raise AirflowException(f"Airflow connection {conn_id!r}: {exc}") from exc
+        raise AirflowException(f"FlowMesh refused the request: {exc}") from exc
