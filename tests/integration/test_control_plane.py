@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from flowmesh_core.control import ControlPlane, NodeState, Tenant, WorkflowStatus
+from flowmesh_core.control import ControlPlane, NodeState, StatsReport, Tenant, WorkflowStatus
 from flowmesh_core.errors import NotFoundError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.models import (
@@ -40,6 +40,11 @@ from tests.playworker import PlayWorker, echo
 both_stores = pytest.mark.parametrize("fabric_url", ["redis", "embedded"], indirect=True)
 
 WAIT_S = 8.0
+
+
+async def cluster_stats(cp: ControlPlane) -> StatsReport:
+    """The fabric-wide figures, as an admin sees them (a tenant sees its own only)."""
+    return await cp.stats(Tenant(name="ops-admin", admin=True))
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -133,7 +138,7 @@ async def test_overlapping_work_of_two_tenants_runs_once_with_exact_lineage(
     ran = executed(worker)
     assert_each_ran_once(ran)
     assert sorted(i.inputs["prompts"].value for i in ran) == [f"p{i}" for i in range(9)]
-    assert (await cp.stats(acme)).executed == 9
+    assert (await cluster_stats(cp)).executed == 9
 
     a_records = by_index(done_a.nodes[0].lineage, "gen")
     g_records = by_index(done_g.nodes[0].lineage, "gen")
@@ -169,7 +174,13 @@ async def test_overlapping_work_of_two_tenants_runs_once_with_exact_lineage(
     stats = await cp.stats(initech)
     assert [t.tenant for t in stats.tenants] == ["initech"]
     assert (stats.tenants[0].requested, stats.tenants[0].cache_hits) == (6, 6)
-    assert (stats.requested, stats.executed, stats.cache_hits, stats.joins) == (18, 9, 6, 3)
+    everyone = await cluster_stats(cp)
+    assert (everyone.requested, everyone.executed, everyone.cache_hits, everyone.joins) == (
+        18,
+        9,
+        6,
+        3,
+    )
     a_stats = (await cp.stats(acme)).tenants[0]
     g_stats = (await cp.stats(globex)).tenants[0]
     assert (a_stats.created, a_stats.joins) == (6, 0)
@@ -204,11 +215,11 @@ async def test_second_tenant_joins_work_that_is_running(fabric: Fabric) -> None:
     assert {r.batch_id for r in a_records} == {r.batch_id for r in g_records}
     assert len(worker.batches) == 1
     assert len(executed(worker)) == 4
-    stats = await cp.stats(acme)
+    stats = await cluster_stats(cp)
     assert stats.executed == 4
     # Each requester of each item is charged its whole share of the batch, as if it had
     # asked alone: no charge reveals a joiner (docs/isolation.md).
-    a_cost = stats.tenants[0].cost_usd
+    a_cost = (await cp.stats(acme)).tenants[0].cost_usd
     g_cost = (await cp.stats(globex)).tenants[0].cost_usd
     assert stats.cost_usd > 0
     assert a_cost == pytest.approx(g_cost)
@@ -244,7 +255,7 @@ async def test_an_item_asked_twice_and_by_two_nodes_runs_once(fabric: Fabric) ->
     assert (done.nodes[0].items_done, done.nodes[1].items_done) == (3, 2)
     manifest = canonical_json({"manifest": [prompt_digest(p) for p in ("x", "x", "y")]})
     assert done.nodes[0].result_digest == digest_bytes(manifest)
-    assert (await cp.stats(acme)).executed == 3
+    assert (await cluster_stats(cp)).executed == 3
 
 
 @both_stores
@@ -268,7 +279,7 @@ async def test_dedup_domain_tenant_keeps_identical_work_apart(fabric: Fabric) ->
     for done in (done_a, done_g):
         records = by_index(done.nodes[0].lineage, "gen")
         assert [r.satisfied_by for r in records] == [Satisfaction.EXECUTED] * 3
-    assert (await cp.stats(acme)).executed == 6
+    assert (await cluster_stats(cp)).executed == 6
     # A later request by acme hits acme's cache only.
     again = await cp.submit_workflow(acme, workflow(gen=generate(prompts)))
     assert again.nodes[0].cache_hits == 3
@@ -315,7 +326,7 @@ async def test_compatible_items_share_a_batch_and_incompatible_ones_never_do(
         }
         assert len(shapes) == 1, f"batch {batch.batch_id} mixes {shapes}"
         assert {a.spec.signature for a in batch.items} == {batch.signature}
-    stats = await cp.stats(acme)
+    stats = await cluster_stats(cp)
     assert (stats.batches, stats.executed) == (5, 12)
     assert stats.mean_batch_size == pytest.approx(12 / 5)
 
@@ -456,7 +467,7 @@ async def test_a_restarted_control_plane_finishes_everything_once(fabric: Fabric
     records = by_index(done.nodes[0].lineage, "gen")
     assert [r.result_digest for r in records] == [prompt_digest(p) for p in prompts]
     assert all(r.status is ItemStatus.DONE for r in records)
-    stats = await second.stats(acme)
+    stats = await cluster_stats(second)
     assert (stats.executed, stats.batches) == (6, 3)
     assert await second.store.inflight() == []
 
@@ -567,7 +578,7 @@ async def test_two_control_planes_one_scheduler_and_each_item_runs_once(fabric: 
     ran = executed(*workers)
     assert_each_ran_once(ran)
     assert sorted(i.inputs["prompts"].value for i in ran) == sorted(prompts)
-    assert (await one.stats(acme)).executed == 12
+    assert (await cluster_stats(one)).executed == 12
 
     # The leader goes away: the other takes the lease and finishes new work.
     leading, other = (one, two) if leader == "one" else (two, one)
@@ -698,7 +709,7 @@ async def test_a_failing_item_is_retried_then_fails_every_requester_alone(
     assert g_record.satisfied_by is Satisfaction.JOINED
     for record, prompt in ((a_records[0], "fine-1"), (a_records[2], "fine-2")):
         assert (record.status, record.result_digest) == (ItemStatus.DONE, prompt_digest(prompt))
-    stats = await cp.stats(acme)
+    stats = await cluster_stats(cp)
     assert (stats.executed, stats.failed) == (2, 1)
 
 
@@ -714,7 +725,7 @@ async def test_a_poison_item_stops_after_max_attempts(fabric: Fabric) -> None:
     assert [i.inputs["prompts"].value for i in executed(worker)] == ["poison", "poison"]
     assert await cp.store.inflight() == []
     assert await cp.store.ready_summary(10) == []
-    assert (await cp.stats(acme)).failed == 1
+    assert (await cluster_stats(cp)).failed == 1
     # A new request after the failure may try again: the failure is not cached.
     again = await cp.submit_workflow(acme, workflow(gen=generate(["poison"])))
     assert again.nodes[0].created == 1
@@ -821,7 +832,7 @@ async def test_the_work_of_a_worker_that_stops_heartbeating_is_replanned(
     records = by_index(done.nodes[0].lineage, "gen")
     assert {r.worker for r in records} == {"play-2"}
     assert [r.result_digest for r in records] == [prompt_digest(p) for p in prompts]
-    assert (await cp.stats(acme)).executed == 3
+    assert (await cluster_stats(cp)).executed == 3
 
 
 async def test_an_item_that_kills_every_worker_it_runs_on_fails_after_max_attempts(
