@@ -9,7 +9,6 @@ tests compare every key under the prefix before and after.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -56,14 +55,6 @@ inputs:
 
 def embed_operator(texts: list[str]) -> dict[str, Any]:
     return {"kind": "embed", "model": "mini", "inputs": {"texts": texts}}
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def submit(client: httpx.AsyncClient, path: str, doc: dict[str, Any]) -> dict[str, Any]:

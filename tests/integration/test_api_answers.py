@@ -5,24 +5,12 @@ or without lineage, from status and from ``/wait``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from flowmesh_core.store import Store
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def test_every_405_says_which_methods_exist(harness: Harness) -> None:

@@ -8,15 +8,11 @@ failure, never a 500.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from flowmesh_core.store import Store
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -47,14 +43,6 @@ CASES = [
     ("yaml-deep", "kind: embed\nmodel: mini\nparams:\n  p: " + "[" * DEEP + "]" * DEEP
      + "\ninputs:\n  texts: [a]\n", YAML, 400),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def test_hostile_documents_are_refused_cheaply(harness: Harness) -> None:

@@ -5,25 +5,12 @@ the fabric's totals, any other token is refused."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from flowmesh_core.store import Store
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def _run(client: httpx.AsyncClient, texts: list[str]) -> None:

@@ -7,27 +7,15 @@ process is tested in test_serve_cli.py); the lifespan's own shutdown calls it to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from flowmesh_core.api.app import begin_shutdown
-from flowmesh_core.store import Store
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def test_shutdown_answers_open_waits_with_the_status_as_it_stands(

@@ -4,27 +4,15 @@ afresh once, and every later retry re-attaches to that fresh one."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from flowmesh_core.client import AsyncClient, attach_async
-from flowmesh_core.store import Store
 from tests.integration.api_harness import BASE_URL, Harness
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def test_a_retry_reattaches_unless_the_earlier_try_failed(harness: Harness) -> None:

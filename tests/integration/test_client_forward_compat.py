@@ -4,10 +4,7 @@ every JSON object of every answer, as a later version of the API would."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +12,6 @@ import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowmesh_core.client import AsyncClient
-from flowmesh_core.store import Store
 from tests.integration.api_harness import BASE_URL, Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -55,14 +51,6 @@ class NewerServer:
             await send({"type": "http.response.body", "body": data})
 
         await self.app(scope, receive, buffered)
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
 
 
 async def test_the_sdk_reads_answers_with_fields_it_does_not_know(harness: Harness) -> None:
