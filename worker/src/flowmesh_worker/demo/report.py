@@ -185,7 +185,10 @@ def _notes(result: DemoResult) -> Text:
     pids = ", ".join(f"{w.spec.worker_id} pid {w.pid}" for w in workers)
     lines = [
         "created: items this tenant asked for first, which ran for it; joined: attached to "
-        "identical work already in flight; cache hit: answered from the action cache.",
+        "identical work already in flight; cache hit: answered from the action cache. A "
+        "tenant's worker-s is what it is charged (each executed or joined item's whole batch "
+        "share, so that no charge reveals a joiner: docs/isolation.md); the all row is the "
+        "fleet's.",
         f"worker CPU-seconds: each worker process's own CPU time, as the OS counts it ({pids}; "
         f"this demo is pid {result.demo_pid}). Busy seconds: time a worker held a batch, "
         "model loads included (every worker starts cold); $ and Wh: busy seconds x the "
