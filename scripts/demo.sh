@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's first command: FlowMesh on the embedded default (an in-process Redis,
+# The README's first command: FlowMesh on the embedded default (a bundled Valkey server,
 # blobs on local disk; no Redis server, no S3). The doctor checks the store and the blob
 # store in one line; then `flowmesh demo` runs three tenants' overlapping workflows on one
-# shared fabric (a control plane and two workers, real models), runs the same work for
+# shared fabric (a control plane and two worker processes, real models), runs the same work for
 # each tenant alone, and compares the two. See `flowmesh demo --help`.
 set -euo pipefail
 RUN=$1

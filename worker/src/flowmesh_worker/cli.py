@@ -188,25 +188,29 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
 def demo_command(
     cli: CliContext, per_tenant: int, no_isolated: bool, keep_blobs: str | None, verbose: bool
 ) -> None:
-    """Run the whole fabric in this process and show dedup and batching at work.
+    """Run FlowMesh as separate processes and show dedup and batching at work.
 
     Three tenants submit overlapping workflows at once (template -> generate with
     flowmesh/tiny-gpt -> score with flowmesh/tiny-reward -> top 5 -> embed with
-    all-MiniLM-L6-v2) to one control plane with two workers, on the embedded store (an
-    in-process Redis; no Redis server, no S3) and a temporary blob directory. Items that
-    several tenants ask for run once: the others hit the action cache or join the work in
-    flight, and compatible items from different tenants share batches. A live table
-    follows each tenant's nodes; a summary then shows items asked for vs executed, cache
-    hits, joins, batches, worker-seconds, $ and Wh, and latency per tenant.
+    all-MiniLM-L6-v2) to one control plane (a `flowmesh serve` process) with two worker
+    processes, on the embedded store (a bundled Valkey server in a temporary state
+    directory; no Redis server, no S3) and a temporary blob directory. Items that several
+    tenants ask for run once: the others hit the action cache or join the work in flight,
+    and compatible items from different tenants share batches. A live table follows each
+    tenant's nodes; a summary then shows items asked for vs executed, cache hits, joins,
+    batches, each worker process's CPU-seconds (with its pid), busy seconds, $ and Wh, and
+    latency per tenant.
 
-    Then each tenant runs the same work alone (its own store, blob directory and one cold
-    worker), and the summary sets the two side by side: the saving is measured, not
-    assumed. $ and Wh are worker-seconds times the workers' declared price and power.
+    Then each tenant runs the same work alone (a control plane and one cold worker
+    process of its own), and the summary sets the two side by side: the saving is
+    measured, not assumed. $ and Wh are busy seconds times the workers' declared price and
+    power.
 
     The generate and score models are tiny random-weight models built on first use into
     the worker model dir (real loading and batching code, meaningless text); the encoder
-    is the real all-MiniLM-L6-v2. Nothing is downloaded. It always runs embedded,
-    whatever FLOWMESH_REDIS_URL and FLOWMESH_BLOB_URL say. Ctrl-C stops it cleanly.
+    is the real all-MiniLM-L6-v2. Nothing is downloaded. It always runs on its own
+    embedded store, whatever FLOWMESH_REDIS_URL and FLOWMESH_BLOB_URL say. Ctrl-C stops
+    every process it started.
     """
     from pathlib import Path
 
