@@ -117,6 +117,7 @@ def connect(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
 def test_the_package_exports_the_clients_python_operator_and_the_values_they_return() -> None:
     assert flowmesh_core.client.__all__ == [
         "AsyncClient",
+        "Attached",
         "Client",
         "NodePlan",
         "NodeState",
@@ -124,6 +125,8 @@ def test_the_package_exports_the_clients_python_operator_and_the_values_they_ret
         "StatsReport",
         "SubmitResult",
         "WorkflowStatus",
+        "attach",
+        "attach_async",
         "python_operator",
     ]
 
