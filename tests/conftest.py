@@ -13,15 +13,18 @@ that need it, with a message that says how to start one; it never skips them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from flowmesh_core.store import Store
+from tests.integration.api_harness import Harness
 
 pytest_plugins = ["tests.s3_server"]
 
@@ -73,3 +76,13 @@ async def store(store_url: str, key_prefix: str) -> AsyncIterator[Store]:
     yield store
     await store.purge()
     await store.aclose()
+
+
+@pytest.fixture
+async def harness(
+    store: Store, store_url: str, key_prefix: str, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    """The API harness (``tests/integration/api_harness.py``) on the test's store, prefix
+    and blob directory; what it started is stopped at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)

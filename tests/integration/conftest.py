@@ -25,7 +25,6 @@ from flowmesh_core.protocol import Assignment
 from flowmesh_core.settings import Settings, load_settings
 from flowmesh_core.store import Store
 from flowmesh_core.store.fleet import ASSIGNMENT_GROUP
-from tests.integration.api_harness import Harness
 from tests.playworker import PlayWorker
 
 
@@ -196,13 +195,3 @@ async def fabric(fabric_url: str, key_prefix: str, tmp_path: Path) -> AsyncItera
         yield fab
     finally:
         await fab.aclose()
-
-
-@pytest.fixture
-async def harness(
-    store: Store, store_url: str, key_prefix: str, tmp_path: Path
-) -> AsyncIterator[Harness]:
-    """The API harness (``api_harness.py``) on the test's store, prefix and blob directory;
-    what it started is stopped at the end."""
-    async with contextlib.AsyncExitStack() as stack:
-        yield Harness(store, store_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)

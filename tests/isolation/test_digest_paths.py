@@ -9,11 +9,8 @@ reference that slipped through would put A's text into B's result.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +18,6 @@ import pytest
 
 from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.models import Item, ItemLiteral
-from flowmesh_core.store import Store
 from flowmesh_worker.inputs import resolve_inputs
 from tests.integration.api_harness import Harness
 
@@ -29,14 +25,9 @@ SECRET = "team-a-secret-text"
 
 
 @pytest.fixture
-async def harness(redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    store = Store.open(redis_url, key_prefix)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            yield Harness(store, redis_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
-    finally:
-        await store.redis.delete(*(await store.redis.keys(f"{key_prefix}:*")) or ["-"])
-        await store.aclose()
+def store_url(redis_url: str) -> str:
+    """The shared ``harness`` on the real Redis only (the store suites cover both stores)."""
+    return redis_url
 
 
 def _embed(texts: Any) -> dict[str, Any]:

@@ -7,14 +7,10 @@ they do not drive a browser.
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from flowmesh_core.store import Store
 from flowmesh_core.ui import STATIC_DIR
 from tests.integration.api_harness import Harness
 
@@ -22,14 +18,9 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def harness(redis_url: str, key_prefix: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    store = Store.open(redis_url, key_prefix)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            yield Harness(store, redis_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
-    finally:
-        await store.purge()
-        await store.aclose()
+def store_url(redis_url: str) -> str:
+    """The shared ``harness`` on the real Redis only (the store suites cover both stores)."""
+    return redis_url
 
 
 async def test_page_and_assets_are_served_without_a_token(harness: Harness) -> None:
