@@ -225,7 +225,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             _start(mesh, tmp)
             yield mesh
     finally:
-        for proc in mesh.procs.started:
+        for proc in reversed(mesh.procs.started):  # workers first, Redis last
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 proc.kill()  # and if not, net.down() kills what runs in the namespaces
         problems = net.down()

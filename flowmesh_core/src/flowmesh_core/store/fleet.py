@@ -352,8 +352,14 @@ class FleetMixin(StoreBase):
 
     async def hold_lease(self, token: str, ttl_s: float) -> bool:
         """Acquire or renew the scheduler lease for ``token``; False if another holds it."""
+        return await self.contend_lease(token, ttl_s) is None
+
+    async def contend_lease(self, token: str, ttl_s: float) -> float | None:
+        """``hold_lease``, answering None if ``token`` holds the lease now, else the
+        seconds until the other holder's lease lapses unless it renews."""
         keys = [self.keys.scheduler_lease()]
-        return bool(await self.run_script("lease", keys, [token, int(ttl_s * 1000)]))
+        reply = int(await self.run_script("lease", keys, [token, int(ttl_s * 1000)]))
+        return None if reply == 1 else -reply / 1000
 
     async def release_lease(self, token: str) -> None:
         """Give the lease up if ``token`` holds it."""
