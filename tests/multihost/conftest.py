@@ -35,7 +35,7 @@ from flowmesh_core.client import AsyncClient
 from flowmesh_core.control import create_tenant
 from flowmesh_core.store import Store
 from tests.integration.procs import Proc, Procs, Served, process_env
-from tests.multihost.netns import Network, clean_stale, require_root_and_ip
+from tests.multihost.netns import Network, clean_stale, require_root_and_tools
 
 WORKER_TTL_S = 3.0
 LEASE_TTL_S = 3.0
@@ -146,7 +146,7 @@ def _start(mesh: Mesh, tmp: Path) -> None:
     with (tmp / "redis.log").open("wb") as out:
         redis_server = subprocess.Popen(
             [*host.exec_prefix(), "redis-server", "--bind", host.address, "--port", "6379",
-             "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+             "--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir", str(tmp)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
@@ -197,7 +197,7 @@ class _Foreign(Proc):
 
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    require_root_and_ip()
+    require_root_and_tools("redis-server")
     stale = clean_stale()
     assert not stale, stale
     tmp = tmp_path_factory.mktemp("multihost")

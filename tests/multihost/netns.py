@@ -36,10 +36,14 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def require_root_and_ip() -> None:
-    """Fail (never skip) where namespaces cannot be made: not root, or no ``ip``."""
+def require_root_and_tools(*tools: str) -> None:
+    """Fail (never skip) where namespaces cannot be made (not root, no ``ip``) or a
+    program the hosts run is missing."""
     if shutil.which("ip") is None:
         pytest.fail("the multi-host test needs iproute2's `ip` (apt-get install iproute2)")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"the multi-host test runs {tool}, which is not on PATH")
     if os.geteuid() != 0:
         pytest.fail("the multi-host test makes network namespaces: run it as root")
 

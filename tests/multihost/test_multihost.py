@@ -88,8 +88,12 @@ async def test_a_partitioned_worker_is_replanned_and_its_late_report_changes_not
     async with mesh.client() as client:
         xs = [f"part-{i}" for i in range(6)]
         submitted = await submit(mesh, client, xs, delay=1.5)
-        await until(lambda: len(mesh.executions()) >= 1, 30, "a batch to start", mesh.logs)
-        victim = mesh.worker_by_pid(mesh.executions()[0][1])
+
+        def first() -> int | None:
+            return next((pid for x, pid in mesh.executions() if x in xs), None)
+
+        await until(lambda: first() is not None, 30, "a batch to start", mesh.logs)
+        victim = mesh.worker_by_pid(first() or 0)
         mesh.net.partition(mesh.net[victim.name])
         cut_at = time.monotonic()
         held = [r for r in await lineage(client, submitted) if r.worker == victim.name]
