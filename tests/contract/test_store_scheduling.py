@@ -511,6 +511,20 @@ async def test_lease_is_held_by_one_token_until_its_ttl_passes(store: Store) -> 
     assert not await store.hold_lease(a, ttl_s=0.3)
 
 
+async def test_a_contender_learns_when_the_holders_lease_lapses(store: Store) -> None:
+    a, b = await store.new_fence(), await store.new_fence()
+    assert await store.contend_lease(a, ttl_s=30) is None  # held
+    left = await store.contend_lease(b, ttl_s=30)
+    assert left is not None
+    assert 29 < left <= 30
+    assert await store.contend_lease(a, ttl_s=0.2) is None  # renewed, shorter
+    left = await store.contend_lease(b, ttl_s=30)
+    assert left is not None
+    assert 0 <= left <= 0.2
+    await asyncio.sleep(left + 0.05)
+    assert await store.contend_lease(b, ttl_s=30) is None  # lapsed: b takes it
+
+
 async def test_released_lease_passes_at_once(store: Store) -> None:
     a, b = await store.new_fence(), await store.new_fence()
     assert await store.hold_lease(a, ttl_s=30)

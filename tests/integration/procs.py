@@ -19,8 +19,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -59,14 +60,25 @@ def process_env(
 
 
 class Proc:
-    """One ``flowmesh`` process and its log file."""
+    """One ``flowmesh`` process and its log file.
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    ``prefix`` goes before the command (``ip netns exec HOST`` runs it on another
+    "host", tests/multihost); it must exec the command, so ``pid`` stays the process's.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.log = log
         with log.open("wb") as out:
             self.process = subprocess.Popen(
-                [FLOWMESH, *args],
+                [*prefix, FLOWMESH, *args],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -105,12 +117,22 @@ class Proc:
 
 
 class Served(Proc):
-    """A ``flowmesh serve`` process on a free port."""
+    """A ``flowmesh serve`` process on a free port (or ``port``) of ``host``."""
 
-    def __init__(self, name: str, env: dict[str, str], log: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(name, ["serve", "--port", str(self.port), *args], env, log)
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log: Path,
+        *args: str,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.port = free_port() if port is None else port
+        self.url = f"http://{host}:{self.port}"
+        argv = ["serve", "--host", host, "--port", str(self.port), *args]
+        super().__init__(name, argv, env, log, prefix)
 
     async def healthy(self) -> bool:
         try:
@@ -129,14 +151,16 @@ class Procs:
         self.started: list[Proc] = []
         directory.mkdir(parents=True, exist_ok=True)
 
-    def serve(self, name: str = "serve", *args: str) -> Served:
-        server = Served(name, self.env, self.directory / f"{name}.log", *args)
+    def serve(self, name: str = "serve", *args: str, **where: Any) -> Served:
+        """``where``: ``host``, ``port`` and ``prefix`` of ``Served``."""
+        server = Served(name, self.env, self.directory / f"{name}.log", *args, **where)
         self.started.append(server)
         return server
 
-    def worker(self, worker_id: str, *args: str) -> Proc:
+    def worker(self, worker_id: str, *args: str, prefix: Sequence[str] = ()) -> Proc:
         argv = ["worker", "--worker-id", worker_id, "--log-level", "debug", *args]
-        worker = Proc(worker_id, argv, self.env, self.directory / f"{worker_id}.log")
+        log = self.directory / f"{worker_id}.log"
+        worker = Proc(worker_id, argv, self.env, log, prefix)
         self.started.append(worker)
         return worker
 

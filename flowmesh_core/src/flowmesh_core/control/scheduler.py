@@ -10,7 +10,9 @@ sleeps until nudged (new work or a freed slot) or a short timeout.
 
 Only the holder of the scheduler lease assigns: every claim carries its fencing token,
 and Redis refuses a claim from a token that no longer holds the lease. The leader also
-re-plans the work of workers whose heartbeat lapsed (``reclaim``).
+re-plans the work of workers whose heartbeat lapsed (``reclaim``). A standby retries the
+lease when the holder's would lapse (at least every ``lease_ttl_s / 3``), so a leader that
+dies is replaced within ``lease_ttl_s`` of its last renewal (docs/architecture.md).
 
 The scheduler keeps nothing that Redis does not have, except the observations its
 replica's completion applier made since the last sync. Every replica, leader or not,
@@ -54,6 +56,7 @@ log = logging.getLogger("flowmesh.scheduler")
 _SYNC_EVERY_S = 5.0
 _HEAD = 256  # members read per signature until a worker takes more (WorkerProfile.max_batch)
 _MAX_PENDING = 10_000  # observations kept for the next sync while Redis is away
+_LAPSE_SLACK_S = 0.01  # a standby retries this long after the holder's lease would lapse
 
 
 class Scheduler:
@@ -166,14 +169,17 @@ class Scheduler:
 
     async def _step(self, leading: bool) -> bool:
         assert self.fence is not None
-        holds = await self.store.hold_lease(self.fence, self.settings.lease_ttl_s)
+        lapses_in = await self.store.contend_lease(self.fence, self.settings.lease_ttl_s)
+        holds = lapses_in is None
         if holds != leading:
             log.info("scheduler lease %s", "acquired" if holds else "lost")
         acquired = holds and not leading
         if acquired or time.monotonic() - self._synced_at > _SYNC_EVERY_S:
             await self._sync_or_carry_on()
-        if not holds:
-            await asyncio.sleep(self.settings.lease_ttl_s / 3)
+        if lapses_in is not None:
+            # retry as the holder's lease lapses: a dead leader is replaced within the
+            # TTL of its last renewal, not up to a polling period later
+            await asyncio.sleep(min(self.settings.lease_ttl_s / 3, lapses_in + _LAPSE_SLACK_S))
             return False
         if time.monotonic() - self._reclaimed_at > self.settings.worker_ttl_s / 3:
             await reclaim_dead_workers(

@@ -37,6 +37,7 @@ SCRIPTS = (
     "finish_node",
     "fail_nodes",
     "ensure_group",
+    "heartbeat",
     "lease",
     "release_lease",
     "round_view",

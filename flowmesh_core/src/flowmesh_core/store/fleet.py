@@ -134,16 +134,18 @@ class FleetMixin(StoreBase):
                 await pipe.execute()
             await self.create_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
 
-    async def heartbeat(self, worker_id: str, warm: Sequence[str] | None = None) -> None:
-        """A worker is alive (and, if given, holds these models warm)."""
-        now = time.time()
-        fields: dict[Any, Any] = {"heartbeat": repr(now)}
-        if warm is not None:
-            fields["warm"] = json.dumps(sorted(warm))
-        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.worker(worker_id), mapping=fields)
-            pipe.zadd(self.keys.workers(), {worker_id: now})
-            await pipe.execute()
+    async def heartbeat(self, worker_id: str, warm: Sequence[str] | None = None) -> bool:
+        """A worker is alive (and, if given, holds these models warm).
+
+        False, and nothing written, if the worker is not registered (taken for dead and
+        forgotten, or Redis lost its data: it registers again when its next read finds
+        its stream gone) or a later beat is on record: a beat delayed by a partition and
+        delivered late never revives a forgotten worker nor makes a live one look dead.
+        """
+        keys = [self.keys.worker(worker_id), self.keys.workers()]
+        warm_json = "" if warm is None else json.dumps(sorted(warm))
+        reply = await self.run_script("heartbeat", keys, [worker_id, repr(time.time()), warm_json])
+        return bool(reply)
 
     async def deregister_worker(self, worker_id: str) -> None:
         """Remove a worker that is shutting down cleanly."""
@@ -352,8 +354,14 @@ class FleetMixin(StoreBase):
 
     async def hold_lease(self, token: str, ttl_s: float) -> bool:
         """Acquire or renew the scheduler lease for ``token``; False if another holds it."""
+        return await self.contend_lease(token, ttl_s) is None
+
+    async def contend_lease(self, token: str, ttl_s: float) -> float | None:
+        """``hold_lease``, answering None if ``token`` holds the lease now, else the
+        seconds until the other holder's lease lapses unless it renews."""
         keys = [self.keys.scheduler_lease()]
-        return bool(await self.run_script("lease", keys, [token, int(ttl_s * 1000)]))
+        reply = int(await self.run_script("lease", keys, [token, int(ttl_s * 1000)]))
+        return None if reply == 1 else -reply / 1000
 
     async def release_lease(self, token: str) -> None:
         """Give the lease up if ``token`` holds it."""
