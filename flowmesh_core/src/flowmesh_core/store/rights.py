@@ -28,11 +28,12 @@ class RightsMixin(StoreBase):
         if it was not an owner before.
 
         One MULTI/EXEC: the owner sets and the blob index change together or not at all.
-        Idempotent (uploading again changes nothing but the media type)."""
+        Idempotent: the index keeps what the first upload recorded."""
         validate_digest(digest)
         async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
             key = self.keys.blob(digest)
-            pipe.hset(key, mapping={"size": size, "media_type": media_type})
+            pipe.hsetnx(key, "size", size)
+            pipe.hsetnx(key, "media_type", media_type)  # the first uploader's stays
             pipe.hsetnx(key, "created_at", repr(time.time()))
             pipe.sadd(self.keys.blob_owners(digest), tenant)
             pipe.sadd(self.keys.tenant_uploads(tenant), digest)
