@@ -9,6 +9,7 @@ like a digest that does not exist. A rejected upload leaves no bytes and no key.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tracemalloc
@@ -18,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.api_harness import Harness, sha256_digest
+from flowmesh_core.client import AsyncClient
+from flowmesh_core.errors import InvalidDigestError, NotFoundError
+from tests.integration.api_harness import BASE_URL, Harness, sha256_digest
 
 MIB = 1 << 20
 
@@ -244,3 +247,22 @@ async def test_uploads_need_a_token(harness: Harness) -> None:
         response = await anonymous.request(method, f"/v1/blobs/{digest}", content=b"x")
         assert response.status_code == 401, response.text
     assert not harness.blobs.exists(digest)
+
+
+async def test_the_async_client_uploads_and_reads_back_as_its_tenant(harness: Harness) -> None:
+    app = await harness.app(run_scheduler=False)
+    tokens = [await harness.tenant(name) for name in ("team-a", "team-b")]
+    transport = httpx.ASGITransport(app=app)
+    data = b"".join(_pattern(3 * MIB))
+    async with (
+        AsyncClient(BASE_URL, tokens[0], transport=transport) as a,
+        AsyncClient(BASE_URL, tokens[1], transport=transport) as b,
+    ):
+        digest = await a.put_blob(data)
+        assert digest == sha256_digest(data)
+        assert await a.put_blob(io.BytesIO(data)) == digest
+        assert await a.get_blob(digest) == data
+        with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+            await b.get_blob(digest)
+        with pytest.raises(InvalidDigestError):
+            await b.get_blob("sha256:XYZ")
