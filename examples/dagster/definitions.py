@@ -124,8 +124,10 @@ defs = dg.Definitions(
         "flowmesh": FlowMeshResource(
             server_url=dg.EnvVar("FLOWMESH_SERVER_URL"), token=dg.EnvVar("FLOWMESH_TOKEN")
         ),
-        # The cluster's own blob store (FLOWMESH_BLOB_URL, or FlowMesh's default), so
-        # that FlowMesh can read the stored assets by digest.
-        "io_manager": FlowMeshIOManager(),
+        # Uploads through the API as the same tenant, which then owns the stored assets
+        # and may feed them to its operators by digest.
+        "io_manager": FlowMeshIOManager(
+            server_url=dg.EnvVar("FLOWMESH_SERVER_URL"), token=dg.EnvVar("FLOWMESH_TOKEN")
+        ),
     },
 )

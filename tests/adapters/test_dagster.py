@@ -53,7 +53,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def resources(live: Live, token: str) -> dict[str, Any]:
     return {
         "flowmesh": FlowMeshResource(server_url=live.url, token=token),
-        "io_manager": FlowMeshIOManager(blob_url=f"file://{live.blob_dir}"),
+        "io_manager": FlowMeshIOManager(server_url=live.url, token=token),
     }
 
 
@@ -394,23 +394,23 @@ def test_an_unreachable_control_plane_is_named_by_its_url(
 
 
 def test_the_io_manager_verifies_what_it_loads(
-    tmp_path: Path, instance: dg.DagsterInstance
+    live: Live, tenant: str, instance: dg.DagsterInstance
 ) -> None:
-    blob_url = f"file://{tmp_path / 'blobs'}"
+    label = uuid.uuid4().hex[:8]
 
     @dg.asset
     def rows() -> list[dict[str, int]]:
-        return [{"a": 1}, {"a": 2}]
+        return [{"a": 1}, {"a": 2}, {label: 0}]
 
     @dg.asset
     def total(rows: list[dict[str, int]]) -> int:
-        return sum(row["a"] for row in rows)
+        return sum(row.get("a", 0) for row in rows)
 
-    io = {"io_manager": FlowMeshIOManager(blob_url=blob_url)}
+    io = {"io_manager": FlowMeshIOManager(server_url=live.url, token=tenant)}
     first = dg.materialize([rows, total], instance=instance, resources=io)
     assert first.output_for_node("total") == 3
     digest = metadata_of(first, "rows")["flowmesh/digest"]
-    path = tmp_path / "blobs" / digest.removeprefix("sha256:")[:2] / digest[9:]
+    path = live.blob_dir / digest.removeprefix("sha256:")[:2] / digest[9:]
     path.chmod(0o600)
     path.write_bytes(b'[{"a":1},{"a":3}]')
 
@@ -422,8 +422,42 @@ def test_the_io_manager_verifies_what_it_loads(
     assert "corrupt" in failure_message(second)
 
 
+def test_the_io_manager_stores_as_its_tenant_and_no_other_can_load_it(
+    live: Live, tenant: str, instance: dg.DagsterInstance
+) -> None:
+    secret = f"team secret {uuid.uuid4().hex}"
+
+    @dg.asset
+    def notes() -> str:
+        return secret
+
+    @dg.asset
+    def length(notes: str) -> int:
+        return len(notes)
+
+    first = dg.materialize(
+        [notes, length],
+        instance=instance,
+        resources={"io_manager": FlowMeshIOManager(server_url=live.url, token=tenant)},
+    )
+    assert first.output_for_node("length") == len(secret)
+    digest = metadata_of(first, "notes")["flowmesh/digest"]
+    with Client(live.url, tenant) as owner:
+        assert owner.get_blob(digest) == canonical_json(secret)
+    _, other = live.tenant("other")
+    stolen = dg.materialize(
+        [notes, length],
+        instance=instance,
+        resources={"io_manager": FlowMeshIOManager(server_url=live.url, token=other)},
+        selection=["length"],
+        raise_on_error=False,
+    )
+    assert not stolen.success
+    assert f"no blob {digest} for this tenant" in failure_message(stolen)
+
+
 def test_the_io_manager_refuses_values_it_cannot_store_as_json(
-    tmp_path: Path, instance: dg.DagsterInstance
+    live: Live, tenant: str, instance: dg.DagsterInstance
 ) -> None:
     @dg.asset
     def odd() -> set[int]:
@@ -432,7 +466,7 @@ def test_the_io_manager_refuses_values_it_cannot_store_as_json(
     result = dg.materialize(
         [odd],
         instance=instance,
-        resources={"io_manager": FlowMeshIOManager(blob_url=f"file://{tmp_path}")},
+        resources={"io_manager": FlowMeshIOManager(server_url=live.url, token=tenant)},
         raise_on_error=False,
     )
     assert not result.success

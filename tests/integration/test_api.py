@@ -551,6 +551,7 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
         "/v1/workflows/{workflow_id}/lineage": ["get"],
         "/v1/results/{digest}": ["get"],
         "/v1/results/read": ["post"],
+        "/v1/blobs/{digest}": ["get", "head", "put"],
         "/v1/workers": ["get"],
         "/v1/stats": ["get"],
         "/v1/autoscale": ["get"],
@@ -565,6 +566,9 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
     assert {"Workflow", "WorkflowNode", "Operator", "SubmitResult", "ErrorBody"} <= set(schemas)
     submit_responses = paths["/v1/workflows"]["post"]["responses"]
     assert {"201", "400", "401", "413", "415"} <= set(submit_responses)
+    upload = paths["/v1/blobs/{digest}"]["put"]
+    assert set(upload["requestBody"]["content"]) == {"application/octet-stream"}
+    assert {"200", "201", "400", "401", "413"} <= set(upload["responses"])
     assert paths["/v1/stats"]["get"]["security"]
     assert "security" not in paths["/healthz"]["get"]
 

@@ -205,7 +205,10 @@ async def test_a_manifest_uploaded_by_a_tenant_cannot_list_another_tenants_resul
     owner, other = await fabric.tenant("team-a"), await fabric.tenant("team-b")
     await workers.start("w-1")
     secret = await private_result(plane, owner)
-    forged = plane.blobs.put_bytes(build_manifest([secret])).digest  # an upload, no result
+    manifest = build_manifest([secret])
+    forged = plane.blobs.put_bytes(manifest).digest
+    # B uploaded it, so B may read the manifest itself; the digest it lists is A's.
+    await plane.store.record_upload(other.name, forged, len(manifest), "application/json")
     dedup = Operator(kind="data.dedup", inputs={"items": {"blob": forged}})
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=secret):
         await plane.submit_operator(other, dedup)

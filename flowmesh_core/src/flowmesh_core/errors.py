@@ -12,6 +12,7 @@ API layer never decides status codes on its own.
     ├── InvalidInputError ...................... the caller sent something to fix (400)
     │   ├── InvalidDigestError ................. not ``sha256:<64 lowercase hex>``
     │   ├── InputTooLargeError ................. an inline value over the limit (413)
+    │   ├── DigestMismatchError ................ uploaded bytes that hash to another digest
     │   ├── UnknownKindError ................... no operator kind by that name
     │   ├── InvalidParamsError ................. params that the kind rejects
     │   └── InvalidOperatorError ............... an operator or workflow that cannot run
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CorruptBlobError",
+    "DigestMismatchError",
     "FlowMeshError",
     "InputTooLargeError",
     "IntegrityError",
@@ -89,6 +91,10 @@ class InputTooLargeError(InvalidInputError):
     """An inline value larger than the configured limit."""
 
     status_code = 413
+
+
+class DigestMismatchError(InvalidInputError):
+    """Bytes sent to be stored under a digest that they do not hash to; nothing was stored."""
 
 
 class UnknownKindError(InvalidInputError):

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 << 20, gt=0, description="largest request body the API accepts"
     )
+    max_upload_bytes: int = Field(
+        default=4 << 30,
+        gt=0,
+        description="largest blob one PUT /v1/blobs/{digest} accepts (streamed, never held "
+        "in memory)",
+    )
     max_attempts: int = Field(
         default=3, ge=1, le=100, description="runs of a failing item before it fails for good"
     )

@@ -1,4 +1,10 @@
-"""``flowmesh cas put|get``: move blobs in and out of the content-addressable store."""
+"""``flowmesh cas put|get``: move blobs in and out of the CAS through the API, as a tenant.
+
+Both go through the control plane with the tenant's token (FLOWMESH_TOKEN, --token), so
+they obey the same rights as every other read (docs/isolation.md): ``put`` makes the
+tenant an owner of what it uploads, ``get`` reads only blobs the tenant uploaded or
+results its lineage holds. This module must never open the blob store or Redis itself.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +14,22 @@ from pathlib import Path
 
 import click
 
-from flowmesh_core.blobs import PutResult
-from flowmesh_core.cli._common import CliContext, err_console, pass_cli, reports_errors, run_async
+from flowmesh_core.cli._common import CliContext, err_console, pass_cli, reports_errors
+from flowmesh_core.cli._inspect import open_client
 from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.hashing import validate_digest
 
 __all__ = ["cas"]
 
 
 @click.group()
 def cas() -> None:
-    """Put blobs into the content-addressable store and get them back by digest."""
+    """Upload blobs to the content-addressable store and get them back by digest.
+
+    Needs a tenant token (FLOWMESH_TOKEN or --token) and a running server
+    (FLOWMESH_SERVER_URL). A blob is yours to read and to use as an operator input
+    ({blob: DIGEST}) once you uploaded it; other tenants cannot see it.
+    """
 
 
 @cas.command()
@@ -28,27 +40,22 @@ def cas() -> None:
 @pass_cli
 @reports_errors
 def put(cli: CliContext, file: Path, media_type: str | None) -> None:
-    """Store FILE ('-' for stdin) and print its digest. Storing it again is a no-op."""
-    blobs = cli.blob_store()
-    if str(file) == "-":
-        result = blobs.put_stream(sys.stdin.buffer)
-    else:
-        if not file.is_file():
-            raise InvalidInputError(f"{file} is not a readable file")
-        result = blobs.put_file(file)
-    guessed = mimetypes.guess_type(file.name)[0] if str(file) != "-" else None
-    run_async(_index(cli, result, media_type or guessed or "application/octet-stream"))
-    click.echo(result.digest)
-    state = "stored" if result.created else "already present"
-    err_console.print(f"{state}: {result.size:,} bytes in {blobs.url}", highlight=False)
+    """Upload FILE ('-' for stdin) and print its digest. Uploading it again is a no-op.
 
-
-async def _index(cli: CliContext, result: PutResult, media_type: str) -> None:
-    store = cli.store()
-    try:
-        await store.record_blob(result.digest, result.size, media_type)
-    finally:
-        await store.aclose()
+    The server checks the bytes against their digest; FILE streams, whatever its size
+    (up to the server's max_upload_bytes).
+    """
+    stdin = str(file) == "-"
+    if not stdin and not file.is_file():
+        raise InvalidInputError(f"{file} is not a readable file")
+    guessed = None if stdin else mimetypes.guess_type(file.name)[0]
+    with open_client(cli) as client:
+        digest = client.put_blob(
+            sys.stdin.buffer if stdin else file, media_type=media_type or guessed
+        )
+        url = client.url
+    click.echo(digest)
+    err_console.print(f"uploaded to {url}; use it as {{blob: {digest}}}", highlight=False)
 
 
 @cas.command()
@@ -57,23 +64,24 @@ async def _index(cli: CliContext, result: PutResult, media_type: str) -> None:
     "-o",
     "--output",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to this file (written only once the bytes are verified).",
+    help="Write to this file (streamed; written only once the bytes are verified).",
 )
 @pass_cli
 @reports_errors
 def get(cli: CliContext, digest: str, output: Path | None) -> None:
     """Print the blob DIGEST to stdout, or write it to --output, verifying its bytes.
 
-    On stdout the bytes stream as they are read; a corrupt blob is detected at its end,
-    so the command then fails (exit 2) after partial output. Use --output to get either
-    the whole verified blob or nothing.
+    DIGEST must be a blob you uploaded or a result of one of your workflows. Without
+    --output the blob is read whole and verified before anything is printed; use
+    --output for blobs too large to hold in memory.
     """
-    blobs = cli.blob_store()
-    if output is not None:
-        info = blobs.get_to_file(digest, output)
-        err_console.print(f"wrote {info.size:,} bytes to {output}", highlight=False)
-        return
+    validate_digest(digest)  # a malformed digest is refused before anything else
+    with open_client(cli) as client:
+        if output is not None:
+            size = client.download_blob(digest, output)
+            err_console.print(f"wrote {size:,} bytes to {output}", highlight=False)
+            return
+        data = client.get_blob(digest)
     out = sys.stdout.buffer
-    for chunk in blobs.iter_chunks(digest):
-        out.write(chunk)
+    out.write(data)
     out.flush()

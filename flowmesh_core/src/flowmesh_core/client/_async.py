@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 
 from flowmesh_core.client import _shared as s
+from flowmesh_core.client._blobs import BlobSource, BlobSourceLike, blob_call, put_blob_call
 from flowmesh_core.client._errors import check_response, transport_errors
 from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
@@ -150,7 +151,30 @@ class AsyncClient:
         ``path`` is replaced only once every byte is verified; on a mismatch or any error
         nothing is left at or beside it. (The file writes are local and small per chunk.)
         """
-        call = s.result_call(digest)
+        return await self._download(s.result_call(digest), digest, path)
+
+    async def put_blob(self, source: BlobSourceLike, *, media_type: str | None = None) -> str:
+        """Upload bytes, a local file (a str or path) or a binary file object; its digest.
+
+        As ``Client.put_blob``. The source is hashed before sending (its digest is in the
+        URL); those reads are local.
+        """
+        with BlobSource(source) as blob:
+            return await self._call(put_blob_call(blob, blob.achunks(), media_type))
+
+    async def get_blob(self, digest: str) -> bytes:
+        """A blob this tenant uploaded, or a result its lineage holds: its bytes, verified
+        (NotFoundError for any other digest, whether it exists or not)."""
+        return await self._call(blob_call(digest))
+
+    async def download_blob(self, digest: str, path: str | os.PathLike[str]) -> int:
+        """``get_blob`` streamed into ``path`` (replaced only once every byte is verified);
+        the number of bytes written."""
+        return await self._download(blob_call(digest), digest, path)
+
+    async def _download(
+        self, call: s.Call[bytes], digest: str, path: str | os.PathLike[str]
+    ) -> int:
         request = s.build_request(self._http, self._config, call)
         with transport_errors(self._config.base_url, request):
             response = await self._http.send(request, stream=True)

@@ -15,7 +15,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +125,7 @@ class Call(Generic[T]):
     path: str
     parse: Callable[[httpx.Response], T]
     params: Mapping[str, str] = field(default_factory=dict)
-    content: bytes | None = None
+    content: bytes | Iterator[bytes] | AsyncIterator[bytes] | None = None
     content_type: str | None = None
     auth: bool = True
     read_extra_s: float = 0.0

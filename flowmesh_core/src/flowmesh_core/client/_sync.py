@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from flowmesh_core.client import _shared as s
+from flowmesh_core.client._blobs import BlobSource, BlobSourceLike, blob_call, put_blob_call
 from flowmesh_core.client._errors import check_response, transport_errors
 from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
@@ -146,7 +147,31 @@ class Client:
         ``path`` is replaced only once every byte is verified; on a mismatch or any error
         nothing is left at or beside it.
         """
-        call = s.result_call(digest)
+        return self._download(s.result_call(digest), digest, path)
+
+    def put_blob(self, source: BlobSourceLike, *, media_type: str | None = None) -> str:
+        """Upload bytes, a local file (a str or path) or a binary file object; its digest.
+
+        The server checks the bytes against the digest and makes this tenant an owner:
+        the digest can then be an operator input (``{"blob": digest}``) of this tenant's
+        workflows, and read back with ``get_blob``. Other tenants cannot (docs/isolation.md).
+        A file streams; it is never held in memory whole. ``media_type`` is recorded with
+        the blob (default ``application/octet-stream``).
+        """
+        with BlobSource(source) as blob:
+            return self._call(put_blob_call(blob, blob.chunks(), media_type))
+
+    def get_blob(self, digest: str) -> bytes:
+        """A blob this tenant uploaded, or a result its lineage holds: its bytes, verified
+        (NotFoundError for any other digest, whether it exists or not)."""
+        return self._call(blob_call(digest))
+
+    def download_blob(self, digest: str, path: str | os.PathLike[str]) -> int:
+        """``get_blob`` streamed into ``path`` (replaced only once every byte is verified);
+        the number of bytes written."""
+        return self._download(blob_call(digest), digest, path)
+
+    def _download(self, call: s.Call[bytes], digest: str, path: str | os.PathLike[str]) -> int:
         request = s.build_request(self._http, self._config, call)
         with transport_errors(self._config.base_url, request):
             response = self._http.send(request, stream=True)

@@ -178,24 +178,17 @@ class WorkflowEngine:
         return ready
 
     async def _check_readable(self, tenant: Tenant, digests: Iterable[str]) -> None:
-        """Every digest a worker will read for ``tenant`` must be uploaded data or a
-        result the tenant's lineage holds (docs/architecture.md, "Tenants").
+        """Every digest a worker will read for ``tenant`` must be a result the tenant's
+        lineage holds or a blob the tenant uploaded (docs/isolation.md).
 
-        Otherwise a tenant could compute on another tenant's results by naming their
-        digests. Such a digest and one that does not exist get the same answer, at
-        submission, so that the answer is no oracle for whether a digest exists
-        (docs/isolation.md).
+        Otherwise a tenant could compute on another tenant's results or uploads by naming
+        their digests. Such a digest and one that does not exist get the same answer, at
+        submission, so that the answer is no oracle for whether a digest exists.
         """
         if tenant.admin:
             return
-        wanted = sorted(digests)
-        others = set(await self.store.unreadable(tenant.name, wanted))
-        not_mine = set(await self.store.not_readable_by(tenant.name, wanted))
-        for digest in wanted:
-            if digest in others or (
-                digest in not_mine and not await asyncio.to_thread(self.blobs.exists, digest)
-            ):
-                raise NotFoundError(f"no blob {digest} for this tenant")
+        for digest in await self.store.unreadable_for(tenant.name, sorted(digests)):
+            raise NotFoundError(f"no blob {digest} for this tenant")
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a

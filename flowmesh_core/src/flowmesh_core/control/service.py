@@ -21,6 +21,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from flowmesh_core.blobs import BlobInfo, BlobStore, open_blob_store
+from flowmesh_core.control.blobs import BlobAccess
 from flowmesh_core.control.completions import CompletionApplier
 from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.control.outbox import OutboxConsumer
@@ -76,6 +77,9 @@ class ControlPlane:
         self.registry = registry or Registry.default()
         self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
         self.results = self.engine.results
+        self.blob_access = BlobAccess(
+            self.store, self.blobs, self.results, settings.max_upload_bytes
+        )
         self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
         self.applier = CompletionApplier(

@@ -14,6 +14,7 @@ from flowmesh_core.models import LineageRecord, WorkerProfile
 from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 
 __all__ = [
+    "BlobReceipt",
     "NodePlan",
     "NodeState",
     "NodeStatus",
@@ -154,3 +155,10 @@ class ResultsReply(ReplyModel):
     """Each asked-for result, decoded as JSON (results are JSON documents)."""
 
     results: dict[str, JsonValue]
+
+
+class BlobReceipt(ReplyModel):
+    """An upload's answer: the digest the bytes were verified against, and their size."""
+
+    digest: Digest
+    size: int = Field(ge=0)

@@ -18,6 +18,7 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}:owners           SET     tenants that uploaded the blob (PUT /v1/blobs)
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
@@ -48,6 +49,7 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:usage:at                       HASH    tenant -> when its usage was last decayed
     {p}:tenant:{tenant}:results        SET     result digests the tenant may read
     {p}:results                        SET     every digest that is some requester's result
+    {p}:tenant:{tenant}:uploads        SET     digests the tenant uploaded (it owns them)
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
     {p}:tenant:{tenant}                HASH    tenant record: organisation, admin, created_at
@@ -133,6 +135,9 @@ class KeySpace:
 
     def blob_holders(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:holders"
+
+    def blob_owners(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:owners"
 
     def workflow(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}"
@@ -227,6 +232,9 @@ class KeySpace:
 
     def results(self) -> str:
         return f"{self.prefix}:results"
+
+    def tenant_uploads(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:uploads"
 
     def wake(self) -> str:
         return f"{self.prefix}:wake"

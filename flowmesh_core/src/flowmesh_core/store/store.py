@@ -2,9 +2,9 @@
 
 ``Store`` joins the parts: the ledger (every op, node and workflow transition, and the
 outbox that announces them), reads of ops (action cache, in flight) and of workflows
-(nodes, lineage, events), and the fleet (workers, lease, tenants, blob index, counters).
-Each part lives in its own module; all share one connection, key space and set of Lua
-scripts.
+(nodes, lineage, events), the fleet (workers, lease, tenants, blob index, counters), and
+the rights to read digests (blob owners). Each part lives in its own module; all share
+one connection, key space and set of Lua scripts.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from flowmesh_core.store.fleet import FleetMixin
 from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
+from flowmesh_core.store.rights import RightsMixin
 from flowmesh_core.store.workflows import WorkflowsMixin
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin):
+class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, RightsMixin):
     """FlowMesh's state in Redis."""
 
     @classmethod

@@ -1,18 +1,18 @@
 """``FlowMeshIOManager``: asset values in FlowMesh's CAS, their digest as the data version.
 
-Storing writes the value's bytes (canonical JSON, or raw bytes) to the blob store under
-their sha256 digest, records the digest in the materialization's metadata and reports
-it as the asset's data version: equal content, equal version, whatever run made it, so
-Dagster's staleness follows content. Loading finds the digest in the latest
-materialization of the upstream asset (partition) in the Dagster instance and reads the
-blob back verified; an input annotated ``CASRef`` gets the reference, not the bytes.
+Storing uploads the value's bytes (canonical JSON, or raw bytes) through FlowMesh's API
+(``PUT /v1/blobs/{digest}``, ``Client.put_blob``) as the configured tenant, records the
+digest in the materialization's metadata and reports it as the asset's data version:
+equal content, equal version, whatever run made it, so Dagster's staleness follows
+content. Loading finds the digest in the latest materialization of the upstream asset
+(partition) in the Dagster instance and downloads the blob, verified; an input annotated
+``CASRef`` gets the reference, not the bytes.
 
-It writes through the blob store directly (``flowmesh_core.blobs``, the client-side CAS
-library, configured by ``blob_url``): the HTTP API has no upload endpoint. Blobs it
-writes are uploaded data to FlowMesh, usable as ``{"blob": digest}`` operator inputs
-when ``blob_url`` is the cluster's own store.
+The tenant that uploads becomes an owner of the blob, so its operators can take the
+asset as a ``{"blob": digest}`` input; no other tenant can read it (docs/isolation.md).
 
-This module must never hand out bytes the store has not verified, and never pickle.
+This module must never open the blob store or Redis itself (the client speaks HTTP),
+never hand out bytes the client has not verified, and never pickle.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
-from flowmesh_core.blobs import BlobStore, open_blob_store
+from flowmesh_core.client import Client
 from flowmesh_core.errors import InvalidInputError, NotFoundError
-from flowmesh_core.settings import load_settings
 from flowmesh_dagster._values import CASRef, Encoding, decode, encode
 
 __all__ = ["DIGEST_KEY", "ENCODING_KEY", "SIZE_KEY", "FlowMeshIOManager"]
@@ -33,36 +32,37 @@ DIGEST_KEY = "flowmesh/digest"
 SIZE_KEY = "flowmesh/size"
 ENCODING_KEY = "flowmesh/encoding"
 
+_MEDIA_TYPES = {Encoding.JSON: "application/json", Encoding.BYTES: "application/octet-stream"}
+
 
 class FlowMeshIOManager(dg.ConfigurableIOManager):
     """Store asset outputs in FlowMesh's CAS; their content digest is their data version.
 
-    ``blob_url`` defaults to FlowMesh's setting (FLOWMESH_BLOB_URL, flowmesh.toml). Point
-    it at the cluster's blob store so that stored assets can feed FlowMesh operators by
-    digest. Assets only (an op's output has no asset key to find it by again).
+    ``server_url`` and ``token`` default to FlowMesh's own settings (FLOWMESH_SERVER_URL,
+    FLOWMESH_TOKEN, flowmesh.toml); use the same tenant as ``FlowMeshResource`` so that
+    stored assets can feed that tenant's operators by digest. Assets only (an op's output
+    has no asset key to find it by again).
     """
 
-    blob_url: str | None = Field(
+    server_url: str | None = Field(
         default=None,
-        description="file:///path or s3://bucket/prefix: FlowMesh's blob store "
-        "(default: FLOWMESH_BLOB_URL or flowmesh.toml).",
+        description="The FlowMesh control plane, e.g. http://127.0.0.1:8470 "
+        "(default: FLOWMESH_SERVER_URL or flowmesh.toml).",
     )
-    s3_endpoint_url: str | None = Field(
-        default=None, description="S3 API endpoint for s3:// blob URLs (MinIO, ...)."
+    token: str | None = Field(
+        default=None,
+        repr=False,
+        description="The tenant's token, which owns what is stored; use "
+        "EnvVar('FLOWMESH_TOKEN') so the UI never shows it (default: FLOWMESH_TOKEN).",
     )
-    s3_region: str | None = Field(default=None, description="S3 region for s3:// blob URLs.")
+    request_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Longest wait for one upload or download step, in seconds.",
+    )
 
-    _store: BlobStore | None = PrivateAttr(default=None)
-
-    def _blobs(self) -> BlobStore:
-        if self._store is None:
-            if self.blob_url is None:
-                fm = load_settings()
-                url, endpoint, region = fm.blob_url, fm.s3_endpoint_url, fm.s3_region
-            else:
-                url, endpoint, region = self.blob_url, self.s3_endpoint_url, self.s3_region
-            self._store = open_blob_store(url, s3_endpoint_url=endpoint, s3_region=region)
-        return self._store
+    def _client(self) -> Client:
+        return Client(self.server_url, self.token, timeout=self.request_timeout_s)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         """Store ``obj`` and make its digest the materialization's data version."""
@@ -73,18 +73,19 @@ class FlowMeshIOManager(dg.ConfigurableIOManager):
                 f"output, not {len(context.asset_partition_keys)}; run one partition per run"
             )
         data, encoding = encode(obj)
-        put = self._blobs().put_bytes(data)
+        with self._client() as client:
+            digest = client.put_blob(data, media_type=_MEDIA_TYPES[encoding])
+            url = client.url
         context.add_output_metadata(
             {
-                DIGEST_KEY: dg.MetadataValue.text(put.digest),
-                SIZE_KEY: dg.MetadataValue.int(put.size),
+                DIGEST_KEY: dg.MetadataValue.text(digest),
+                SIZE_KEY: dg.MetadataValue.int(len(data)),
                 ENCODING_KEY: dg.MetadataValue.text(encoding.value),
             }
         )
-        _report_data_version(key, put.digest)
+        _report_data_version(key, digest)
         context.log.debug(
-            f"{key.to_user_string()} stored in {self._blobs().url} as {put.digest} "
-            f"({put.size:,} bytes, {'new' if put.created else 'already there'})"
+            f"{key.to_user_string()} uploaded to {url} as {digest} ({len(data):,} bytes)"
         )
 
     def load_input(self, context: dg.InputContext) -> Any:
@@ -97,21 +98,27 @@ class FlowMeshIOManager(dg.ConfigurableIOManager):
             list(context.asset_partition_keys) if context.has_asset_partitions else [None]
         )
         wants_ref = context.dagster_type.typing_type is CASRef
-        values = {
-            partition: self._load(context.instance, key, partition, wants_ref)
-            for partition in partitions
-        }
+        with self._client() as client:
+            values = {
+                partition: _load(client, context.instance, key, partition, wants_ref)
+                for partition in partitions
+            }
         if len(values) == 1:
             return next(iter(values.values()))
         return values
 
-    def _load(
-        self, instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, ref: bool
-    ) -> Any:
-        digest, size, encoding = _stored(instance, key, partition)
-        if ref:
-            return CASRef(digest, size)
-        return decode(self._blobs().get_bytes(digest), encoding)
+
+def _load(
+    client: Client,
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    partition: str | None,
+    ref: bool,
+) -> Any:
+    digest, size, encoding = _stored(instance, key, partition)
+    if ref:
+        return CASRef(digest, size)
+    return decode(client.get_blob(digest), encoding)
 
 
 def _asset_key(context: dg.OutputContext | dg.InputContext) -> dg.AssetKey:

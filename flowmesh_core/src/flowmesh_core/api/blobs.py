@@ -1,0 +1,129 @@
+"""Blob routes (``/v1/blobs/{digest}``): upload with an owner, ask, download.
+
+``PUT`` streams the body to the blob store under the digest the caller names; the store
+verifies the bytes hash to it before anything is published, and the tenant becomes one
+of the blob's owners. ``HEAD`` and ``GET`` answer only for a digest the tenant may read
+(one it uploaded, or one its lineage holds); any other digest, stored or not, gets the
+same 404 (docs/isolation.md). The rights and the streaming are the control plane's
+(``control/blobs.py``); this module only moves HTTP in and out.
+
+This module must never read a body whole into memory, and never send the last bytes
+of a blob before the blob store has verified them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import StreamingResponse
+
+from flowmesh_core.api.deps import CurrentTenant, State
+from flowmesh_core.api.errors import ErrorBody
+from flowmesh_core.api.routes import _held_back, _resume
+from flowmesh_core.blobs import BlobInfo
+from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.models.api import BlobReceipt
+
+__all__ = ["router"]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+router = APIRouter(prefix="/v1/blobs", responses=_errors(400, 401, 500, 503))
+
+DigestPath = Annotated[
+    str,
+    Path(description="`sha256:` and the 64 lowercase hex digits of the bytes' sha256."),
+]
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The blob's bytes, exactly; streamed, up to `max_upload_bytes`.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@router.put(
+    "/{digest}",
+    response_model=BlobReceipt,
+    status_code=201,
+    responses={200: {"model": BlobReceipt, "description": "Already yours."}, **_errors(413)},
+    openapi_extra=_UPLOAD_BODY,
+    summary="Upload a blob",
+)
+async def put_blob(
+    digest: DigestPath, request: Request, response: Response, tenant: CurrentTenant, state: State
+) -> BlobReceipt:
+    """Store the body under ``digest`` and make the caller an owner: 201, or 200 when the
+    caller had uploaded it before. 400 (DigestMismatchError) when the bytes hash to
+    another digest, 413 over `max_upload_bytes`; either way nothing is stored."""
+    upload = await state.control.blob_access.upload(
+        tenant,
+        digest,
+        request.stream(),
+        length=_content_length(request),
+        media_type=request.headers.get("content-type"),
+    )
+    if not upload.new_owner:
+        response.status_code = 200
+    return BlobReceipt(digest=upload.digest, size=upload.size)
+
+
+@router.head(
+    "/{digest}",
+    responses={200: {"description": "The caller may read it; Content-Length is its size."}},
+    summary="Ask whether a blob is yours to read",
+)
+async def head_blob(digest: DigestPath, tenant: CurrentTenant, state: State) -> Response:
+    """200 with the blob's size as Content-Length if the caller may read it, else 404."""
+    info = await state.control.blob_access.stat(tenant, digest)
+    return Response(status_code=200, headers=_headers(info))
+
+
+@router.get(
+    "/{digest}",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "The blob's bytes, verified against the digest.",
+        },
+        **_errors(404),
+    },
+    summary="Download a blob",
+)
+async def get_blob(digest: DigestPath, tenant: CurrentTenant, state: State) -> StreamingResponse:
+    """The bytes of a blob the caller uploaded or whose digest its lineage holds (404
+    otherwise, exactly as for a digest that does not exist)."""
+    info, chunks = await state.control.blob_access.open(tenant, digest)
+    body = _held_back(chunks)
+    # The first chunk is read before answering, so an unreadable blob (or a corrupt one
+    # that is one chunk long) gets an error status instead of a broken 200.
+    first = await anext(body, None)
+    return StreamingResponse(
+        _resume(first, body, info.digest),
+        media_type="application/octet-stream",
+        headers=_headers(info),
+    )
+
+
+def _headers(info: BlobInfo) -> dict[str, str]:
+    return {
+        "Content-Length": str(info.size),
+        "ETag": f'"{info.digest}"',
+        "Cache-Control": "private, max-age=31536000, immutable",
+    }
+
+
+def _content_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not declared.strip().isdigit():
+        raise InvalidInputError(f"Content-Length {declared!r} is not a number of bytes")
+    return int(declared)

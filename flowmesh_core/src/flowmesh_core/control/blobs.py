@@ -1,0 +1,161 @@
+"""Blobs through the API: a tenant uploads bytes under their digest and becomes an owner;
+it reads a blob only if it owns it or its lineage holds it (docs/isolation.md).
+
+An upload streams: the body goes chunk by chunk from the event loop to the blob store,
+which hashes it while writing to a temporary name and publishes it only if the bytes
+hash to the digest the caller named. Ownership is recorded after that, so a mismatch, a
+body over ``max_upload_bytes`` or a dropped connection leaves nothing stored and no
+owner recorded.
+
+This module must never hold a whole upload in memory, never record an owner for bytes
+the blob store has not verified, and never answer a digest the tenant may not read
+differently from one that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from flowmesh_core.blobs import BlobInfo, BlobStore
+from flowmesh_core.errors import (
+    BlobNotFoundError,
+    CorruptBlobError,
+    DigestMismatchError,
+    InputTooLargeError,
+    InvalidInputError,
+    NotFoundError,
+)
+from flowmesh_core.hashing import validate_digest
+from flowmesh_core.models.api import Tenant
+from flowmesh_core.results import ResultReader
+from flowmesh_core.store import Store
+
+__all__ = ["BlobAccess", "Upload"]
+
+_DEFAULT_MEDIA_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """What an upload stored: the digest, its size, and whether the tenant became an owner
+    now (``new_owner``; False when it had uploaded these bytes before). Whether anyone else
+    had stored the bytes is never told: that would reveal another tenant's data."""
+
+    digest: str
+    size: int
+    new_owner: bool
+
+
+class BlobAccess:
+    """Uploads with an owner, and reads through the tenant's rights."""
+
+    def __init__(
+        self, store: Store, blobs: BlobStore, results: ResultReader, max_upload_bytes: int
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.results = results
+        self.max_upload_bytes = max_upload_bytes
+
+    async def upload(
+        self,
+        tenant: Tenant,
+        digest: str,
+        body: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        media_type: str | None = None,
+    ) -> Upload:
+        """Store ``body`` under ``digest`` and make ``tenant`` one of its owners.
+
+        InvalidDigestError for a malformed digest, InputTooLargeError (413) for a body
+        over ``max_upload_bytes`` (the declared ``length`` is checked before reading),
+        DigestMismatchError (400) when the bytes hash to another digest.
+        """
+        digest = validate_digest(digest)
+        media = _media_type(media_type)
+        limit = self.max_upload_bytes
+        if length is not None and length > limit:
+            raise _too_large(limit, f" of {length:,} bytes")
+        chunks = _bridge(body, asyncio.get_running_loop(), limit)
+        try:
+            put = await asyncio.to_thread(self.blobs.put_stream, chunks, expected_digest=digest)
+        except CorruptBlobError as exc:
+            raise DigestMismatchError(
+                f"the uploaded bytes do not hash to {digest}; nothing was stored (send the "
+                "exact bytes whose sha256 is the digest, as `flowmesh cas put` does)"
+            ) from exc
+        new_owner = await self.store.record_upload(tenant.name, digest, put.size, media)
+        return Upload(put.digest, put.size, new_owner)
+
+    async def stat(self, tenant: Tenant, digest: str) -> BlobInfo:
+        """The size of a blob ``tenant`` may read (NotFoundError otherwise)."""
+        await self._check(tenant, digest)
+        kept = await self.results.inline([digest])
+        if digest in kept:
+            return BlobInfo(digest, len(kept[digest]))
+        try:
+            return await asyncio.to_thread(self.blobs.stat, digest)
+        except BlobNotFoundError:
+            raise _unknown(digest) from None
+
+    async def open(self, tenant: Tenant, digest: str) -> tuple[BlobInfo, Iterator[bytes]]:
+        """The size and verified chunks of a blob ``tenant`` may read (NotFoundError
+        otherwise; the last chunk raises CorruptBlobError if the bytes are corrupt)."""
+        info = await self.stat(tenant, digest)
+        kept = await self.results.inline([digest])
+        if digest in kept:
+            return info, iter([kept[digest]])
+        return info, self.blobs.iter_chunks(digest)
+
+    async def _check(self, tenant: Tenant, digest: str) -> None:
+        digest = validate_digest(digest)
+        if not tenant.admin and await self.store.unreadable_for(tenant.name, [digest]):
+            raise _unknown(digest)
+
+
+def _unknown(digest: str) -> NotFoundError:
+    """The one answer for a digest that does not exist and one the tenant may not read."""
+    return NotFoundError(f"no blob {digest} for this tenant")
+
+
+def _too_large(limit: int, size: str) -> InputTooLargeError:
+    return InputTooLargeError(
+        f"upload{size} is over the limit of {limit:,} bytes (max_upload_bytes); nothing was stored"
+    )
+
+
+def _media_type(value: str | None) -> str:
+    if value is None:
+        return _DEFAULT_MEDIA_TYPE
+    media = value.split(";", 1)[0].strip().lower()
+    if not media:
+        return _DEFAULT_MEDIA_TYPE
+    if len(media) > 127 or "/" not in media or not media.isascii() or not media.isprintable():
+        raise InvalidInputError(
+            f"Content-Type {value[:60]!r} is not a media type: send e.g. "
+            "application/octet-stream or application/json"
+        )
+    return media
+
+
+def _bridge(
+    body: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop, limit: int
+) -> Iterator[bytes]:
+    """The body's chunks for a blob store running in a worker thread, each fetched from
+    the event loop as the store asks for it; InputTooLargeError once past ``limit``."""
+
+    async def next_chunk() -> bytes | None:
+        return await anext(body, None)
+
+    size = 0
+    while True:
+        chunk = asyncio.run_coroutine_threadsafe(next_chunk(), loop).result()
+        if chunk is None:
+            return
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit, "")
+        yield chunk
