@@ -36,6 +36,8 @@ SCRIPTS = (
     "finish_batch",
     "finish_node",
     "fail_nodes",
+    "cancel_workflow",
+    "tenant_tokens",
     "ensure_group",
     "lease",
     "release_lease",
