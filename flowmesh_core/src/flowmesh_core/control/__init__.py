@@ -7,7 +7,7 @@ code in ``utility``, ``throughput`` and ``planning`` that the simulator reuses.
 """
 
 from flowmesh_core.control.service import ControlPlane
-from flowmesh_core.control.tenants import create_tenant
+from flowmesh_core.control.tenants import create_tenant, revoke_tenant, rotate_token
 from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
@@ -32,4 +32,6 @@ __all__ = [
     "WorkerState",
     "WorkflowStatus",
     "create_tenant",
+    "revoke_tenant",
+    "rotate_token",
 ]
