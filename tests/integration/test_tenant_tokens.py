@@ -140,3 +140,35 @@ async def test_create_takes_the_tenants_own_quotas(harness: Harness) -> None:
     assert "max_in_flight" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert await harness.store.tenant_record("team-r") == {}
+
+
+async def test_quota_changes_a_tenants_own_limits_for_every_token(harness: Harness) -> None:
+    app = await harness.app(run_scheduler=False)
+    await _token(harness, "create", "team-q")
+    token = await _token(harness, "rotate", "team-q")
+    client = await harness.client(app, token)
+    shown = await _flowmesh(harness, "tenant", "quota", "team-q")
+    assert shown.exit_code == 0, shown.stderr
+    assert "max_in_flight: the setting's (tenant_max_in_flight)" in shown.stdout
+
+    changed = await _flowmesh(harness, "tenant", "quota", "team-q", "--max-in-flight", "1")
+    assert changed.exit_code == 0, changed.stderr
+    assert "max_in_flight: 1" in changed.stdout
+    assert "submit_rate: the setting's" in changed.stdout
+    op = {"kind": "embed", "model": "mini", "inputs": {"texts": ["one"]}}
+    assert (await client.post("/v1/operators", json=op)).status_code == 201
+    refused = await client.post("/v1/operators", json={**op, "inputs": {"texts": ["two"]}})
+    assert refused.status_code == 429, refused.text
+
+    back = await _flowmesh(harness, "tenant", "quota", "team-q", "--max-in-flight", "default")
+    assert back.exit_code == 0, back.stderr
+    again = await client.post("/v1/operators", json={**op, "inputs": {"texts": ["two"]}})
+    assert again.status_code == 201, again.text
+
+    for bad in (["--max-in-flight", "lots"], ["--submit-rate", "-2"]):
+        done = await _flowmesh(harness, "tenant", "quota", "team-q", *bad)
+        assert done.exit_code == 2, done.stdout
+        assert "Traceback" not in done.stderr
+    missing = await _flowmesh(harness, "tenant", "quota", "nobody", "--max-in-flight", "3")
+    assert missing.exit_code == 2
+    assert "no tenant 'nobody'" in missing.stderr

@@ -1,5 +1,5 @@
-"""``flowmesh tenant create|rotate|revoke``: register a tenant and print its token, once;
-replace its token; stop all its tokens.
+"""``flowmesh tenant create|rotate|revoke|quota``: register a tenant and print its token,
+once; replace its token; stop all its tokens; change its own quotas.
 
 The token goes alone to stdout (so ``flowmesh tenant create team-a > team-a.token`` keeps
 it out of the terminal); how to use it goes to stderr. Only the token's hash is stored:
@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from flowmesh_core.cli._common import CliContext, err_console, pass_cli, reports_errors, run_async
-from flowmesh_core.control import Tenant, create_tenant, revoke_tenant, rotate_token
+from flowmesh_core.control import (
+    Tenant,
+    create_tenant,
+    revoke_tenant,
+    rotate_token,
+    set_quotas,
+)
 from flowmesh_core.errors import InvalidInputError
 
 __all__ = ["tenant"]
@@ -144,3 +150,55 @@ def revoke(cli: CliContext, name: str) -> None:
             f"{gone} token(s) stopped working. Its workflows and results are kept.",
         )
     )
+
+
+def _quota_value(option: str, text: str | None, kind: type[int] | type[float]) -> object:
+    """``text`` as a quota: ``default`` is None (the setting's), else a number."""
+    if text is None:
+        return _KEEP
+    if text.strip().lower() == "default":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{option} {text!r}: give a number (0: no limit) or 'default' (the setting's)"
+        ) from None
+
+
+_KEEP = object()
+
+
+async def _quota(cli: CliContext, name: str, changes: dict[str, object]) -> Tenant:
+    store = cli.store()
+    try:
+        if changes:
+            return await set_quotas(store, name, **changes)  # type: ignore[arg-type]
+        return await set_quotas(store, name)
+    finally:
+        await store.aclose()
+
+
+@tenant.command("quota")
+@click.argument("name")
+@click.option("--max-in-flight", metavar="N|default", help="Items it may have in flight.")
+@click.option("--submit-rate", metavar="R|default", help="Submissions per second.")
+@pass_cli
+@reports_errors
+def quota(cli: CliContext, name: str, max_in_flight: str | None, submit_rate: str | None) -> None:
+    """Show or change tenant NAME's own quotas (0: no limit; 'default': the setting's).
+
+    A change applies from its next request; work already admitted is not touched.
+    """
+    values = {
+        "max_in_flight": _quota_value("--max-in-flight", max_in_flight, int),
+        "submit_rate": _quota_value("--submit-rate", submit_rate, float),
+    }
+    changes = {k: v for k, v in values.items() if v is not _KEEP}
+    now = run_async(_quota(cli, name, changes))
+
+    def shown(value: float | None, setting: str) -> str:
+        return f"the setting's ({setting})" if value is None else f"{value:g}"
+
+    click.echo(f"max_in_flight: {shown(now.max_in_flight, 'tenant_max_in_flight')}")
+    click.echo(f"submit_rate: {shown(now.submit_rate, 'tenant_submit_rate')}")

@@ -7,7 +7,12 @@ code in ``utility``, ``throughput`` and ``planning`` that the simulator reuses.
 """
 
 from flowmesh_core.control.service import ControlPlane
-from flowmesh_core.control.tenants import create_tenant, revoke_tenant, rotate_token
+from flowmesh_core.control.tenants import (
+    create_tenant,
+    revoke_tenant,
+    rotate_token,
+    set_quotas,
+)
 from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
@@ -34,4 +39,5 @@ __all__ = [
     "create_tenant",
     "revoke_tenant",
     "rotate_token",
+    "set_quotas",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,7 +28,14 @@ from flowmesh_core.errors import (
 from flowmesh_core.models.api import Tenant
 from flowmesh_core.store import Store
 
-__all__ = ["authenticate", "create_tenant", "hash_token", "revoke_tenant", "rotate_token"]
+__all__ = [
+    "authenticate",
+    "create_tenant",
+    "hash_token",
+    "revoke_tenant",
+    "rotate_token",
+    "set_quotas",
+]
 
 TOKEN_PREFIX = "fm_"  # noqa: S105 (a marker that makes leaked tokens searchable)
 
@@ -94,6 +102,39 @@ async def revoke_tenant(store: Store, name: str) -> int:
     if gone is None:
         raise NotFoundError(f"no tenant {name!r}")
     return gone
+
+
+_UNSET: Any = object()
+
+
+async def set_quotas(
+    store: Store,
+    name: str,
+    *,
+    max_in_flight: int | None = _UNSET,
+    submit_rate: float | None = _UNSET,
+) -> Tenant:
+    """Change tenant ``name``'s own quotas (None: back to the settings'; 0: no limit); a
+    quota not passed is kept. Takes effect at its next request. The changed tenant."""
+    for _ in range(10):
+        raw = (await store.tenant_record(name)).get("record")
+        if raw is None:
+            raise NotFoundError(f"no tenant {name!r}")
+        current = Tenant.model_validate_json(raw)
+        changes = {
+            field: value
+            for field, value in (("max_in_flight", max_in_flight), ("submit_rate", submit_rate))
+            if value is not _UNSET
+        }
+        try:
+            updated = Tenant.model_validate({**current.model_dump(), **changes})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise InvalidInputError(f"invalid quota: {where}: {error['msg']}") from exc
+        if await store.replace_tenant_record(name, raw, updated.model_dump_json()):
+            return updated
+    raise ConflictError(f"tenant {name!r} kept changing; try again")
 
 
 async def authenticate(store: Store, authorization: str | None) -> Tenant:

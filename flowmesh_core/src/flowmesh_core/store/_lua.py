@@ -38,6 +38,7 @@ SCRIPTS = (
     "fail_nodes",
     "cancel_workflow",
     "tenant_tokens",
+    "tenant_record",
     "ensure_group",
     "lease",
     "release_lease",

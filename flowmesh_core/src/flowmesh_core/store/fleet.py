@@ -377,6 +377,12 @@ class FleetMixin(StoreBase):
         gone = int(await self.run_script("tenant_tokens", [], args))
         return None if gone < 0 else gone
 
+    async def replace_tenant_record(self, name: str, old: str, new: str) -> bool | None:
+        """Tenant ``name``'s record ``old`` -> ``new`` everywhere it is kept, in one step;
+        False if it is no longer ``old``, None if there is no such tenant."""
+        done = int(await self.run_script("tenant_record", [], [name, old, new]))
+        return None if done < 0 else bool(done)
+
     async def tenant_record(self, name: str) -> dict[str, str]:
         """Tenant ``name``'s hash (its record, and ``revoked_at`` once revoked); empty if
         there is no such tenant."""
