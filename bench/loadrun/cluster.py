@@ -199,9 +199,15 @@ class LocalCluster:
         self.serve_pids.append(process.pid)
 
     async def _tenants(self) -> list[str]:
+        """The load's tenants, without quotas: the run measures the fabric, and a closed
+        loop of many clients per tenant would otherwise measure the submission rate limit
+        (docs/isolation.md, "Quotas")."""
         store = Store.open(self.options.redis_url, self.prefix)
         try:
-            made = [await create_tenant(store, f"load-{i}") for i in range(self.options.tenants)]
+            made = [
+                await create_tenant(store, f"load-{i}", max_in_flight=0, submit_rate=0)
+                for i in range(self.options.tenants)
+            ]
         finally:
             await store.aclose()
         return [token for _, token in made]

@@ -137,3 +137,40 @@ def test_a_script_spells_no_status_word_and_builds_no_key(name: str) -> None:
 _COUNTER = re.compile(r"'HINCRBY(FLOAT)?', [^,]+, '\w+'")
 _KEY_PIECE = re.compile(r"^[\w{}|-]*:[\w{}|:-]*$")
 """A literal made of name characters and a ':' (``':waiters'``, ``'fm:op:'``)."""
+
+
+async def test_racing_cancels_against_completions_settle_every_item_once(
+    clients: list[Store],
+) -> None:
+    """Cancels of one workflow raced with the completions of its items (and another
+    workflow's join of one of them): the workflow is cancelled once, each item is either
+    done (its result came first) or cancelled and charged nothing, the other requester
+    always gets its result, and the tenant's in-flight count comes back to zero."""
+    store = clients[0]
+    await store.submit_workflow("wf", "acme", "", "{}", ["embed"], domain=DOMAIN)
+    await store.submit_workflow("other", "beta", "", "{}", ["embed"], domain=DOMAIN)
+    items = [make_item() for _ in range(8)]
+    await store.start_node("acme", DOMAIN, "wf", "embed", "k" * 64, items, batched=True)
+    await store.start_node("beta", DOMAIN, "other", "embed", "j" * 64, items[:1], batched=True)
+    assert await store.in_flight("acme") == 8
+    cancels = [clients[i % 5].cancel_workflow("wf", "acme") for i in range(RACERS)]
+    completions = [
+        clients[i % 5].complete(DOMAIN, item.op_key, DIGEST, worker_seconds=2.0)
+        for i, item in enumerate(items)
+    ]
+    outcomes = await asyncio.gather(*cancels, *completions)
+    assert sum(1 for o in outcomes[:RACERS] if o is not None and o.cancelled) == 1
+    assert (await announced(store)).count(Transition.WORKFLOW_CANCELLED) == 1
+    for record in await store.lineage("wf"):
+        assert record.status in (ItemStatus.DONE, ItemStatus.CANCELLED)
+        if record.status is ItemStatus.CANCELLED:
+            assert record.worker_seconds == 0
+            assert record.result_digest is None
+    (theirs,) = await store.lineage("other")
+    assert theirs.status is ItemStatus.DONE
+    assert await store.in_flight("acme") == 0
+    assert await store.in_flight("beta") == 0
+    assert await store.inflight() == []
+    state = await store.workflow("wf")
+    assert state is not None
+    assert state.status == NodeState.CANCELLED

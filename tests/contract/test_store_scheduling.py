@@ -622,3 +622,21 @@ async def test_racing_workflow_creations_with_one_id_store_one(clients: list[Sto
     assert (state.tenant, state.name) == (f"t{winner}", f"n{winner}")
     owners = [i for i in range(10) if await store.tenant_workflows(f"t{i}")]
     assert owners == [winner]
+
+
+async def test_a_running_op_whose_requesters_all_cancelled_is_not_requeued(store: Store) -> None:
+    """A cancelled workflow's running item finishes for nobody; if its worker dies it is
+    dropped instead of being planned again (requeue.lua)."""
+    await store.submit_workflow("wf", "acme", "", "{}", ["embed"], domain=DOMAIN)
+    item = make_item()
+    await store.start_node("acme", DOMAIN, "wf", "embed", item.op_key, [item], batched=False)
+    assert await store.claim_batch(SIGNATURE, 1, "w1", "b1", await lease(store)) == 1
+    cancelled = await store.cancel_workflow("wf", "acme")
+    assert cancelled is not None
+    assert (cancelled.cancelled, cancelled.dropped, cancelled.shared) == (True, 1, 0)
+    assert (await store.op_state(DOMAIN, item.op_key))["status"] == "running"
+    assert not await store.requeue(DOMAIN, item.op_key, "w1")
+    assert await store.op_state(DOMAIN, item.op_key) == {}
+    assert await store.inflight() == []
+    assert await ready_members(store) == []
+    assert await store.in_flight("acme") == 0

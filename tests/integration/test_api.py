@@ -546,7 +546,7 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
     assert {path: sorted(ops) for path, ops in paths.items()} == {
         "/v1/workflows": ["post"],
         "/v1/operators": ["post"],
-        "/v1/workflows/{workflow_id}": ["get"],
+        "/v1/workflows/{workflow_id}": ["delete", "get"],
         "/v1/workflows/{workflow_id}/wait": ["get"],
         "/v1/workflows/{workflow_id}/lineage": ["get"],
         "/v1/results/{digest}": ["get"],

@@ -315,6 +315,22 @@ def test_status_prints_the_table_and_json(api: FakeApi, invoke: Invoke) -> None:
     assert WorkflowStatus.model_validate_json(as_json.stdout) == workflow_status("done")
 
 
+def test_cancel_sends_delete_and_prints_the_status(api: FakeApi, invoke: Invoke) -> None:
+    api.states = ["cancelled"]
+    result = invoke("cancel", "wf-42")
+    assert result.exit_code == 0, result.output
+    assert "workflow wf-42  cancelled" in result.stdout
+    assert [(r.method, r.url.path) for r in api.requests] == [("DELETE", "/v1/workflows/wf-42")]
+    assert result.stderr == ""
+    api.states = ["done"]
+    finished = invoke("cancel", "wf-42", "--json")
+    assert finished.exit_code == 0, finished.output
+    assert WorkflowStatus.model_validate_json(finished.stdout).state == "done"
+    missing = invoke("cancel", "wf-nope")
+    assert missing.exit_code == 2
+    assert "no workflow at /v1/workflows/wf-nope" in missing.stderr
+
+
 def test_lineage_prints_a_row_per_item_and_json(api: FakeApi, invoke: Invoke) -> None:
     table = invoke("lineage", "wf-42")
     assert table.exit_code == 0, table.output

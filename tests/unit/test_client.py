@@ -252,7 +252,7 @@ ERROR_CASES = [
     (405, "MethodNotAllowed", errors.InvalidInputError),
     (409, "Conflict", errors.ConflictError),
     (413, "PayloadTooLarge", errors.InputTooLargeError),
-    (429, "TooManyRequests", errors.ServiceUnavailableError),
+    (429, "TooManyRequests", errors.QuotaExceededError),
     (500, "InternalError", errors.ServiceUnavailableError),
     (502, "BadGateway", errors.ServiceUnavailableError),
 ]
@@ -541,3 +541,32 @@ async def test_the_async_client_closes_on_leaving_async_with() -> None:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         await c.health()
+
+
+def test_cancel_workflow_sends_delete_and_returns_the_status(connect: Any) -> None:
+    api = Recorder(lambda r: httpx.Response(200, json=status_json("cancelled")))
+    status = connect(api).cancel_workflow("wf 1/x")
+    assert status.state is NodeState.CANCELLED
+    (request,) = api.requests
+    assert request.method == "DELETE"
+    assert request.url.raw_path == b"/v1/workflows/wf%201%2Fx"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_wait_ends_on_a_cancelled_workflow(connect: Any) -> None:
+    api = Recorder(lambda r: httpx.Response(200, json=status_json("cancelled")))
+    assert connect(api).wait("wf1", timeout=None).state is NodeState.CANCELLED
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize(("header", "expected"), [("7", 7.0), (None, None), ("soon", None)])
+def test_a_429_is_a_quota_error_carrying_retry_after(
+    connect: Any, header: str | None, expected: float | None
+) -> None:
+    headers = {} if header is None else {"Retry-After": header}
+    body = {"error": {"type": "QuotaExceededError", "message": "quota: slow down"}}
+    api = Recorder(lambda r: httpx.Response(429, json=body, headers=headers))
+    with pytest.raises(errors.QuotaExceededError, match="quota: slow down") as caught:
+        connect(api).submit_operator({"kind": "embed"})
+    assert caught.value.retry_after == expected
+    assert len(api.requests) == 1  # never retried on its own

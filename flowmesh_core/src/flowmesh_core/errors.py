@@ -21,6 +21,7 @@ API layer never decides status codes on its own.
     ├── NotFoundError .......................... the thing named does not exist (404)
     │   └── BlobNotFoundError
     ├── ConflictError .......................... contradicts what is already recorded (409)
+    ├── QuotaExceededError ..................... a tenant's quota refused it for now (429)
     ├── IntegrityError ......................... stored bytes do not match their address (500)
     │   └── CorruptBlobError
     └── ServiceUnavailableError ................ a backing service does not answer (503)
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidParamsError",
     "NotFoundError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "ServiceUnavailableError",
     "StoreUnavailableError",
     "StreamGroupMissingError",
@@ -135,6 +137,18 @@ class ConflictError(FlowMeshError):
     """The request contradicts what is already recorded."""
 
     status_code = 409
+
+
+class QuotaExceededError(FlowMeshError):
+    """A tenant's quota (items in flight, submissions per second) refused the request;
+    nothing was stored. ``retry_after`` is how many seconds to wait before trying again
+    (the API sends it as ``Retry-After``; None when the answer did not say)."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class IntegrityError(FlowMeshError):

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
         description="largest blob one PUT /v1/blobs/{digest} accepts (streamed, never held "
         "in memory)",
     )
+    tenant_max_in_flight: int = Field(
+        default=100_000,
+        ge=0,
+        description="items a tenant may have in flight (requested, not settled); 0: no limit",
+    )
+    tenant_submit_rate: float = Field(
+        default=100.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="submissions per second a tenant may make (bursts of twice that); 0: no limit",
+    )
     max_attempts: int = Field(
         default=3, ge=1, le=100, description="runs of a failing item before it fails for good"
     )

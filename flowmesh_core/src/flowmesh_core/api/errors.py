@@ -2,9 +2,10 @@
 
 Every error body is ``{"error": {"type": "<ClassName>", "message": "<what to fix>"}}``.
 A ``FlowMeshError`` answers with its class's ``status_code`` (the API never picks status
-codes of its own for them); FastAPI's request validation errors (a bad query or path
-parameter) answer 400 naming the parameter; an unexpected exception answers 500 with a
-generic message and is logged with its traceback.
+codes of its own for them), a quota's refusal (429) with ``Retry-After`` in seconds;
+FastAPI's request validation errors (a bad query or path parameter) answer 400 naming the
+parameter; an unexpected exception answers 500 with a generic message and is logged with
+its traceback.
 
 This module must never put a traceback, or a credential from a service URL, into a
 response body: messages pass through ``redact`` on their way out.
@@ -13,6 +14,7 @@ response body: messages pass through ``redact`` on their way out.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -26,7 +28,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowmesh_core.errors import AuthenticationError, FlowMeshError, InvalidInputError
+from flowmesh_core.errors import (
+    AuthenticationError,
+    FlowMeshError,
+    InvalidInputError,
+    QuotaExceededError,
+)
 
 __all__ = [
     "ErrorBody",
@@ -85,6 +92,9 @@ async def _flowmesh_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    if isinstance(exc, QuotaExceededError) and exc.retry_after is not None:
+        # Retry-After is whole seconds (RFC 9110); never 0, which would invite a spin.
+        headers = {"Retry-After": str(max(math.ceil(exc.retry_after), 1))}
     return error_response(status, type(exc).__name__, str(exc), headers)
 
 

@@ -25,7 +25,6 @@ from flowmesh_core.api.body import ACCEPTED_TYPES, idempotency_key, read_model
 from flowmesh_core.api.deps import ApiState, CurrentTenant, State
 from flowmesh_core.api.errors import ErrorBody
 from flowmesh_core.control import (
-    NodeState,
     StatsReport,
     SubmitResult,
     Tenant,
@@ -81,7 +80,7 @@ class ResultStreamError(Exception):
     "/workflows",
     status_code=201,
     response_model=SubmitResult,
-    responses=_errors(413, 415),
+    responses=_errors(413, 415, 429),
     openapi_extra=_body_doc("Workflow", "A workflow: named nodes whose inputs may be {ref: node}"),
     summary="Submit a workflow",
 )
@@ -91,7 +90,8 @@ async def submit_workflow(
     """Validate the whole workflow, then start every node whose inputs are known.
 
     The plan says, per node, how many items hit the action cache, joined work in flight,
-    or were created. Nothing is stored if any node is invalid.
+    or were created. Nothing is stored if any node is invalid, nor when one of the
+    tenant's quotas refuses it (429 with ``Retry-After``: docs/isolation.md, "Quotas").
     """
     workflow = await read_model(request, state.control.settings.max_body_bytes, parse_workflow)
     key = idempotency_key(request)
@@ -103,7 +103,7 @@ async def submit_workflow(
     "/operators",
     status_code=201,
     response_model=SubmitResult,
-    responses=_errors(413, 415),
+    responses=_errors(413, 415, 429),
     openapi_extra=_body_doc("Operator", "One operator"),
     summary="Submit one operator",
 )
@@ -138,6 +138,26 @@ async def workflow_status(
 ) -> WorkflowStatus:
     """Each node's state, result digest and (unless ``lineage=false``) lineage."""
     return await state.control.status(tenant, workflow_id, with_lineage=lineage)
+
+
+@router.delete(
+    "/workflows/{workflow_id}",
+    response_model=WorkflowStatus,
+    responses=_errors(404),
+    summary="Cancel a workflow",
+)
+async def cancel_workflow(
+    workflow_id: WorkflowId, tenant: CurrentTenant, state: State
+) -> WorkflowStatus:
+    """Cancel the workflow: it and its unfinished nodes become ``cancelled``, and its
+    items that no other requester needs leave the ready pool (running ones finish,
+    charged to nobody). Work another requester also asked for goes on for it unchanged.
+
+    Idempotent: always 200 with the workflow's status; a workflow that had finished
+    already (done, failed, or cancelled before) is left as it was, and its ``state``
+    says which. Another tenant's workflow answers 404, exactly like an unknown id.
+    """
+    return await state.control.cancel(tenant, workflow_id)
 
 
 @router.get(
@@ -276,7 +296,7 @@ async def _wait_while_connected(
         status = await state.drain.race(wait)
         if status is None:
             break
-        if status.state in (NodeState.DONE, NodeState.FAILED) or left <= _WAIT_SLICE_S:
+        if status.state.final or left <= _WAIT_SLICE_S:
             if not lineage:
                 return status
             break

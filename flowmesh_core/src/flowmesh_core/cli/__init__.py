@@ -16,7 +16,7 @@ from flowmesh_core.cli._doctor import doctor
 from flowmesh_core.cli._inspect import lineage_command, stats_command, status_command
 from flowmesh_core.cli._key import key
 from flowmesh_core.cli._serve import serve
-from flowmesh_core.cli._submit import submit
+from flowmesh_core.cli._submit import cancel, submit
 from flowmesh_core.cli._tenant import tenant
 
 __all__ = ["main"]
@@ -72,6 +72,7 @@ main.add_command(key)
 main.add_command(cas)
 main.add_command(doctor)
 main.add_command(submit)
+main.add_command(cancel)
 main.add_command(status_command)
 main.add_command(lineage_command)
 main.add_command(stats_command)

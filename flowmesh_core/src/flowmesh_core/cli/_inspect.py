@@ -39,6 +39,7 @@ _STATE_STYLE = {
     NodeState.RUNNING: "yellow",
     NodeState.PENDING: "cyan",
     NodeState.WAITING: "dim",
+    NodeState.CANCELLED: "magenta",
 }
 
 

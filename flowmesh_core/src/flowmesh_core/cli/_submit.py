@@ -1,10 +1,11 @@
-"""``flowmesh submit FILE [--wait]``: send a workflow or operator, and optionally follow it.
+"""``flowmesh submit FILE [--wait]``: send a workflow or operator, and optionally follow it;
+``flowmesh cancel ID``: cancel one.
 
 The file is sent as written (YAML or JSON); the server validates it. With ``--wait`` a
 progress bar per node follows the run, then the status table sums it up; the exit status
-says how it ended (0 done, 1 failed, 3 still running at --timeout, 130 interrupted; 2 is
-a user error as for every command). This module must never talk HTTP itself (the client
-SDK does) nor draw progress bars when stdout is not a terminal.
+says how it ended (0 done, 1 failed or cancelled, 3 still running at --timeout, 130
+interrupted; 2 is a user error as for every command). This module must never talk HTTP
+itself (the client SDK does) nor draw progress bars when stdout is not a terminal.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_TIMEOUT",
     "POLL_INTERVAL_S",
+    "cancel",
     "follow",
     "plan_table",
     "submit",
@@ -41,7 +43,7 @@ EXIT_FAILED = 1
 EXIT_TIMEOUT = 3
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 POLL_INTERVAL_S = 0.5
-_TERMINAL = frozenset({NodeState.DONE, NodeState.FAILED})
+_TERMINAL = frozenset({NodeState.DONE, NodeState.FAILED, NodeState.CANCELLED})
 
 
 def _read(file: Path) -> tuple[str, bool]:
@@ -125,6 +127,9 @@ def _outcome(status: WorkflowStatus, timeout: float | None) -> int:
         if not failed:
             err_console.print(Text.assemble(("failed: ", "bold red"), status.workflow_id))
         return EXIT_FAILED
+    if status.state == NodeState.CANCELLED:
+        err_console.print(Text.assemble(("cancelled: ", "bold yellow"), status.workflow_id))
+        return EXIT_FAILED
     waited = f" after {timeout:g} s" if timeout is not None else ""
     err_console.print(
         f"timeout: workflow {status.workflow_id} is still {status.state}{waited}; "
@@ -200,3 +205,24 @@ def _print_submitted(result: SubmitResult, as_json: bool) -> None:
         return
     console.print(Text.assemble(("workflow ", "bold"), result.workflow_id), highlight=False)
     console.print(plan_table(result))
+
+
+@click.command()
+@click.argument("workflow_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the status after as JSON.")
+@pass_cli
+@reports_errors
+def cancel(cli: CliContext, workflow_id: str, as_json: bool) -> None:
+    """Cancel workflow WORKFLOW_ID: its unfinished work stops (work another workflow or
+    tenant also asked for goes on for them). A finished workflow is left as it was."""
+    with _inspect.open_client(cli) as client:
+        status = client.cancel_workflow(workflow_id)
+    if as_json:
+        click.echo(status.model_dump_json(indent=2))
+        return
+    if status.state != NodeState.CANCELLED:
+        err_console.print(
+            f"workflow {workflow_id} had finished already ({status.state}); nothing changed",
+            highlight=False,
+        )
+    _inspect.print_status(status)

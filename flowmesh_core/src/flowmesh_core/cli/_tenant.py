@@ -1,8 +1,10 @@
-"""``flowmesh tenant create``: register a tenant and print its token, once.
+"""``flowmesh tenant create|rotate|revoke|quota``: register a tenant and print its token,
+once; replace its token; stop all its tokens; change its own quotas.
 
 The token goes alone to stdout (so ``flowmesh tenant create team-a > team-a.token`` keeps
 it out of the terminal); how to use it goes to stderr. Only the token's hash is stored:
-it cannot be shown again.
+it cannot be shown again. Rotation stops every earlier token at once, with no grace
+period (docs/isolation.md, "Tokens").
 
 This command must never create a tenant in the embedded store: it would vanish when the
 command exits, and the token would open nothing.
@@ -15,7 +17,13 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from flowmesh_core.cli._common import CliContext, err_console, pass_cli, reports_errors, run_async
-from flowmesh_core.control import Tenant, create_tenant
+from flowmesh_core.control import (
+    Tenant,
+    create_tenant,
+    revoke_tenant,
+    rotate_token,
+    set_quotas,
+)
 from flowmesh_core.errors import InvalidInputError
 
 __all__ = ["tenant"]
@@ -26,30 +34,62 @@ def tenant() -> None:
     """Manage tenants (the teams that submit work, each with its own token)."""
 
 
-async def _create(
-    cli: CliContext, name: str, organisation: str | None, admin: bool
-) -> tuple[Tenant, str]:
+async def _create(cli: CliContext, tenant: Tenant) -> tuple[Tenant, str]:
+    store = cli.store()
     try:
-        Tenant(name=name, organisation=organisation, admin=admin)
+        return await create_tenant(
+            store,
+            tenant.name,
+            organisation=tenant.organisation,
+            admin=tenant.admin,
+            max_in_flight=tenant.max_in_flight,
+            submit_rate=tenant.submit_rate,
+        )
+    finally:
+        await store.aclose()
+
+
+def _tenant(**fields: object) -> Tenant:
+    try:
+        return Tenant.model_validate(fields)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidInputError(f"invalid tenant: {problems.replace('Value error, ', '')}") from exc
-    store = cli.store()
-    try:
-        return await create_tenant(store, name, organisation=organisation, admin=admin)
-    finally:
-        await store.aclose()
 
 
 @tenant.command("create")
 @click.argument("name")
 @click.option("--org", "organisation", help="Organisation (for the organisation dedup domain).")
 @click.option("--admin", is_flag=True, help="May see cluster-wide views (workers, all stats).")
+@click.option(
+    "--max-in-flight",
+    type=int,
+    help="Items it may have in flight (default: the tenant_max_in_flight setting; 0: no limit).",
+)
+@click.option(
+    "--submit-rate",
+    type=float,
+    help="Submissions per second (default: the tenant_submit_rate setting; 0: no limit).",
+)
 @pass_cli
 @reports_errors
-def create(cli: CliContext, name: str, organisation: str | None, admin: bool) -> None:
+def create(
+    cli: CliContext,
+    name: str,
+    organisation: str | None,
+    admin: bool,
+    max_in_flight: int | None,
+    submit_rate: float | None,
+) -> None:
     """Create tenant NAME and print its token (shown once)."""
-    created, token = run_async(_create(cli, name, organisation, admin))
+    wanted = _tenant(
+        name=name,
+        organisation=organisation,
+        admin=admin,
+        max_in_flight=max_in_flight,
+        submit_rate=submit_rate,
+    )
+    created, token = run_async(_create(cli, wanted))
     click.echo(token)
     kind = "admin tenant" if created.admin else "tenant"
     err_console.print(
@@ -59,3 +99,106 @@ def create(cli: CliContext, name: str, organisation: str | None, admin: bool) ->
             "Use it with: export FLOWMESH_TOKEN=<token>",
         )
     )
+
+
+async def _rotate(cli: CliContext, name: str) -> tuple[str, int]:
+    store = cli.store()
+    try:
+        return await rotate_token(store, name)
+    finally:
+        await store.aclose()
+
+
+async def _revoke(cli: CliContext, name: str) -> int:
+    store = cli.store()
+    try:
+        return await revoke_tenant(store, name)
+    finally:
+        await store.aclose()
+
+
+@tenant.command("rotate")
+@click.argument("name")
+@pass_cli
+@reports_errors
+def rotate(cli: CliContext, name: str) -> None:
+    """Give tenant NAME a new token (printed once); its earlier tokens stop at once."""
+    token, gone = run_async(_rotate(cli, name))
+    click.echo(token)
+    err_console.print(
+        Text.assemble(
+            (f"rotated the token of {name!r}: ", "bold green"),
+            f"{gone} earlier token(s) stopped working now. The new one (on stdout) is not "
+            "stored and will not be shown again; save it now.",
+        )
+    )
+
+
+@tenant.command("revoke")
+@click.argument("name")
+@pass_cli
+@reports_errors
+def revoke(cli: CliContext, name: str) -> None:
+    """Stop every token of tenant NAME at once; its workflows stay readable by an admin.
+
+    `flowmesh tenant rotate NAME` gives it a working token again.
+    """
+    gone = run_async(_revoke(cli, name))
+    err_console.print(
+        Text.assemble(
+            (f"revoked tenant {name!r}: ", "bold yellow"),
+            f"{gone} token(s) stopped working. Its workflows and results are kept.",
+        )
+    )
+
+
+def _quota_value(option: str, text: str | None, kind: type[int] | type[float]) -> object:
+    """``text`` as a quota: ``default`` is None (the setting's), else a number."""
+    if text is None:
+        return _KEEP
+    if text.strip().lower() == "default":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{option} {text!r}: give a number (0: no limit) or 'default' (the setting's)"
+        ) from None
+
+
+_KEEP = object()
+
+
+async def _quota(cli: CliContext, name: str, changes: dict[str, object]) -> Tenant:
+    store = cli.store()
+    try:
+        if changes:
+            return await set_quotas(store, name, **changes)  # type: ignore[arg-type]
+        return await set_quotas(store, name)
+    finally:
+        await store.aclose()
+
+
+@tenant.command("quota")
+@click.argument("name")
+@click.option("--max-in-flight", metavar="N|default", help="Items it may have in flight.")
+@click.option("--submit-rate", metavar="R|default", help="Submissions per second.")
+@pass_cli
+@reports_errors
+def quota(cli: CliContext, name: str, max_in_flight: str | None, submit_rate: str | None) -> None:
+    """Show or change tenant NAME's own quotas (0: no limit; 'default': the setting's).
+
+    A change applies from its next request; work already admitted is not touched.
+    """
+    values = {
+        "max_in_flight": _quota_value("--max-in-flight", max_in_flight, int),
+        "submit_rate": _quota_value("--submit-rate", submit_rate, float),
+    }
+    changes = {k: v for k, v in values.items() if v is not _KEEP}
+    now = run_async(_quota(cli, name, changes))
+
+    def shown(value: float | None, setting: str) -> str:
+        return f"the setting's ({setting})" if value is None else f"{value:g}"
+
+    click.echo(f"max_in_flight: {shown(now.max_in_flight, 'tenant_max_in_flight')}")
+    click.echo(f"submit_rate: {shown(now.submit_rate, 'tenant_submit_rate')}")

@@ -2,7 +2,8 @@
 
 An error response ``{"error": {"type": "NotFoundError", "message": "..."}}`` becomes the
 FlowMesh class of that name with the server's message; an unknown type (or a body that is
-not FlowMesh's, from a proxy say) falls back on the status code, with a message that
+not FlowMesh's, from a proxy say) falls back on the status code (429 is always a
+QuotaExceededError carrying ``Retry-After`` as ``retry_after``), with a message that
 still says what answered and how. httpx's transport errors become ServiceUnavailableError
 naming the URL that was tried.
 
@@ -70,7 +71,7 @@ def _error_class(status: int, type_name: object) -> type[FlowMeshError]:
         return _ERRORS_BY_NAME[type_name]
     if status in _ERRORS_BY_STATUS:
         return _ERRORS_BY_STATUS[status]
-    if status >= 500 or status in {408, 429}:
+    if status >= 500 or status == 408:
         return ServiceUnavailableError
     return InvalidInputError if 400 <= status < 500 else FlowMeshError
 
@@ -99,7 +100,20 @@ def error_from_response(response: httpx.Response) -> FlowMeshError:
             f"{response.request.url} answered HTTP {response.status_code} "
             f"{response.reason_phrase}" + (f": {snippet}" if snippet else " with an empty body")
         )
-    return _error_class(response.status_code, type_name)(message)
+    cls = _error_class(response.status_code, type_name)
+    if issubclass(cls, errors.QuotaExceededError) or response.status_code == 429:
+        return errors.QuotaExceededError(message, retry_after=_retry_after(response))
+    return cls(message)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (a number; an HTTP date is not sent by
+    FlowMesh and reads as None)."""
+    try:
+        seconds = float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 def check_response(response: httpx.Response) -> None:

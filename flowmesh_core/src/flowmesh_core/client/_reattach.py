@@ -3,7 +3,8 @@
 An orchestrator task (an Airflow task instance, a Prefect task run, a Dagster step)
 sends the same idempotency key on every try, so a retry gets its earlier submission
 back (``replayed``) instead of creating a second one. An earlier submission that
-*failed* is not what a retry is for: the retry then submits afresh under a key derived
+*failed*, or was cancelled (an orchestrator's kill calls ``cancel_workflow``), is not
+what a retry is for: the retry then submits afresh under a key derived
 from the failed workflow's id (``KEY:after:ID``). Each failed link of that chain was made
 by an earlier try, so every later try walks the same chain and re-attaches to the same
 tail, and each try creates at most one workflow.
@@ -51,7 +52,7 @@ def _endless(key: str) -> ConflictError:
 
 
 def _past(result: SubmitResult, status: WorkflowStatus) -> bool:
-    return result.replayed and status.state is NodeState.FAILED
+    return result.replayed and status.state in (NodeState.FAILED, NodeState.CANCELLED)
 
 
 def attach(client: Client, document: Document, *, key: str, workflow: bool) -> Attached:

@@ -52,6 +52,7 @@ __all__ = [
     "VerifiedDownload",
     "WaitLoop",
     "build_request",
+    "cancel_call",
     "finish",
     "health_call",
     "lineage_call",
@@ -70,7 +71,7 @@ T = TypeVar("T")
 MAX_WAIT_SLICE_S = 60.0
 """The longest single long-poll: short enough that proxies do not cut it off."""
 
-_TERMINAL = frozenset({NodeState.DONE, NodeState.FAILED})
+_TERMINAL = frozenset({NodeState.DONE, NodeState.FAILED, NodeState.CANCELLED})
 _USER_AGENT = "flowmesh-client/0.1.0"
 _YAML = "application/yaml"
 _JSON = "application/json"
@@ -224,6 +225,12 @@ def _flag(value: bool) -> str:
 def status_call(workflow_id: str, lineage: bool) -> Call[WorkflowStatus]:
     path = f"/v1/workflows/{_segment(workflow_id, 'workflow id')}"
     return Call("GET", path, _STATUS, params={"lineage": _flag(lineage)})
+
+
+def cancel_call(workflow_id: str) -> Call[WorkflowStatus]:
+    """DELETE a workflow: cancel it; the answer is its status after (idempotent)."""
+    path = f"/v1/workflows/{_segment(workflow_id, 'workflow id')}"
+    return Call("DELETE", path, _STATUS)
 
 
 def _wait_call(workflow_id: str, slice_s: float, lineage: bool) -> Call[WorkflowStatus]:

@@ -97,7 +97,7 @@ class Client:
     def wait(
         self, workflow_id: str, *, timeout: float | None = None, lineage: bool = False
     ) -> WorkflowStatus:
-        """Wait until the workflow is done or failed, or ``timeout`` seconds have passed.
+        """Wait until the workflow is done, failed or cancelled, or ``timeout`` seconds pass.
 
         Never raises for a timeout: it returns the last status seen, so check ``.state``
         (``NodeState.DONE``, ``FAILED``, or still running). ``timeout=None`` waits forever.
@@ -106,6 +106,17 @@ class Client:
         while (call := loop.next_call()) is not None:
             loop.feed(self._call(call))
         return loop.last
+
+    def cancel_workflow(self, workflow_id: str) -> WorkflowStatus:
+        """Cancel the workflow (``DELETE /v1/workflows/{id}``); its status afterwards.
+
+        Idempotent and safe to call at any time: a workflow already done, failed or
+        cancelled is left as it was and its status returned (check ``.state``). Its
+        items that no other requester needs stop (leave the queue, or finish on their
+        worker charged to nobody); work another workflow or tenant also asked for goes
+        on for them. NotFoundError for an id that is not this tenant's.
+        """
+        return self._call(s.cancel_call(workflow_id))
 
     def lineage(self, workflow_id: str) -> list[LineageRecord]:
         """One record per (node, item): how each was satisfied, where it ran, what it cost."""

@@ -7,7 +7,12 @@ code in ``utility``, ``throughput`` and ``planning`` that the simulator reuses.
 """
 
 from flowmesh_core.control.service import ControlPlane
-from flowmesh_core.control.tenants import create_tenant
+from flowmesh_core.control.tenants import (
+    create_tenant,
+    revoke_tenant,
+    rotate_token,
+    set_quotas,
+)
 from flowmesh_core.models.api import (
     NodePlan,
     NodeState,
@@ -32,4 +37,7 @@ __all__ = [
     "WorkerState",
     "WorkflowStatus",
     "create_tenant",
+    "revoke_tenant",
+    "rotate_token",
+    "set_quotas",
 ]

@@ -36,6 +36,7 @@ from flowmesh_core.control.rules import (
 from flowmesh_core.errors import (
     ConflictError,
     FlowMeshError,
+    InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
 )
@@ -48,7 +49,7 @@ from flowmesh_core.models.bounds import loads_json
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.settings import Settings
-from flowmesh_core.store import NodeStart, Store, domain_for
+from flowmesh_core.store import NodeStart, Store, SubmitQuota, domain_for
 
 __all__ = ["WorkflowEngine"]
 
@@ -94,13 +95,15 @@ class WorkflowEngine:
 
         A repeated ``idempotency_key`` (a retried task) creates nothing: the answer is the
         earlier submission's id and its plan as it stands now (``replayed``). The same key
-        with a different workflow is a ConflictError.
+        with a different workflow is a ConflictError. The tenant's quotas are checked and
+        counted by the step that stores it (QuotaExceededError: nothing was stored).
         """
         wf_id = uuid.uuid4().hex
         ready = await self._validate(tenant, workflow, wf_id)
         domain = self.domain(tenant.name, tenant.organisation)
         spec = workflow.model_dump_json()
         store = self.store
+        quota = self._quota(tenant, sum(len(e.items) for e in ready.values()))
         calls = [
             store.submit_call(
                 wf_id,
@@ -110,6 +113,7 @@ class WorkflowEngine:
                 list(workflow.nodes),
                 domain,
                 idempotency_key,
+                quota,
             )
         ]
         calls += [self._start_call(tenant.name, domain, wf_id, n, e) for n, e in ready.items()]
@@ -129,6 +133,22 @@ class WorkflowEngine:
             # the same steps wrote make this happen anyway if the process dies here.
             await self.advance(wf_id)
         return SubmitResult(workflow_id=wf_id, nodes=plans)
+
+    def _quota(self, tenant: Tenant, root_items: int) -> SubmitQuota:
+        """The tenant's quotas (its own, else the settings'; an admin has none) for a
+        submission whose root nodes have ``root_items`` items (docs/isolation.md)."""
+        if tenant.admin:
+            return SubmitQuota(root_items=root_items)
+        limit = tenant.max_in_flight
+        limit = self.settings.tenant_max_in_flight if limit is None else limit
+        rate = tenant.submit_rate
+        rate = self.settings.tenant_submit_rate if rate is None else rate
+        if limit and root_items > limit:
+            raise InvalidInputError(
+                f"the root nodes have {root_items:,} items, more than this tenant may have "
+                f"in flight ({limit:,}): split the work into smaller submissions"
+            )
+        return SubmitQuota(limit, rate, max(2.0 * rate, 1.0), root_items)
 
     async def _replay(self, wf_id: str, spec: str) -> SubmitResult:
         """The plan of an earlier submission made with the same idempotency key."""

@@ -28,7 +28,12 @@ _CHUNK = 256
 """Outbox entries read at once."""
 
 _ANNOUNCEMENTS = frozenset(
-    {Transition.NODE_DONE, Transition.WORKFLOW_DONE, Transition.WORKFLOW_FAILED}
+    {
+        Transition.NODE_DONE,
+        Transition.WORKFLOW_DONE,
+        Transition.WORKFLOW_FAILED,
+        Transition.WORKFLOW_CANCELLED,
+    }
 )
 """Entries that ask nothing of the control plane: they announce what the step that acted
 on another entry did (that entry stays pending until everything it led to is done), for

@@ -58,7 +58,7 @@ class NodeView:
 
     @property
     def final(self) -> bool:
-        return self.state in (NodeState.DONE, NodeState.FAILED)
+        return self.state.final
 
 
 @dataclass(frozen=True)

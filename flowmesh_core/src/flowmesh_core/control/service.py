@@ -51,9 +51,17 @@ log = logging.getLogger("flowmesh.control")
 MAX_RESULTS_READ = 10_000
 """Most digests one ``read_results`` call takes."""
 
-_STATES = {"done": NodeState.DONE, "failed": NodeState.FAILED, "pending": NodeState.PENDING}
-_FINAL = (NodeState.DONE, NodeState.FAILED)
-_FINAL_EVENTS = (Transition.WORKFLOW_DONE, Transition.WORKFLOW_FAILED)
+_STATES = {
+    "done": NodeState.DONE,
+    "failed": NodeState.FAILED,
+    "pending": NodeState.PENDING,
+    "cancelled": NodeState.CANCELLED,
+}
+_FINAL_EVENTS = (
+    Transition.WORKFLOW_DONE,
+    Transition.WORKFLOW_FAILED,
+    Transition.WORKFLOW_CANCELLED,
+)
 
 
 class ControlPlane:
@@ -179,7 +187,7 @@ class ControlPlane:
     async def wait(
         self, tenant: Tenant, wf_id: str, timeout_s: float, *, with_lineage: bool = False
     ) -> WorkflowStatus:
-        """Block until the workflow is done or failed, or ``timeout_s`` passes.
+        """Block until the workflow is done, failed or cancelled, or ``timeout_s`` passes.
 
         One blocking read of the workflow's event stream, which the ledger step that
         finishes or fails a workflow writes to: no polling.
@@ -187,7 +195,7 @@ class ControlPlane:
         deadline = time.monotonic() + timeout_s
         status = await self.status(tenant, wf_id, with_lineage=False)  # ownership first
         cursor = "0-0"
-        while status.state not in _FINAL:
+        while not status.state.final:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -195,6 +203,26 @@ class ControlPlane:
             if any(e in _FINAL_EVENTS for e in events):
                 break
         return await self.status(tenant, wf_id, with_lineage=with_lineage)
+
+    async def cancel(self, tenant: Tenant, wf_id: str) -> WorkflowStatus:
+        """Cancel one of the tenant's workflows (an admin: anyone's); its status after.
+
+        Idempotent: a workflow already done, failed or cancelled is left as it is and its
+        status answered. Another tenant's workflow is reported as not found, exactly like
+        an unknown id. What happens to its items: ``Store.cancel_workflow``.
+        """
+        outcome = await self.store.cancel_workflow(wf_id, None if tenant.admin else tenant.name)
+        if outcome is None:
+            raise NotFoundError(f"no workflow {wf_id!r} for tenant {tenant.name!r}")
+        if outcome.cancelled:
+            log.info(
+                "workflow %s cancelled by %s: %d items dropped, %d left to other requesters",
+                wf_id,
+                tenant.name,
+                outcome.dropped,
+                outcome.shared,
+            )
+        return await self.status(tenant, wf_id, with_lineage=False)
 
     async def lineage(self, tenant: Tenant, wf_id: str) -> list[LineageRecord]:
         """Every lineage record of one of the tenant's workflows."""

@@ -30,11 +30,18 @@ __all__ = [
 
 
 class Tenant(FrozenModel):
-    """Who is calling. ``admin`` may see cluster-wide views (workers, everyone's stats)."""
+    """Who is calling. ``admin`` may see cluster-wide views (workers, everyone's stats).
+
+    ``max_in_flight`` and ``submit_rate`` override the settings' quotas for this tenant
+    (None: the settings' ``tenant_max_in_flight`` / ``tenant_submit_rate``; 0: no limit);
+    see docs/isolation.md, "Quotas".
+    """
 
     name: Name
     organisation: Name | None = None
     admin: bool = False
+    max_in_flight: int | None = Field(default=None, ge=0)
+    submit_rate: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class NodeState(StrEnum):
@@ -45,6 +52,12 @@ class NodeState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its tenant cancelled the workflow (DELETE /v1/workflows/{id})
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing more will happen to it: done, failed or cancelled."""
+        return self in (NodeState.DONE, NodeState.FAILED, NodeState.CANCELLED)
 
 
 class NodePlan(ReplyModel):

@@ -32,6 +32,7 @@ class ItemStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its workflow was cancelled before the item had a result
 
 
 class Satisfaction(StrEnum):

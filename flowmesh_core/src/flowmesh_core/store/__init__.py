@@ -3,10 +3,12 @@
 from flowmesh_core.store.keys import KeySpace, domain_for
 from flowmesh_core.store.records import (
     BlobRecord,
+    CancelResult,
     CompleteResult,
     JoinOutcome,
     JoinResult,
     NodeStart,
+    SubmitQuota,
     Transition,
     TransitionEvent,
     WorkflowState,
@@ -15,12 +17,14 @@ from flowmesh_core.store.store import Store
 
 __all__ = [
     "BlobRecord",
+    "CancelResult",
     "CompleteResult",
     "JoinOutcome",
     "JoinResult",
     "KeySpace",
     "NodeStart",
     "Store",
+    "SubmitQuota",
     "Transition",
     "TransitionEvent",
     "WorkflowState",

@@ -377,6 +377,33 @@ class FleetMixin(StoreBase):
             await self._redis.hset(self.keys.tenant_tokens(), token_hash, record)
         return True
 
+    async def replace_tokens(self, name: str, token_hash: str | None) -> int | None:
+        """Every token of tenant ``name`` stops working, at once; with ``token_hash``,
+        that token works instead (rotation), without it none does (revocation). How many
+        tokens stopped working; None if there is no such tenant (``tenant_tokens.lua``)."""
+        args = [name, token_hash or "", repr(time.time())]
+        gone = int(await self.run_script("tenant_tokens", [], args))
+        return None if gone < 0 else gone
+
+    async def replace_tenant_record(self, name: str, old: str, new: str) -> bool | None:
+        """Tenant ``name``'s record ``old`` -> ``new`` everywhere it is kept, in one step;
+        False if it is no longer ``old``, None if there is no such tenant."""
+        done = int(await self.run_script("tenant_record", [], [name, old, new]))
+        return None if done < 0 else bool(done)
+
+    async def tenant_record(self, name: str) -> dict[str, str]:
+        """Tenant ``name``'s hash (its record, and ``revoked_at`` once revoked); empty if
+        there is no such tenant."""
+        async with self.guard():
+            raw = await self._redis.hgetall(self.keys.tenant(name))
+        return {str(k): str(v) for k, v in raw.items()}
+
+    async def in_flight(self, tenant: str) -> int:
+        """How many items ``tenant`` has in flight, as its quota counts them."""
+        async with self.guard():
+            value = await self._redis.hget(self.keys.quota(tenant), "in_flight")
+        return int(value or 0)
+
     async def tenant_names(self) -> list[str]:
         """Every tenant's name, sorted."""
         async with self.guard():

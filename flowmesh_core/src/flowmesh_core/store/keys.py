@@ -52,7 +52,12 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:tenant:{tenant}:uploads        SET     digests the tenant uploaded (it owns them)
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
-    {p}:tenant:{tenant}                HASH    tenant record: organisation, admin, created_at
+    {p}:tenant:{tenant}                HASH    tenant record (JSON, field "record"), and
+                                               revoked_at once its tokens were revoked
+    {p}:quota:{tenant}                 HASH    in_flight (items requested and not settled,
+                                               plus root items of admitted submissions not
+                                               yet started), tokens and at (the submission
+                                               rate's token bucket)
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
 
@@ -227,6 +232,9 @@ class KeySpace:
     def tenant(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}"
 
+    def quota(self, tenant: str) -> str:
+        return f"{self.prefix}:quota:{tenant}"
+
     def tenant_results(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:results"
 
@@ -270,6 +278,9 @@ class KeySpace:
             "tenant_stats": self.tenant_stats(s),
             "tenant_results": self.tenant_results(s),
             "tenant_workflows": self.tenant_workflows(s),
+            "tenant": self.tenant(s),
+            "tenant_tokens": self.tenant_tokens(),
+            "quota": self.quota(s),
             "submission": self.submission(s, s),
             "results": self.results(),
             "cluster_stats": self.cluster_stats(),

@@ -21,16 +21,18 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flowmesh_core.errors import ConflictError
+from flowmesh_core.errors import ConflictError, QuotaExceededError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import Item, ItemStatus, Requester
 from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store._base import ScriptCall, StoreBase
 from flowmesh_core.store.records import (
+    CancelResult,
     CompleteResult,
     JoinOutcome,
     JoinResult,
     NodeStart,
+    SubmitQuota,
     Transition,
     TransitionEvent,
 )
@@ -67,22 +69,30 @@ class LedgerMixin(StoreBase):
         nodes: Sequence[str],
         domain: str,
         idempotency_key: str | None,
+        quota: SubmitQuota | None = None,
     ) -> ScriptCall:
         """The script call that stores a workflow (see ``submit_workflow``)."""
         key_hash = (
             "" if idempotency_key is None else hashlib.sha256(idempotency_key.encode()).hexdigest()
         )
+        q = quota or SubmitQuota()
         args = [wf_id, tenant, name, repr(time.time()), spec, domain, key_hash, IDEMPOTENCY_TTL_S]
+        args += [q.max_in_flight, repr(float(q.rate)), repr(float(q.burst)), q.root_items]
         return ("submit_workflow", [], [*args, *nodes])
 
     @staticmethod
     def submit_outcome(wf_id: str, reply: Sequence[Any]) -> str | None:
-        """The earlier workflow's id if the submission was a replay, else None."""
+        """The earlier workflow's id if the submission was a replay, else None.
+
+        ConflictError if the id is taken; QuotaExceededError if a quota refused it.
+        """
         outcome, found = int(reply[0]), str(reply[1])
         if outcome == 2:
             return found
         if outcome == 0:
             raise ConflictError(f"workflow id {wf_id!r} is already taken")
+        if outcome == 3:
+            raise _quota_error(found, float(reply[2]), str(reply[3]))
         return None
 
     async def submit_workflow(
@@ -94,16 +104,32 @@ class LedgerMixin(StoreBase):
         nodes: Sequence[str],
         domain: str = "global",
         idempotency_key: str | None = None,
+        quota: SubmitQuota | None = None,
     ) -> str | None:
         """Store a workflow and its node states in one step; ConflictError if the id exists.
 
         ``domain`` is the dedup domain every item of this workflow is requested in. With
         an ``idempotency_key`` that this tenant used before (within a week), nothing is
         stored and the earlier workflow's id is returned; otherwise None. The workflow
-        is announced on the outbox (``workflow.submitted``).
+        is announced on the outbox (``workflow.submitted``). ``quota`` is checked and
+        counted in the same step (QuotaExceededError: nothing was stored).
         """
-        call = self.submit_call(wf_id, tenant, name, spec, nodes, domain, idempotency_key)
+        call = self.submit_call(wf_id, tenant, name, spec, nodes, domain, idempotency_key, quota)
         return self.submit_outcome(wf_id, await self.run_script(*call))
+
+    async def cancel_workflow(self, wf_id: str, tenant: str | None) -> CancelResult | None:
+        """Cancel a workflow of ``tenant`` (None: of any tenant, for an admin), in one step.
+
+        None if there is no such workflow for ``tenant``. A workflow already final is
+        left alone (``cancelled`` false, ``status`` its final status). Items no other
+        requester waits for leave the ready pool (or, running, finish for nobody); items
+        another requester waits for go on for it unchanged (``cancel_workflow.lua``).
+        """
+        args = [wf_id, tenant or "", repr(time.time())]
+        outcome, status, dropped, shared = await self.run_script("cancel_workflow", [], args)
+        if outcome == "unknown":
+            return None
+        return CancelResult(outcome == "applied", str(status), int(dropped), int(shared))
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -414,6 +440,22 @@ def _join_result(requester: Requester, item: Item, reply: Sequence[Any]) -> Join
             f"op {status}, not {item.op_key}"
         )
     return JoinResult(JoinOutcome(outcome), ItemStatus(status), digest or None, node_done == "1")
+
+
+def _quota_error(which: str, retry_after: float, limit: str) -> QuotaExceededError:
+    if which == "rate":
+        message = (
+            f"quota: this tenant may submit at most {float(limit):g} workflows per second; "
+            f"retry after {retry_after:.2f} s (an admin sets the rate with "
+            "`flowmesh tenant create --submit-rate`)"
+        )
+    else:
+        message = (
+            f"quota: this tenant may have at most {limit} items in flight, and this "
+            "submission's root nodes would pass it; retry once some have finished (or "
+            "cancel some: DELETE /v1/workflows/{id})"
+        )
+    return QuotaExceededError(message, retry_after=retry_after)
 
 
 def _events(entries: Sequence[Any]) -> list[TransitionEvent]:

@@ -12,10 +12,12 @@ from flowmesh_core.models._base import FrozenModel
 
 __all__ = [
     "BlobRecord",
+    "CancelResult",
     "CompleteResult",
     "JoinOutcome",
     "JoinResult",
     "NodeStart",
+    "SubmitQuota",
     "Transition",
     "TransitionEvent",
     "WorkflowState",
@@ -47,6 +49,7 @@ class Transition(StrEnum):
     NODE_FAILED = "node.failed"  # the node failed (its own item, or one upstream)
     WORKFLOW_DONE = "workflow.done"
     WORKFLOW_FAILED = "workflow.failed"
+    WORKFLOW_CANCELLED = "workflow.cancelled"  # its tenant cancelled it (an announcement)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,30 @@ class JoinResult:
     status: ItemStatus
     digest: str | None = None
     node_done: bool = False  # this request finished its node (its last item was a hit)
+
+
+@dataclass(frozen=True)
+class SubmitQuota:
+    """A tenant's quotas as one submission is checked against them (0: no limit), and
+    how many items its root nodes have (reserved against ``max_in_flight``)."""
+
+    max_in_flight: int = 0
+    rate: float = 0.0
+    burst: float = 1.0
+    root_items: int = 0
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """What cancelling a workflow did. ``cancelled`` is true when this call cancelled it;
+    otherwise ``status`` is the final status it already had (done, failed, cancelled).
+    ``dropped`` items left the ready pool (or were left to finish for nobody);
+    ``shared`` items other requesters still wait for."""
+
+    cancelled: bool
+    status: str
+    dropped: int = 0
+    shared: int = 0
 
 
 @dataclass(frozen=True)

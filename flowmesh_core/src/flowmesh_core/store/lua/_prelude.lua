@@ -29,6 +29,25 @@ local function item_done(workflow, node)
   return false
 end
 
+-- Move a tenant's count of items in flight (docs/isolation.md, "Quotas") by delta; it
+-- never goes below 0 (counts from before quotas existed are not known).
+local function count_in_flight(tenant, delta)
+  local qk = key('quota', tenant)
+  if redis.call('HINCRBY', qk, 'in_flight', delta) < 0 then
+    redis.call('HSET', qk, 'in_flight', 0)
+  end
+end
+
+-- Give back what a workflow's submission reserved for root items never started.
+local function release_reserved(workflow, tenant)
+  local wk = key('workflow', workflow)
+  local reserved = tonumber(redis.call('HGET', wk, 'reserved') or '0')
+  if reserved > 0 then
+    redis.call('HSET', wk, 'reserved', 0)
+    count_in_flight(tenant, -reserved)
+  end
+end
+
 local function wake_scheduler()
   redis.call('LPUSH', KEY.wake, '1')
   redis.call('LTRIM', KEY.wake, 0, 15)
@@ -77,6 +96,7 @@ local function join_item(r)
     redis.call('RPUSH', key('waiters', r.domain, r.op_key), lin)
     record(status, HOW.JOINED)
     redis.call('HINCRBY', stats, 'joins', 1)
+    count_in_flight(r.tenant, 1)
     return JOIN.JOINED, status, '', false
   end
 
@@ -104,12 +124,13 @@ local function join_item(r)
   end
   record(ITEM.PENDING, HOW.EXECUTED)
   redis.call('HINCRBY', stats, 'created', 1)
+  count_in_flight(r.tenant, 1)
   return JOIN.CREATED, ITEM.PENDING, '', false
 end
 
--- Is the workflow's status final?
+-- Is the workflow's (or a node's) status final?
 local function final(status)
-  return status == NODE.DONE or status == NODE.FAILED
+  return status == NODE.DONE or status == NODE.FAILED or status == NODE.CANCELLED
 end
 
 -- A tenant's fair-share usage: worker-seconds that halve every half_life seconds, kept

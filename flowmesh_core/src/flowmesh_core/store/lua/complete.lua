@@ -4,7 +4,9 @@
 -- content. Each requester is charged the op's whole share of the batch's cost, whatever
 -- the number of requesters, so that no charge reveals who else asked (docs/isolation.md);
 -- it is added to each requester's tenant totals. A node whose last item this releases is
--- announced on the outbox (node.items_done) by this same step.
+-- announced on the outbox (node.items_done) by this same step. An op whose every
+-- requester cancelled has no waiter left: its result enters the action cache, charged
+-- to nobody.
 --
 -- ARGV: 1 domain, 2 op key, 3 result digest, 4 finished_at, 5 batch id, 6 worker,
 --       7 started_at, 8 cost in USD, 9 energy in Wh, 10 worker-seconds,
@@ -40,6 +42,7 @@ for _, waiter in ipairs(waiters) do
   redis.call('HINCRBYFLOAT', stats, 'energy_wh', energy)
   redis.call('HINCRBYFLOAT', stats, 'worker_seconds', seconds)
   charge_usage(who[1], seconds, ARGV[4], ARGV[12])
+  count_in_flight(who[1], -1)
   redis.call('SADD', key('tenant_results', who[1]), digest)
   if item_done(who[2], who[3]) then
     finished = finished + 1

@@ -20,7 +20,8 @@ local failed = 0
 local wk = key('waiters', domain, op_key)
 for _, waiter in ipairs(redis.call('LRANGE', wk, 0, -1)) do
   redis.call('HSET', waiter, 'status', ITEM.FAILED, 'error', ARGV[3], 'finished_at', ARGV[4])
-  local who = redis.call('HMGET', waiter, 'workflow', 'node')
+  local who = redis.call('HMGET', waiter, 'workflow', 'node', 'tenant')
+  count_in_flight(who[3], -1)
   local nk = key('node', who[1], who[2])
   if redis.call('HEXISTS', nk, 'remaining') == 1 then
     if redis.call('HSETNX', nk, 'error', ARGV[5]) == 1 then

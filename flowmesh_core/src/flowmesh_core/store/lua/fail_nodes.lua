@@ -20,10 +20,12 @@ for i = 5, #ARGV do
   fail_one(ARGV[i], "upstream node '" .. failed .. "' failed: " .. err)
 end
 local wk = key('workflow', workflow)
-local status = redis.call('HGET', wk, 'status')
+local head = redis.call('HMGET', wk, 'status', 'tenant')
+local status = head[1]
 if not status or final(status) then
   return 0
 end
+release_reserved(workflow, head[2])
 redis.call('HSET', wk, 'status', NODE.FAILED, 'finished_at', now)
 notify(workflow, EVENT.WORKFLOW_FAILED, failed)
 emit(EVENT.WORKFLOW_FAILED, workflow, failed, err)

@@ -20,6 +20,14 @@ if redis.call('HEXISTS', nk, 'op_key') == 1 then
   return {0, 0, 0, 0, 0}
 end
 local n = (#ARGV - 10) / 2
+-- The submission reserved its root items against the tenant's in-flight quota; they
+-- count from here as what they are (created or joined; a cache hit is not in flight).
+local reserved = tonumber(redis.call('HGET', key('workflow', workflow), 'reserved') or '0')
+if reserved > 0 then
+  local take = math.min(reserved, n)
+  redis.call('HINCRBY', key('workflow', workflow), 'reserved', -take)
+  count_in_flight(tenant, -take)
+end
 redis.call('HSET', nk, 'op_key', ARGV[6], 'items_total', n, 'remaining', n,
   'tenant', tenant, 'batched', ARGV[7], 'state', NODE.PENDING, 'started_at', ARGV[5])
 redis.call('HSET', key('workflow_nodes', workflow), node, NODE.PENDING)
