@@ -24,6 +24,7 @@ from flowmesh_core.errors import (
     NotFoundError,
     UnknownModelError,
 )
+from flowmesh_core.model_names import BUILTIN_MODELS, MODEL_ALIASES
 from flowmesh_core.models import ModelRef
 from flowmesh_worker.executors.base import Loaded
 from flowmesh_worker.weights import (
@@ -34,6 +35,8 @@ from flowmesh_worker.weights import (
     nbytes_of,
     resolve_model,
 )
+from flowmesh_worker.weights.resolve import MINILM_NAMES
+from flowmesh_worker.weights.tiny import TINY_MODELS
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -322,3 +325,8 @@ def test_nbytes_counts_parameters_and_buffers() -> None:
     # Linear: 12 + 3 floats; BatchNorm: weight, bias, mean, var (3 floats each) + an int64.
     assert nbytes_of(module) == (15 + 12) * 4 + 8
     assert nbytes_of(module.half()) == (15 + 12) * 2 + 8
+
+
+def test_builtin_catalogue_names_what_workers_serve() -> None:
+    """The control plane's list of models (in unknown-model errors) is what workers have."""
+    assert set(BUILTIN_MODELS) == {*TINY_MODELS, *MINILM_NAMES} - set(MODEL_ALIASES)
