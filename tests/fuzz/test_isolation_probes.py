@@ -28,7 +28,7 @@ from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.manifest import build_manifest
 from flowmesh_core.models import Item
 from flowmesh_worker.inputs import resolve_inputs
-from tests.fuzz.test_schema_fuzz import _Loop
+from tests.fuzz.bridge import Loop
 from tests.integration.api_harness import Harness
 
 SECRET = "team-a-secret-text"
@@ -156,7 +156,7 @@ async def test_b_never_reads_a_and_forbidden_looks_unknown(harness: Harness) -> 
     a_digests = sorted(set(a_digests))
     texts = [(await a.get(f"/v1/results/{d}")).text for d in a_digests]
     assert sum(SECRET in text for text in texts) == 2, texts
-    loop = _Loop(asyncio.get_running_loop())
+    loop = Loop(asyncio.get_running_loop())
 
     @settings(
         max_examples=10,

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -26,9 +26,8 @@ from schemathesis import GenerationMode
 from flowmesh_core.api import create_app
 from flowmesh_core.control import ControlPlane
 from flowmesh_core.settings import load_settings
+from tests.fuzz.bridge import Loop
 from tests.integration.api_harness import Harness
-
-T = TypeVar("T")
 
 MAX_EXAMPLES = 20
 """Cases per operation and generation mode: about 15 operations x 2 modes x 20 cases."""
@@ -49,16 +48,6 @@ OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 def store_url(redis_url: str) -> str:
     """The shared ``harness`` on the real Redis."""
     return redis_url
-
-
-class _Loop:
-    """Runs the harness's coroutines from the thread Hypothesis drives the cases in."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
 
 async def _snapshot(harness: Harness) -> dict[str, bytes | None]:
@@ -86,7 +75,7 @@ def _error_shape(response: httpx.Response) -> str | None:
     return None
 
 
-def _send(loop: _Loop, client: httpx.AsyncClient, kwargs: dict[str, Any]) -> httpx.Response:
+def _send(loop: Loop, client: httpx.AsyncClient, kwargs: dict[str, Any]) -> httpx.Response:
     request: dict[str, Any] = {
         "method": kwargs["method"],
         "url": kwargs["url"],
@@ -102,7 +91,7 @@ def _send(loop: _Loop, client: httpx.AsyncClient, kwargs: dict[str, Any]) -> htt
 
 
 def _check_case(
-    loop: _Loop, harness: Harness, client: httpx.AsyncClient, token: str
+    loop: Loop, harness: Harness, client: httpx.AsyncClient, token: str
 ) -> Callable[[Any], None]:
     def check(case: Any) -> None:
         kwargs = case.as_transport_kwargs(
@@ -138,7 +127,7 @@ async def test_operation_fuzz(harness: Harness, operation: Any) -> None:
     client = await harness.client(app)
     served = (await client.get("/openapi.json")).json()
     assert served == SCHEMA.raw_schema, "the app serves another spec than the one fuzzed"
-    loop = _Loop(asyncio.get_running_loop())
+    loop = Loop(asyncio.get_running_loop())
     check = _check_case(loop, harness, client, token)
 
     def run() -> None:
