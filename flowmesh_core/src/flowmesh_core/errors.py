@@ -15,7 +15,8 @@ API layer never decides status codes on its own.
     │   ├── DigestMismatchError ................ uploaded bytes that hash to another digest
     │   ├── UnknownKindError ................... no operator kind by that name
     │   ├── InvalidParamsError ................. params that the kind rejects
-    │   └── InvalidOperatorError ............... an operator or workflow that cannot run
+    │   ├── InvalidOperatorError ............... an operator or workflow that cannot run
+    │   └── UnknownModelError .................. a model no worker may serve
     ├── AuthenticationError .................... no token, or one no tenant holds (401)
     ├── PermissionDeniedError .................. the tenant may not do this (403)
     ├── NotFoundError .......................... the thing named does not exist (404)
@@ -56,6 +57,7 @@ __all__ = [
     "StoreUnavailableError",
     "StreamGroupMissingError",
     "UnknownKindError",
+    "UnknownModelError",
     "UnknownSettingError",
     "UnsupportedSchemeError",
 ]
@@ -109,6 +111,10 @@ class InvalidParamsError(InvalidInputError):
 
 class InvalidOperatorError(InvalidInputError):
     """An operator or workflow that is well-formed JSON but cannot run as written."""
+
+
+class UnknownModelError(InvalidInputError):
+    """A model no worker may serve: not a known id, or a path outside the model roots."""
 
 
 class AuthenticationError(FlowMeshError):

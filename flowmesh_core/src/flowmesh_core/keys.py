@@ -29,6 +29,7 @@ from typing import Any
 from flowmesh_core.errors import BlobNotFoundError, InputTooLargeError, InvalidOperatorError
 from flowmesh_core.hashing import canonical_json, digest_value
 from flowmesh_core.manifest import is_manifest, parse_manifest
+from flowmesh_core.model_names import canonical_model
 from flowmesh_core.models import (
     BlobInput,
     Item,
@@ -116,6 +117,9 @@ def expand(
     input stays a plain blob (never followed as a manifest).
     """
     spec = registry.get(op.kind)
+    if op.model is not None:
+        # Aliases of one model get one key (flowmesh_core.model_names).
+        op = op.model_copy(update={"model": canonical_model(op.model)})
     version = _version(spec, op)
     if spec.needs_model and op.model is None:
         raise InvalidOperatorError(f"kind {spec.kind!r} needs a model (set 'model:')")

@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         description="where a worker keeps models it builds or unpacks "
         "(default: the user cache dir, ~/.cache/flowmesh/models)",
     )
+    model_roots: list[str] = Field(
+        default_factory=list,
+        description="directories under which a local model directory may be named as a "
+        "model (absolute paths on the workers); empty = the worker's model directory "
+        "(worker_model_dir). Any other path is an unknown model",
+    )
     worker_model_cache_mb: int = Field(
         default=4096, ge=1, description="memory a worker may spend keeping models warm (MiB)"
     )

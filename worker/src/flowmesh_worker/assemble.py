@@ -7,10 +7,10 @@ One place that decides which generate backend runs and where models live, so the
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from flowmesh_core.blobs import BlobStore, open_blob_store
+from flowmesh_core.model_names import model_roots, worker_model_dir
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
@@ -25,10 +25,7 @@ __all__ = ["build_worker", "generate_backend", "model_dir"]
 
 def model_dir(settings: Settings) -> Path:
     """Where this worker builds and unpacks models."""
-    if settings.worker_model_dir:
-        return Path(settings.worker_model_dir).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache_home) / "flowmesh" / "models"
+    return worker_model_dir(settings)
 
 
 def generate_backend(settings: Settings, hardware: Hardware) -> str:
@@ -74,6 +71,7 @@ def build_worker(
         model_dir(settings),
         profile.worker_id,
         inline_bytes=settings.inline_result_bytes,
+        model_roots=[Path(root) for root in model_roots(settings)],
     )
     return Worker(
         store, runner, profile, heartbeat_s=max(0.2, settings.worker_ttl_s / 3), drain_s=drain_s

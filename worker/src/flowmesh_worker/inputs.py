@@ -9,7 +9,8 @@ rights, every digest they make this worker read; this module must never read a d
 that is not typed as a reference, nor follow a manifest found inside a plain blob.
 
 Every read is verified by the blob store; a missing or corrupt blob is an error for the
-item that needed it, never a value.
+item that needed it, never a value. That error reaches the tenant's lineage, so it names
+the digest and never the blob store's location (a server directory, a bucket).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Protocol, assert_never
 
-from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.errors import BlobNotFoundError, InvalidInputError
 from flowmesh_core.manifest import read_manifest
 from flowmesh_core.models import ItemBlob, ItemInput, ItemLiteral, ItemManifest
 
@@ -44,15 +45,22 @@ def _resolve(name: str, value: ItemInput, blobs: ByteSource) -> Any:
         return _load(name, value.digest, blobs)
     if isinstance(value, ItemManifest):
         try:
-            digests = read_manifest(blobs.get_bytes(value.digest))
+            digests = read_manifest(_bytes(name, value.digest, blobs))
         except InvalidInputError as exc:
             raise InvalidInputError(f"input {name!r}: blob {value.digest}: {exc}") from exc
         return [_load(name, digest, blobs) for digest in digests]
     assert_never(value)  # an untyped value is a bug upstream: fail, never guess a reference
 
 
+def _bytes(name: str, digest: str, blobs: ByteSource) -> bytes:
+    try:
+        return blobs.get_bytes(digest)
+    except BlobNotFoundError:
+        raise BlobNotFoundError(f"input {name!r}: blob {digest} is not in the CAS") from None
+
+
 def _load(name: str, digest: str, blobs: ByteSource) -> Any:
-    raw = blobs.get_bytes(digest)
+    raw = _bytes(name, digest, blobs)
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,14 +64,17 @@ class BatchRunner:
         worker_id: str,
         *,
         inline_bytes: int = 0,
+        model_roots: Sequence[Path] | None = None,
     ) -> None:
         """Results up to ``inline_bytes`` travel in the report instead of the CAS (see
-        ``Settings.inline_result_bytes``)."""
+        ``Settings.inline_result_bytes``); local models may lie under ``model_roots``
+        (``None``: ``model_dir``; see ``Settings.model_roots``)."""
         self.blobs = blobs
         self.inline_bytes = inline_bytes
         self.factory = factory
         self.cache = cache
         self.model_dir = model_dir
+        self.model_roots = model_roots
         self.worker_id = worker_id
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
@@ -137,7 +140,7 @@ class BatchRunner:
             return None, 0.0
         if model is None:
             raise FlowMeshError(f"kind {assignment.kind!r} needs a model; the batch named none")
-        path = resolve_model(model, model_dir=self.model_dir)
+        path = resolve_model(model, model_dir=self.model_dir, roots=self.model_roots)
         return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
 
     def _execute(

@@ -20,16 +20,14 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from pydantic.json_schema import models_json_schema
 
 from flowmesh_core import __version__
 from flowmesh_core.api import autoscale, blobs, routes, system
 from flowmesh_core.api.deps import ApiState
 from flowmesh_core.api.errors import UnhandledErrorMiddleware, install_error_handlers, redact
 from flowmesh_core.api.metrics import ApiMetrics, MetricsMiddleware
+from flowmesh_core.api.schema import add_body_schemas
 from flowmesh_core.control import ControlPlane
-from flowmesh_core.models import Operator, Workflow
-from flowmesh_core.models.api import ResultsRequest
 from flowmesh_core.ui import mount_ui
 
 __all__ = ["begin_shutdown", "create_app"]
@@ -57,7 +55,8 @@ class _FlowMeshAPI(FastAPI):
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
-            _add_body_schemas(super().openapi())
+            state: ApiState = self.state.flowmesh
+            add_body_schemas(super().openapi(), state.control.registry)
         assert self.openapi_schema is not None
         return self.openapi_schema
 
@@ -143,17 +142,3 @@ async def _stop(task: asyncio.Task[None]) -> None:
         log.warning("background loops did not stop within %.0f s; cancelling", _STOP_TIMEOUT_S)
         task.cancel()
         await asyncio.wait({task})
-
-
-def _add_body_schemas(schema: dict[str, Any]) -> None:
-    """Put the schemas of the bodies routes read themselves (Workflow, Operator,
-    ResultsRequest) in components."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    _, defs = models_json_schema(
-        [(Workflow, "validation"), (Operator, "validation"), (ResultsRequest, "validation")],
-        ref_template="#/components/schemas/{model}",
-    )
-    for name, definition in defs.get("$defs", {}).items():
-        existing = components.setdefault(name, definition)
-        if existing != definition:
-            raise RuntimeError(f"OpenAPI schema {name!r} means two different things")

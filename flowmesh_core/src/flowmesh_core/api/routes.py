@@ -33,8 +33,8 @@ from flowmesh_core.control import (
 )
 from flowmesh_core.errors import FlowMeshError, InvalidInputError
 from flowmesh_core.models import LineageRecord
-from flowmesh_core.models.api import ResultsReply, ResultsRequest
-from flowmesh_core.models.parse import parse_operator, parse_workflow
+from flowmesh_core.models.api import ResultsReply
+from flowmesh_core.models.parse import parse_operator, parse_results_request, parse_workflow
 
 __all__ = ["MAX_WAIT_S", "ResultStreamError", "router"]
 
@@ -216,9 +216,7 @@ async def workflow_lineage(
 async def read_results(request: Request, tenant: CurrentTenant, state: State) -> ResultsReply:
     """Many results in one request, each decoded as JSON; 404 naming the first digest the
     tenant's lineage does not hold (nothing is returned then)."""
-    body = await read_model(
-        request, state.control.settings.max_body_bytes, ResultsRequest.model_validate
-    )
+    body = await read_model(request, state.control.settings.max_body_bytes, parse_results_request)
     found = await state.control.read_results(tenant, list(body.digests))
     return ResultsReply(results={d: _json_value(d, data) for d, data in found.items()})
 

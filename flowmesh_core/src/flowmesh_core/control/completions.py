@@ -146,6 +146,11 @@ class CompletionApplier:
         price, watts = (profile.price_per_hour, profile.watts) if profile else (0.0, 0.0)
         cost, energy = price * seconds / 3600, watts * seconds / 3600
         share = 1 / max(len(report.results), 1)
+        # Each record spans its item's share of the batch, ending when the batch ended,
+        # so (finished_at - started_at) / worker_seconds is 1 and never the batch size,
+        # which counts other tenants' items (docs/isolation.md, "Lineage timings").
+        finished_at = time.time()
+        item_started_at = finished_at - seconds * share
         calls: list[ScriptCall] = []
         for result in report.results:
             inline = None if result.inline is None else result.inline.encode()
@@ -159,7 +164,8 @@ class CompletionApplier:
                     result.digest,
                     batch_id=report.batch_id,
                     worker=report.worker_id,
-                    started_at=report.started_at,
+                    started_at=item_started_at,
+                    finished_at=finished_at,
                     cost_usd=cost * share,
                     energy_wh=energy * share,
                     worker_seconds=seconds * share,

