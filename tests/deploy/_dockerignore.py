@@ -15,7 +15,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-__all__ = ["context_files", "is_excluded", "read_patterns"]
+__all__ = ["is_excluded", "read_patterns"]
 
 
 def read_patterns(path: Path) -> list[tuple[bool, re.Pattern[str]]]:
@@ -62,12 +62,3 @@ def is_excluded(relpath: str, patterns: list[tuple[bool, re.Pattern[str]]]) -> b
         if any(regex.match(p) for p in prefixes):
             excluded = not negated
     return excluded
-
-
-def context_files(root: Path, patterns: list[tuple[bool, re.Pattern[str]]]) -> set[str]:
-    """Every file under ``root`` that the build context holds (posix relative paths)."""
-    return {
-        rel
-        for path in root.rglob("*")
-        if path.is_file() and not is_excluded(rel := path.relative_to(root).as_posix(), patterns)
-    }
