@@ -14,6 +14,7 @@ from typing import Any
 import helm_python as helm
 import kubernetes_validate
 import pytest
+import yaml
 
 from flowmesh_core.api import create_app
 from flowmesh_core.control import ControlPlane
@@ -324,3 +325,17 @@ def test_notes_say_how_to_see_the_recommendation() -> None:
     assert "gpu-l4: deploy/fm-flowmesh-worker-gpu-l4, 0..8 replicas, 2 nvidia.com/gpu each" in notes
     _, notes = render(MINIMAL)
     assert "flowmesh tenant create keda --admin" in notes
+
+
+def test_the_values_in_docs_deploy_render_and_validate() -> None:
+    """docs/deploy.md's example values are a working install, with autoscaling on."""
+    page = (CHART.parents[2] / "docs" / "deploy.md").read_text()
+    block = re.search(r"```yaml\n(# flowmesh-values.yaml\n.*?)```", page, re.S)
+    assert block is not None
+    values = yaml.safe_load(block[1])
+    values["autoscaling"] = {"enabled": True, "token": TOKEN}
+    objects, _ = render(values)
+    for obj in objects:
+        validate_object(obj, KUBE_VERSIONS[0])
+    assert set(_workers(objects)) == {"cpu", "gpu-l4"}
+    assert len(by_kind(objects, "ScaledObject")) == 2
