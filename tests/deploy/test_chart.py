@@ -174,6 +174,16 @@ def test_keda_owns_replicas_only_when_enabled(full: list[dict[str, Any]]) -> Non
     assert by_kind(render(MINIMAL)[0], "ScaledObject") == {}
 
 
+def test_a_default_pool_can_be_removed_and_env_added() -> None:
+    values = MINIMAL | {
+        "pools": {"cpu": None, "big": {"max_replicas": 3}},
+        "worker": {"extraEnv": [{"name": "HF_HUB_OFFLINE", "value": "1"}]},
+    }
+    workers = _workers(render(values)[0])
+    assert set(workers) == {"big"}
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in _container(workers["big"])["env"]
+
+
 def test_every_pool_scales_on_its_own_number(full: list[dict[str, Any]]) -> None:
     workers = _workers(full)
     scaled = by_kind(full, "ScaledObject")
