@@ -40,6 +40,12 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
+    {p}:batchlog:{batch_id}            HASH    a batch as it was decided, kept a week after the
+                                               claim (the dashboard's batch page): worker,
+                                               signature, assigned_at, size, members, lineage
+                                               (requesters' lineage keys), terms (JSON: the
+                                               decision's utility terms); finished_at,
+                                               worker_seconds, cost_usd, energy_wh once done
     {p}:lease:scheduler                STRING  fencing token of the one scheduler that may assign
     {p}:lease:scheduler:epoch          STRING  counter that makes each token unique
     {p}:throughput                     STRING  the learned throughput model (JSON)
@@ -201,6 +207,9 @@ class KeySpace:
     def batch(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}"
 
+    def batch_log(self, batch_id: str) -> str:
+        return f"{self.prefix}:batchlog:{batch_id}"
+
     def scheduler_lease(self) -> str:
         return f"{self.prefix}:lease:scheduler"
 
@@ -265,6 +274,7 @@ class KeySpace:
             "submission": self.submission(s, s),
             "results": self.results(),
             "cluster_stats": self.cluster_stats(),
+            "batch_log": self.batch_log(s),
             "ready": self.ready(s),
             "ready_signatures": self.ready_signatures(),
             "ready_member": self.ready_member(s, s, s),

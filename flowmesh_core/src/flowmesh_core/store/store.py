@@ -2,7 +2,8 @@
 
 ``Store`` joins the parts: the ledger (every op, node and workflow transition, and the
 outbox that announces them), reads of ops (action cache, in flight) and of workflows
-(nodes, lineage, events), and the fleet (workers, lease, tenants, blob index, counters).
+(nodes, lineage, events), the fleet (workers, lease, tenants, blob index, counters), and
+the dashboard's views (the ready pool, batch logs).
 Each part lives in its own module; all share one connection, key space and set of Lua
 scripts.
 """
@@ -17,6 +18,7 @@ from flowmesh_core.store.fleet import FleetMixin
 from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
+from flowmesh_core.store.views import ViewsMixin
 from flowmesh_core.store.workflows import WorkflowsMixin
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin):
+class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, ViewsMixin):
     """FlowMesh's state in Redis."""
 
     @classmethod
