@@ -116,3 +116,31 @@ async def test_under_the_tenant_domain_a_tenant_sees_no_group_size(harness: Harn
     assert [g["size"] for g in after] == [None]
     assert [g["shares"][0]["items"] for g in after] == [2]
     assert [g["signature"] for g in after] == [g["signature"] for g in before]
+
+
+async def test_a_requester_that_joined_while_the_batch_ran_sees_that_batch(
+    harness: Harness,
+) -> None:
+    app = await harness.app()
+    alice = await harness.client(app, await harness.tenant("alice"))
+    bob = await harness.client(app, await harness.tenant("bob"))
+    admin = await harness.client(app, await harness.tenant("ops", admin=True))
+    await harness.worker(delay_s=1.5)
+    a_wf = await _submit(alice, ["j1", "j2"])
+    for _ in range(100):  # until the batch runs
+        status = (await alice.get(f"/v1/workflows/{a_wf}")).json()
+        if status["state"] == "running":
+            break
+        await asyncio.sleep(0.05)
+    assert status["state"] == "running", status
+    b_wf = await _submit(bob, ["j1"])
+    [joined] = await _done(bob, b_wf)
+    assert joined["satisfied_by"] == "joined"
+    a_lineage = await _done(alice, a_wf)
+    assert {r["batch_id"] for r in a_lineage} == {joined["batch_id"]}
+
+    seen = (await bob.get(f"/v1/batches/{joined['batch_id']}")).json()
+    assert [(r["tenant"], r["index"]) for r in seen["items"]] == [("bob", 0)]
+    assert seen["size"] == 2
+    everyone = (await admin.get(f"/v1/batches/{joined['batch_id']}")).json()
+    assert sorted(r["tenant"] for r in everyone["items"]) == ["alice", "alice", "bob"]

@@ -88,8 +88,7 @@ class FabricViews:
         """One batch: its worker, the decision's terms, its figures and its requesters
         (every one for an admin, the caller's own otherwise)."""
         log = await self.store.batch_log(batch_id)
-        keys = [k for k in log.get("lineage", "").split("\n") if k]
-        records = await self.store.lineage_at(keys)
+        records = await self.store.batch_requesters(batch_id)
         if not tenant.admin:
             records = [r for r in records if r.tenant == tenant.name]
         if not log or not records:

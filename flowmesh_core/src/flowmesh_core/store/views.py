@@ -65,11 +65,14 @@ class ViewsMixin(StoreBase):
         async with self.guard():
             return strings(await self._redis.hgetall(self.keys.batch_log(batch_id)))
 
-    async def lineage_at(self, keys: Sequence[str]) -> list[LineageRecord]:
-        """The lineage records stored under ``keys`` (as a batch log lists them); a key
-        that names no record is left out."""
-        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            raw = await pipe.execute()
-        return [parse_lineage(strings(r)) for r in raw if r]
+    async def batch_requesters(self, batch_id: str) -> list[LineageRecord]:
+        """The lineage records of a batch's requesters (``batch_lineage``) that name the
+        batch: a requeued item's record names the batch it ran in at last."""
+        async with self.guard():
+            keys = sorted(map(str, await self._redis.smembers(self.keys.batch_lineage(batch_id))))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                raw = await pipe.execute()
+        records = [parse_lineage(strings(r)) for r in raw if r]
+        return [r for r in records if r.batch_id == batch_id]

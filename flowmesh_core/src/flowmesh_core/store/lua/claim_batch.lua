@@ -42,11 +42,16 @@ if #members == 0 then
 end
 redis.call('HSET', KEYS[3], 'worker', ARGV[4], 'signature', ARGV[6], 'assigned_at', ARGV[5],
   'size', #members, 'members', table.concat(members, '\n'))
-local log = key('batch_log', ARGV[3])
+local log, requested = key('batch_log', ARGV[3]), key('batch_lineage', ARGV[3])
 redis.call('HSET', log, 'worker', ARGV[4], 'signature', ARGV[6], 'assigned_at', ARGV[5],
-  'size', #members, 'members', table.concat(members, '\n'),
-  'lineage', table.concat(requesters, '\n'), 'terms', ARGV[7])
+  'size', #members, 'terms', ARGV[7])
 redis.call('EXPIRE', log, tonumber(ARGV[8]))
+if #requesters > 0 then
+  for i = 1, #requesters, 1000 do  -- unpack has a stack limit
+    redis.call('SADD', requested, unpack(requesters, i, math.min(i + 999, #requesters)))
+  end
+  redis.call('EXPIRE', requested, tonumber(ARGV[8]))
+end
 redis.call('XADD', KEYS[1], '*', 'batch_id', ARGV[3], 'signature', ARGV[6],
   'meta', redis.call('HGET', key('signature_meta', ARGV[6]), 'meta') or '{}',
   'items', '[' .. table.concat(specs, ',') .. ']')
