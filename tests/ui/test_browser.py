@@ -42,10 +42,21 @@ WORKFLOW: dict[str, Any] = {
     "name": "embed-and-pick",
     "nodes": {
         "embed": {"kind": "embed", "model": "mini", "inputs": {"texts": ["cat", "dog", "owl"]}},
+        # cat and dog join embed's items (same op keys, in flight): one new item, emu.
+        "embed_more": {
+            "kind": "embed",
+            "model": "mini",
+            "inputs": {"texts": ["cat", "dog", "emu"]},
+        },
         "pick": {
             "kind": "data.top_k",
             "params": {"k": 1},
             "inputs": {"items": {"ref": "embed"}, "scores": [0.1, 0.9, 0.5]},
+        },
+        "pick_more": {
+            "kind": "data.top_k",
+            "params": {"k": 2},
+            "inputs": {"items": {"ref": "embed_more"}, "scores": [0.3, 0.2, 0.7]},
         },
     },
 }
@@ -148,13 +159,16 @@ async def test_login_submit_watch_lineage_batch_pool_overview_and_a_second_tenan
                 "() => [window.flowmesh.graph.nodes().map((n) => n.id()).sort(), window.flowmesh"
                 ".graph.edges().map((e) => e.source().id() + '>' + e.target().id())]"
             )
-            assert drawn == [["embed", "pick"], ["embed>pick"]]
+            assert drawn == [
+                ["embed", "embed_more", "pick", "pick_more"],
+                ["embed>pick", "embed_more>pick_more"],
+            ]
             await page.screenshot(path=ARTIFACTS / "workflow-waiting.png")
 
             await page.goto(f"{base}/ui/#pool")  # nothing runs yet: embed's items wait
             groups = page.locator("#pool-groups tr")
             await expect(groups).to_have_count(2)  # header + the embed group
-            await expect(page.locator("#pool-groups")).to_contain_text("alice: 3")
+            await expect(page.locator("#pool-groups")).to_contain_text("alice: 4")
             await page.screenshot(path=ARTIFACTS / "pool.png")
 
             await page.goto(f"{base}/ui/#workflow/{wf_id}")
@@ -162,26 +176,31 @@ async def test_login_submit_watch_lineage_batch_pool_overview_and_a_second_tenan
             await harness.worker()  # work starts only now: the page saw it wait
             await expect(state).to_have_attribute("data-state", "done", timeout=30_000)
             await expect(pick).to_have_attribute("data-state", "done")
-            await expect(graph).to_have_attribute("data-states", "embed=done pick=done")
-            await _click_graph_node(page, "embed")
-            await expect(page.locator("#lineage-title")).to_have_text("Lineage of embed")
+            await expect(graph).to_have_attribute(
+                "data-states", "embed=done embed_more=done pick=done pick_more=done"
+            )
+            # cat and dog are asked twice: whichever embed node started second joined them.
+            more = page.locator("tr.node", has_text="executed 1 · hit 0 · joined 2")
+            await expect(more).to_have_count(1)
+            second = await more.get_attribute("data-node")
+            assert second in ("embed", "embed_more")
+            await _click_graph_node(page, second)
+            await expect(page.locator("#lineage-title")).to_have_text(f"Lineage of {second}")
             rows = page.locator("#lineage tr")
             await expect(rows).to_have_count(4)  # header + three items
-            await expect(page.locator("#lineage")).to_contain_text("executed")
-            await expect(page.locator('tr.node[data-node="embed"]')).to_have_class(
-                re.compile("selected")
-            )
+            await expect(rows.filter(has_text="joined")).to_have_count(2)
+            await expect(more).to_have_class(re.compile("selected"))
             await page.screenshot(path=ARTIFACTS / "workflow-done.png", full_page=True)
 
             await page.locator("#lineage a[href^='#batch/']").first.click()
             await expect(page.locator("#batch")).to_be_visible()
             facts = page.locator("#batch-facts")
             await expect(await _cell(facts, "worker")).to_contain_text("play-1")
-            await expect(await _cell(facts, "items in the batch")).to_contain_text("3")
+            await expect(await _cell(facts, "items in the batch")).to_contain_text("4")
             terms = page.locator("#batch-terms")
             for term in ("policy", "utility", "rate", "model_warm", "seconds"):
                 await expect(terms.locator("tr", has_text=term).first).to_be_visible()
-            await expect(page.locator("#batch-items tr")).to_have_count(4)
+            await expect(page.locator("#batch-items tr")).to_have_count(7)  # header + 6 asked
             batch_url = page.url
             await page.screenshot(path=ARTIFACTS / "batch.png", full_page=True)
 
