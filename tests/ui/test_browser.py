@@ -237,6 +237,17 @@ async def test_login_submit_watch_lineage_batch_pool_overview_and_a_second_tenan
             await expect(other.locator("#pool-empty")).to_contain_text("Nothing of yours")
             await expect(other.locator("body")).not_to_contain_text("alice")
             await other.screenshot(path=ARTIFACTS / "second-tenant.png")
+
+            ops = await browser.new_page()  # an admin sees every requester and every term
+            _watch_errors(ops, errors)
+            await _login(ops, base, await harness.tenant("ops", admin=True))
+            await ops.goto(batch_url)
+            await expect(ops.locator("#batch-items tr")).to_have_count(7)
+            await expect(ops.locator("#batch-items")).to_contain_text("alice")
+            for term in ("ready", "fairness", "free_workers"):
+                await expect(ops.locator("#batch-terms tr", has_text=term).first).to_be_visible()
+            await ops.goto(f"{base}/ui/#fleet")
+            await expect(ops.locator("#workers")).to_contain_text("play-1")
         finally:
             await browser.close()
     # The 404 of a workflow the tenant may not see is logged by chromium as a resource error.

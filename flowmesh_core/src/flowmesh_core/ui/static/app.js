@@ -69,6 +69,7 @@ function refused() {
 onBackgroundError((error) => {
   if (error.status === 401) return refused();
   $("background-error").textContent = "Updates stopped: " + error.message;
+  if (error.status === undefined) throw error; // a bug, not an answer: let it reach the console
 });
 
 async function route() {
