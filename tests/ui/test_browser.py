@@ -38,6 +38,7 @@ ARGS = [
 ]
 NOT_DONE = re.compile("waiting|pending")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+POOLS = {"cpu": {"accelerator": "cpu", "usd_per_hour": 1.0, "watts": 100, "min_replicas": 1}}
 WORKFLOW: dict[str, Any] = {
     "name": "embed-and-pick",
     "nodes": {
@@ -77,7 +78,7 @@ async def served(
     try:
         async with contextlib.AsyncExitStack() as stack:
             harness = Harness(store, redis_url, key_prefix, f"file://{tmp_path / 'blobs'}", stack)
-            app = await harness.app()
+            app = await harness.app(pools=POOLS)
             port = _free_port()
             config = uvicorn.Config(
                 app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"
@@ -248,6 +249,10 @@ async def test_login_submit_watch_lineage_batch_pool_overview_and_a_second_tenan
                 await expect(ops.locator("#batch-terms tr", has_text=term).first).to_be_visible()
             await ops.goto(f"{base}/ui/#fleet")
             await expect(ops.locator("#workers")).to_contain_text("play-1")
+            cpu = ops.locator("#pools tr", has_text="cpu")
+            await expect(cpu).to_have_count(1)
+            await expect(cpu.locator("td").nth(5)).to_have_text(re.compile(r"^[1-9]"))  # desired
+            await ops.screenshot(path=ARTIFACTS / "fleet.png", full_page=True)
         finally:
             await browser.close()
     # The 404 of a workflow the tenant may not see is logged by chromium as a resource error.

@@ -17,9 +17,15 @@ async function showFleet() {
       workers.map((w) => [w.profile.worker_id, w.profile.accelerator,
         w.alive ? (w.running_batches ? "busy" : "idle") : "gone", w.free_slots, w.running_batches,
         w.warm_models.join(", "), fmt(w.profile.price_per_hour, 4), fmt(w.profile.watts, 1)]));
+    const scale = await (await api("/v1/autoscale")).json();
+    fillTable($("pools"), ["pool", "replicas", "idle", "batches", "backlog s", "desired", "reason"],
+      Object.entries(scale.pools).map(([name, p]) => [name, p.replicas, p.idle, p.batches,
+        fmt(p.backlog_s, 1), p.desired, p.reason]));
+    $("pools-note").textContent = Object.keys(scale.pools).length ? ""
+      : "No worker pools are declared in the settings: nothing to recommend.";
   } catch (error) {
     if (error.status === 401) throw error;
-    $("workers").replaceChildren();
+    for (const el of ["workers", "pools"]) $(el).replaceChildren();
     $("fleet-error").textContent = error.status === 403 ? "The fleet needs an admin token." : error.message;
   }
 }
