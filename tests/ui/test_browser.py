@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import socket
@@ -191,6 +192,13 @@ async def test_login_submit_watch_lineage_batch_pool_overview_and_a_second_tenan
             await expect(rows).to_have_count(4)  # header + three items
             await expect(rows.filter(has_text="joined")).to_have_count(2)
             await expect(more).to_have_class(re.compile("selected"))
+            digest = await rows.nth(1).locator("td").nth(8).locator("a").get_attribute("title")
+            assert digest is not None
+            digest = digest.split(" ")[0]
+            async with page.expect_download() as downloading:
+                await rows.nth(1).locator("td").nth(8).locator("a").click()
+            saved = await (await downloading.value).path()
+            assert hashlib.sha256(saved.read_bytes()).hexdigest() == digest.split(":")[1]
             await page.screenshot(path=ARTIFACTS / "workflow-done.png", full_page=True)
 
             await page.locator("#lineage a[href^='#batch/']").first.click()
