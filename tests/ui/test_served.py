@@ -108,3 +108,34 @@ async def test_not_in_the_openapi_schema(harness: Harness) -> None:
     client = await harness.client(app)
     schema = (await client.get("/openapi.json")).json()
     assert not [p for p in schema["paths"] if p.startswith("/ui")]
+
+
+async def test_the_status_names_the_edges_the_graph_draws_each_once(harness: Harness) -> None:
+    app = await harness.app(run_scheduler=False)
+    client = await harness.client(app, await harness.tenant("alice"))
+    workflow = {
+        "name": "edges",
+        "nodes": {
+            "a": {"kind": "embed", "model": "mini", "inputs": {"texts": ["x"]}},
+            "b": {"kind": "embed", "model": "mini", "inputs": {"texts": ["y"]}},
+            "c": {
+                "kind": "data.top_k",
+                "params": {"k": 1},
+                "inputs": {"items": {"ref": "b"}, "scores": {"ref": "b"}},
+            },
+            "d": {
+                "kind": "data.top_k",
+                "params": {"k": 1},
+                "inputs": {"items": {"ref": "b"}, "scores": {"ref": "a"}},
+            },
+        },
+    }
+    submitted = await client.post("/v1/workflows", json=workflow)
+    assert submitted.status_code == 201, submitted.text
+    status = (await client.get(f"/v1/workflows/{submitted.json()['workflow_id']}")).json()
+    assert {n["node"]: n["depends_on"] for n in status["nodes"]} == {
+        "a": [],
+        "b": [],
+        "c": ["b"],
+        "d": ["b", "a"],
+    }

@@ -159,7 +159,7 @@ class ControlPlane:
             for record in await self.store.lineage(wf_id):
                 lineage[record.node].append(record)
         nodes = [
-            _node_status(name, records[name], lineage[name], node.dependencies(), with_lineage)
+            _node_status(name, records[name], lineage[name], _after(node), with_lineage)
             for name, node in workflow.nodes.items()
         ]
         overall = _STATES.get(state.status, NodeState.PENDING)
@@ -306,6 +306,11 @@ def _require_admin(tenant: Tenant, what: str) -> None:
             f"{what} is a cluster-wide view: use an admin token "
             "(`flowmesh tenant create NAME --admin`)"
         )
+
+
+def _after(node: WorkflowNode) -> list[str]:
+    """The nodes whose outputs ``node`` reads, each once, in the order its inputs name them."""
+    return list(dict.fromkeys(node.dependencies()))
 
 
 def _node_status(
