@@ -24,7 +24,11 @@ from flowmesh_core.store import Store
 from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.views import ReadyGroup
 
-__all__ = ["TENANT_HIDDEN_TERMS", "FabricViews"]
+__all__ = ["AGE_SAMPLE", "TENANT_HIDDEN_TERMS", "FabricViews"]
+
+AGE_SAMPLE = 1000
+"""A share's oldest wait is read from its first this many items in queue order (fair-
+queuing order follows arrival within a tenant, so the oldest is among them)."""
 
 TENANT_HIDDEN_TERMS = frozenset({"ready", "fairness", "free_workers"})
 """Decision terms that depend on other tenants' activity (the group's size when chosen,
@@ -48,7 +52,7 @@ class FabricViews:
             for i, split in enumerate(by_tenant)
             for t, members in split.items()
             if tenant.admin or t == tenant.name
-            for member in members
+            for member in members[:AGE_SAMPLE]
         ]
         ops = [KeySpace.parse_ready_member(m)[1:] for _, _, m in wanted]
         created = await self.store.ops_created_at(ops)
@@ -70,7 +74,7 @@ class FabricViews:
             ]
             if not shares:
                 continue
-            wait = max(now - group.since, 0.0) if tenant.admin else shares[0].oldest_wait_s
+            wait = max(s.oldest_wait_s for s in shares)
             report.append(
                 PoolGroup(
                     signature=group.signature,

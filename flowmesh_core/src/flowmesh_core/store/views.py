@@ -20,12 +20,11 @@ __all__ = ["ReadyGroup", "ViewsMixin"]
 
 @dataclass(frozen=True, slots=True)
 class ReadyGroup:
-    """One batch-signature group of the ready pool: its members, oldest first in fair-
-    queuing order, when the group last became non-empty, and what the signature means."""
+    """One batch-signature group of the ready pool: its members in fair-queuing order,
+    and what the signature means."""
 
     signature: str
     members: list[str]  # KeySpace.ready_member
-    since: float
     meaning: dict[str, Any]
 
 
@@ -35,21 +34,18 @@ class ViewsMixin(StoreBase):
     async def ready_groups(self) -> list[ReadyGroup]:
         """Every signature group with items waiting, with all of its members."""
         async with self.guard():
-            ready: Any = await self._redis.zrange(
-                self.keys.ready_signatures(), 0, -1, withscores=True
-            )
-            sigs = [(str(s), float(at)) for s, at in ready]
+            sigs = [str(s) for s in await self._redis.zrange(self.keys.ready_signatures(), 0, -1)]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for sig, _ in sigs:
+                for sig in sigs:
                     pipe.zrange(self.keys.ready(sig), 0, -1)
                     pipe.hget(self.keys.signature_meta(sig), "meta")
                 raw = await pipe.execute()
         groups = []
-        for i, (sig, since) in enumerate(sigs):
+        for i, sig in enumerate(sigs):
             members, meta = raw[2 * i], raw[2 * i + 1]
             if members:
                 meaning = dict(json.loads(str(meta))) if meta else {}
-                groups.append(ReadyGroup(sig, [str(m) for m in members], since, meaning))
+                groups.append(ReadyGroup(sig, [str(m) for m in members], meaning))
         return groups
 
     async def ops_created_at(self, ops: Sequence[tuple[str, str]]) -> list[float | None]:
