@@ -554,6 +554,8 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
         "/v1/blobs/{digest}": ["get", "head", "put"],
         "/v1/workers": ["get"],
         "/v1/stats": ["get"],
+        "/v1/pool": ["get"],
+        "/v1/batches/{batch_id}": ["get"],
         "/v1/autoscale": ["get"],
         "/v1/autoscale/metrics": ["get"],
         "/healthz": ["get"],

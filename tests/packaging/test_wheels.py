@@ -118,6 +118,21 @@ def test_every_distribution_builds_under_its_own_name(built: Built) -> None:
             assert f"{package}/__init__.py" in archive.namelist(), (name, package)
 
 
+def test_core_wheel_ships_the_dashboard_and_its_vendored_libraries(built: Built) -> None:
+    """``flowmesh serve`` serves /ui from the installed package (docs/ui.md): every file
+    under ui/static/, the vendored graph libraries and their licences included."""
+    static = ROOT / "flowmesh_core" / "src" / "flowmesh_core" / "ui" / "static"
+    wanted = {
+        "flowmesh_core/ui/static/" + p.relative_to(static).as_posix()
+        for p in static.rglob("*")
+        if p.is_file()
+    }
+    assert "flowmesh_core/ui/static/vendor/cytoscape.min.js" in wanted
+    assert "flowmesh_core/ui/static/vendor/cytoscape.LICENSE" in wanted
+    with zipfile.ZipFile(built.wheels["flowmesh-core"]) as archive:
+        assert wanted <= set(archive.namelist()), wanted - set(archive.namelist())
+
+
 @pytest.mark.parametrize("name", [*ADAPTERS, "flowmesh-worker"])
 def test_requires_our_core_with_a_version_range(built: Built, name: str) -> None:
     requires = _metadata(built.wheels[name]).get_all("Requires-Dist") or []

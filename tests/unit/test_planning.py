@@ -82,3 +82,30 @@ def test_a_claim_that_found_nothing_drops_the_group_and_the_worker_warms_the_mod
     assert p.workers[0].free_slots == 1
     assert p.workers[0].warm_models == frozenset({"m@1"})
     assert p.next() is None
+
+
+def test_terms_are_the_decisions_score_and_name_no_tenant() -> None:
+    members = [
+        KeySpace.ready_member("alice" if i < 2 else "bob", "global", f"k{i}") for i in range(3)
+    ]
+    p = plan(members, [worker("w1"), worker("w2")])
+    decision = p.next()
+    assert decision is not None
+    terms = p.terms(decision)
+    s = decision.score
+    assert (terms["value"], terms["cost_usd"], terms["energy_wh"]) == (
+        s.value,
+        s.cost_usd,
+        s.energy_wh,
+    )
+    assert (terms["seconds"], terms["utility"], terms["rate"]) == (s.seconds, s.utility, s.rate)
+    assert terms["size"] == decision.size == 3
+    assert terms["ready"] == 3
+    assert terms["free_workers"] == 2
+    assert terms["model_warm"] is False
+    assert terms["oldest_wait_s"] == 1.0
+    assert terms["fairness"] == 0.0  # no usage yet
+    assert (terms["accelerator"], terms["price_per_hour"], terms["watts"]) == ("cpu", 0.1, 50.0)
+    assert not any("alice" in str(v) or "bob" in str(v) for v in terms.values())
+    p.account(decision, decision.size)  # terms read the view; they change nothing in it
+    assert not p.candidates

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from flowmesh_core import __version__
-from flowmesh_core.api import autoscale, blobs, routes, system
+from flowmesh_core.api import autoscale, blobs, pool, routes, system
 from flowmesh_core.api.deps import ApiState
 from flowmesh_core.api.errors import UnhandledErrorMiddleware, install_error_handlers, redact
 from flowmesh_core.api.metrics import ApiMetrics, MetricsMiddleware
@@ -79,6 +79,7 @@ def create_app(control: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(blobs.router)
+    app.include_router(pool.router)  # the ready pool and batches (docs/ui.md)
     app.include_router(system.router)
     mount_ui(app)  # the dashboard at /ui (docs/ui.md)
     app.include_router(autoscale.router)

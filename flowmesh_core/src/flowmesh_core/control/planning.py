@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 from flowmesh_core.control.policies import Policy
 from flowmesh_core.control.throughput import ThroughputModel
@@ -23,6 +24,7 @@ from flowmesh_core.control.utility import (
     TenantUsage,
     UtilityWeights,
     WorkerView,
+    fairness,
 )
 from flowmesh_core.store.keys import KeySpace
 
@@ -67,6 +69,33 @@ class RoundPlan:
             weights=self.weights,
             usage=self.usage,
         )
+
+    def terms(self, decision: Decision) -> dict[str, Any]:
+        """Why ``decision`` (not yet accounted) chose its batch and worker: the utility's
+        terms as the policy saw them, recorded with the batch (docs/ui.md, batch page).
+
+        Aggregates only: no tenant's name or item is among them.
+        """
+        candidate = self.candidates[decision.signature]
+        worker = next(w for w in self.workers if w.worker_id == decision.worker_id)
+        s = decision.score
+        return {
+            "size": decision.size,
+            "ready": candidate.ready,
+            "oldest_wait_s": candidate.oldest_wait_s,
+            "fairness": fairness(candidate, self.usage),
+            "accelerator": worker.accelerator,
+            "price_per_hour": worker.price_per_hour,
+            "watts": worker.watts,
+            "model_warm": candidate.model is None or candidate.model in worker.warm_models,
+            "free_workers": len(self.workers),
+            "value": s.value,
+            "cost_usd": s.cost_usd,
+            "energy_wh": s.energy_wh,
+            "seconds": s.seconds,
+            "utility": s.utility,
+            "rate": s.rate,
+        }
 
     def account(self, decision: Decision, got: int) -> None:
         """Record that claiming ``decision`` took ``got`` items (0: the group was gone).

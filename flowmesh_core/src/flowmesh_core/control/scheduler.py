@@ -223,8 +223,14 @@ class Scheduler:
         )
         assigned = 0
         while (decision := plan.next()) is not None:
+            terms = {"policy": self.settings.scheduler_policy, **plan.terms(decision)}
             got = await self.store.claim_batch(
-                decision.signature, decision.size, decision.worker_id, uuid.uuid4().hex, self.fence
+                decision.signature,
+                decision.size,
+                decision.worker_id,
+                uuid.uuid4().hex,
+                self.fence,
+                terms,
             )
             if got < 0:
                 log.warning("scheduler fenced out: another replica holds the lease")

@@ -27,6 +27,7 @@ from flowmesh_core.control.engine import WorkflowEngine
 from flowmesh_core.control.outbox import OutboxConsumer
 from flowmesh_core.control.scheduler import Scheduler
 from flowmesh_core.control.tenants import authenticate
+from flowmesh_core.control.views import FabricViews
 from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
@@ -99,6 +100,7 @@ class ControlPlane:
             fairness_half_life_s=settings.fairness_half_life_s,
         )
         self.outbox = OutboxConsumer(self.store, self.engine, consumer=consumer)
+        self.views = FabricViews(self.store, settings)  # the ready pool and batches
 
     async def _exhausted(self, domain: str, op_key: str, error: str) -> None:
         await self.store.fail(domain, op_key, error)
@@ -169,8 +171,8 @@ class ControlPlane:
             for record in await self.store.lineage(wf_id):
                 lineage[record.node].append(record)
         nodes = [
-            _node_status(name, records[name], lineage[name], shown=with_lineage)
-            for name in workflow.nodes
+            _node_status(name, records[name], lineage[name], _after(node), with_lineage)
+            for name, node in workflow.nodes.items()
         ]
         overall = _STATES.get(state.status, NodeState.PENDING)
         if overall is NodeState.PENDING and any(n.state is NodeState.RUNNING for n in nodes):
@@ -338,8 +340,17 @@ def _require_admin(tenant: Tenant, what: str) -> None:
         )
 
 
+def _after(node: WorkflowNode) -> list[str]:
+    """The nodes whose outputs ``node`` reads, each once, in the order its inputs name them."""
+    return list(dict.fromkeys(node.dependencies()))
+
+
 def _node_status(
-    name: str, record: dict[str, str], lineage: list[LineageRecord], *, shown: bool
+    name: str,
+    record: dict[str, str],
+    lineage: list[LineageRecord],
+    depends_on: list[str],
+    shown: bool,
 ) -> NodeStatus:
     total = int(record.get("items_total", 0))
     remaining = int(record.get("remaining", total))
@@ -357,5 +368,6 @@ def _node_status(
         error=record.get("error"),
         items_total=total,
         items_done=max(total - remaining, 0),
+        depends_on=depends_on,
         lineage=lineage if shown else [],
     )

@@ -14,10 +14,14 @@ from flowmesh_core.models import LineageRecord, WorkerProfile
 from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 
 __all__ = [
+    "BatchReport",
     "BlobReceipt",
     "NodePlan",
     "NodeState",
     "NodeStatus",
+    "PoolGroup",
+    "PoolReport",
+    "PoolShare",
     "ResultsReply",
     "ResultsRequest",
     "StatsReport",
@@ -100,6 +104,7 @@ class NodeStatus(ReplyModel):
     error: str | None = None
     items_total: int = 0
     items_done: int = 0
+    depends_on: list[str] = Field(default_factory=list)  # nodes whose outputs it reads
     lineage: list[LineageRecord] = Field(default_factory=list)
 
 
@@ -175,3 +180,57 @@ class BlobReceipt(ReplyModel):
 
     digest: Digest
     size: int = Field(ge=0)
+
+
+class PoolShare(ReplyModel):
+    """One tenant's items waiting in a ready-pool group, and how long its oldest waited."""
+
+    tenant: str
+    items: int
+    oldest_wait_s: float
+
+
+class PoolGroup(ReplyModel):
+    """One batch-signature group of the ready pool (``GET /v1/pool``).
+
+    ``size`` counts every tenant's items; it is None for a tenant under the ``tenant``
+    dedup domain, where nothing it sees may depend on another tenant's activity.
+    ``shares`` holds every tenant's share for an admin, the caller's own otherwise.
+    """
+
+    signature: str
+    kind: str
+    model: str | None = None
+    size: int | None = None
+    oldest_wait_s: float
+    shares: list[PoolShare]
+
+
+class PoolReport(ReplyModel):
+    """The ready pool as it stands: the groups the caller may see, oldest first."""
+
+    at: float
+    groups: list[PoolGroup]
+
+
+class BatchReport(ReplyModel):
+    """One batch as it was decided and ran (``GET /v1/batches/{batch_id}``).
+
+    ``items`` are the lineage records of the requesters of its items at the claim:
+    every requester for an admin, the caller's own otherwise. ``size`` counts the
+    batch's items (every tenant's). ``terms`` are the utility terms of the decision
+    that chose this batch and worker (``RoundPlan.terms``).
+    """
+
+    batch_id: str
+    worker: str
+    kind: str
+    model: str | None = None
+    size: int
+    assigned_at: float
+    finished_at: float | None = None
+    worker_seconds: float | None = None
+    cost_usd: float | None = None
+    energy_wh: float | None = None
+    terms: dict[str, JsonValue] = Field(default_factory=dict)
+    items: list[LineageRecord]

@@ -41,6 +41,15 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
+    {p}:batchlog:{batch_id}            HASH    a batch as it was decided, kept a week after the
+                                               claim (the dashboard's batch page): worker,
+                                               signature, assigned_at, size, terms (JSON:
+                                               the decision's utility terms);
+                                               finished_at, worker_seconds, cost_usd,
+                                               energy_wh once done
+    {p}:batchlog:{batch_id}:lineage    SET     lineage keys of the batch's requesters: those
+                                               waiting at the claim, and those that joined
+                                               while it ran (added as their item completes)
     {p}:lease:scheduler                STRING  fencing token of the one scheduler that may assign
     {p}:lease:scheduler:epoch          STRING  counter that makes each token unique
     {p}:throughput                     STRING  the learned throughput model (JSON)
@@ -211,6 +220,12 @@ class KeySpace:
     def batch(self, batch_id: str) -> str:
         return f"{self.prefix}:batch:{batch_id}"
 
+    def batch_log(self, batch_id: str) -> str:
+        return f"{self.prefix}:batchlog:{batch_id}"
+
+    def batch_lineage(self, batch_id: str) -> str:
+        return f"{self.prefix}:batchlog:{batch_id}:lineage"
+
     def scheduler_lease(self) -> str:
         return f"{self.prefix}:lease:scheduler"
 
@@ -284,6 +299,8 @@ class KeySpace:
             "submission": self.submission(s, s),
             "results": self.results(),
             "cluster_stats": self.cluster_stats(),
+            "batch_log": self.batch_log(s),
+            "batch_lineage": self.batch_lineage(s),
             "ready": self.ready(s),
             "ready_signatures": self.ready_signatures(),
             "ready_member": self.ready_member(s, s, s),

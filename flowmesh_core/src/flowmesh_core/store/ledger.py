@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowmesh_core.errors import ConflictError, QuotaExceededError
@@ -37,13 +37,22 @@ from flowmesh_core.store.records import (
     TransitionEvent,
 )
 
-__all__ = ["DEFAULT_VIRTUAL_COST", "IDEMPOTENCY_TTL_S", "OUTBOX_GROUP", "LedgerMixin"]
+__all__ = [
+    "BATCH_LOG_TTL_S",
+    "DEFAULT_VIRTUAL_COST",
+    "IDEMPOTENCY_TTL_S",
+    "OUTBOX_GROUP",
+    "LedgerMixin",
+]
 
 DEFAULT_VIRTUAL_COST = 0.01
 """Seconds of virtual time one item advances its tenant's fair-queuing clock by."""
 
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 """How long a submission's idempotency key is remembered."""
+
+BATCH_LOG_TTL_S = 7 * 24 * 3600
+"""How long a batch's log (what was decided, and for whom) is kept after its claim."""
 
 OUTBOX_GROUP = "control"
 """The consumer group of control planes on the outbox."""
@@ -266,17 +275,26 @@ class LedgerMixin(StoreBase):
         ]
 
     async def claim_batch(
-        self, signature: str, max_items: int, worker: str, batch_id: str, fence: str
+        self,
+        signature: str,
+        max_items: int,
+        worker: str,
+        batch_id: str,
+        fence: str,
+        terms: Mapping[str, Any] | None = None,
     ) -> int:
         """Move up to ``max_items`` of ``signature`` from the ready pool onto ``worker``.
 
         Marks them running, records the batch and appends it to the worker's assignment
         stream, in one step. Returns how many items were assigned (0: none pending), or
         -1 if ``fence`` no longer holds the scheduler lease (nothing was assigned).
+        ``terms`` (the decision's utility terms) go into the batch's log with its members
+        and requesters, kept for ``BATCH_LOG_TTL_S`` (``batch_log``).
         """
         k = self.keys
         keys = [k.assignments(worker), k.scheduler_lease(), k.batch(batch_id), k.worker(worker)]
         args = [fence, max_items, batch_id, worker, repr(time.time()), signature]
+        args += [json.dumps(dict(terms or {}), sort_keys=True), BATCH_LOG_TTL_S]
         status, size = await self.run_script("claim_batch", keys, args)
         return -1 if status == "fenced" else int(size)
 
@@ -377,7 +395,8 @@ class LedgerMixin(StoreBase):
         """The script call that accounts for a batch once (see ``finish_batch``)."""
         k = self.keys
         keys = [k.batch(batch_id), k.worker(worker), k.cluster_stats()]
-        return ("finish_batch", keys, [size, repr(seconds), repr(cost), repr(energy)])
+        args = [size, repr(seconds), repr(cost), repr(energy), batch_id, repr(time.time())]
+        return ("finish_batch", keys, args)
 
     async def finish_batch(
         self, batch_id: str, worker: str, size: int, seconds: float, cost: float, energy: float

@@ -3,8 +3,9 @@
 ``Store`` joins the parts: the ledger (every op, node and workflow transition, and the
 outbox that announces them), reads of ops (action cache, in flight) and of workflows
 (nodes, lineage, events), the fleet (workers, lease, tenants, blob index, counters), and
-the rights to read digests (blob owners). Each part lives in its own module; all share
-one connection, key space and set of Lua scripts.
+the rights to read digests (blob owners), and the dashboard's views (the ready pool, batch
+logs). Each part lives in its own module; all share one connection, key space and set of
+Lua scripts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
 from flowmesh_core.store.rights import RightsMixin
+from flowmesh_core.store.views import ViewsMixin
 from flowmesh_core.store.workflows import WorkflowsMixin
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, RightsMixin):
+class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, RightsMixin, ViewsMixin):
     """FlowMesh's state in Redis."""
 
     @classmethod

@@ -31,6 +31,13 @@ end
 local wk = key('waiters', domain, op_key)
 local waiters = redis.call('LRANGE', wk, 0, -1)
 local cost, energy, seconds = ARGV[8], ARGV[9], ARGV[10]
+-- Requesters that joined while the batch ran join its log (claim_batch listed the rest).
+local requested = key('batch_lineage', ARGV[5])
+if #waiters > 0 and redis.call('EXISTS', requested) == 1 then
+  for i = 1, #waiters, 1000 do  -- unpack has a stack limit
+    redis.call('SADD', requested, unpack(waiters, i, math.min(i + 999, #waiters)))
+  end
+end
 local finished = 0
 for _, waiter in ipairs(waiters) do
   redis.call('HSET', waiter, 'status', ITEM.DONE, 'result_digest', digest,
