@@ -14,7 +14,8 @@ API layer never decides status codes on its own.
     │   ├── InputTooLargeError ................. an inline value over the limit (413)
     │   ├── UnknownKindError ................... no operator kind by that name
     │   ├── InvalidParamsError ................. params that the kind rejects
-    │   └── InvalidOperatorError ............... an operator or workflow that cannot run
+    │   ├── InvalidOperatorError ............... an operator or workflow that cannot run
+    │   └── ItemRejectedError .................. an item its executor cannot use: not retried
     ├── AuthenticationError .................... no token, or one no tenant holds (401)
     ├── PermissionDeniedError .................. the tenant may not do this (403)
     ├── NotFoundError .......................... the thing named does not exist (404)
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOperatorError",
     "InvalidParamsError",
+    "ItemRejectedError",
     "NotFoundError",
     "PermissionDeniedError",
     "ServiceUnavailableError",
@@ -101,6 +103,18 @@ class InvalidParamsError(InvalidInputError):
 
 class InvalidOperatorError(InvalidInputError):
     """An operator or workflow that is well-formed JSON but cannot run as written."""
+
+
+class ItemRejectedError(InvalidInputError):
+    """An item whose inputs or params its executor cannot use (a template field the
+    record lacks, a text that is not a string, a score that is not a number).
+
+    The failure is deterministic: the same item fails the same way on every worker, so
+    the control plane fails it at once instead of retrying it ``max_attempts`` times.
+    Executors raise it (or return an ``ItemError`` marked deterministic) only for what
+    the request itself got wrong; a model that does not load or a blob store that does
+    not answer is not that.
+    """
 
 
 class AuthenticationError(FlowMeshError):
