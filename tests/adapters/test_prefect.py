@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from prefect import flow, unmapped
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,6 +28,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.worker import EventsWorker
 from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
@@ -36,6 +39,7 @@ from flowmesh_core.errors import (
     AuthenticationError,
     ConfigError,
     InvalidOperatorError,
+    NotFoundError,
     ServiceUnavailableError,
 )
 from flowmesh_prefect import (
@@ -413,5 +417,81 @@ def test_public_api() -> None:
         "FlowMeshRef",
         "OperatorFailedError",
         "OperatorTimeoutError",
+        "TenantCachePolicy",
+        "computed_on_flowmesh",
         "flowmesh_task",
     ]
+
+
+# -- caching, events, artifacts -------------------------------------------------------
+
+
+def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
+    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
+    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+    tokens = {name: live.tenant(name)[1] for name in ("tenant-b", "tenant-d")}
+    options: Any = {"cache_policy": INPUTS + TASK_SOURCE}
+    words = [f"cached-{tag()}"]
+
+    def echo_as(name: str) -> Any:
+        creds = FlowMeshCredentials(server_url=live.url, token=tokens[name])
+        return flowmesh_task(
+            kind="python", credentials=creds, returns="reference", task_options=options
+        )(ops.echo)
+
+    echo_b, echo_d = echo_as("tenant-b"), echo_as("tenant-d")
+
+    @flow
+    def twice() -> tuple[FlowMeshRef, FlowMeshRef, FlowMeshRef]:
+        return echo_b(x=words), echo_b(x=words), echo_d(x=words)
+
+    first_b, second_b, first_d = twice()
+    assert second_b.workflow_id == first_b.workflow_id  # Prefect's cache answered B
+    assert first_d.workflow_id != first_b.workflow_id  # but never with B's answer to D
+    with Client(live.url, tokens["tenant-d"]) as client:
+        assert client.status(first_d.workflow_id).state == "done"  # D's own request
+        assert [r.tenant for r in client.lineage(first_d.workflow_id)] != []
+        with pytest.raises(NotFoundError):
+            client.status(first_b.workflow_id)  # B's is not D's to see
+    assert first_d.digest == first_b.digest  # the same work, shared by FlowMesh itself
+
+
+def test_events_on_submit_and_finish_and_a_keyed_artifact(
+    creds: FlowMeshCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+    echo = flowmesh_task(kind="python", credentials=creds, returns="reference")(ops.echo)
+    fail_on = flowmesh_task(kind="python", credentials=creds, artifact=False)(ops.fail_on)
+    x = f"evented-{tag()}"
+
+    @flow
+    def evented() -> tuple[FlowMeshRef, bool]:
+        ref = echo(x=x)
+        failed = fail_on(x=x, bad=x, return_state=True).is_failed()
+        return ref, failed
+
+    state = evented(return_state=True)
+    ref, failed = state.result()
+    assert failed
+    worker.drain()
+    assert isinstance(worker._client, AssertingEventsClient)
+    events = [e for e in worker._client.events if e.event.startswith("flowmesh.")]
+    mine = [e for e in events if e.resource.id == f"flowmesh.workflow.{ref.workflow_id}"]
+    assert [e.event for e in mine] == ["flowmesh.workflow.submitted", "flowmesh.workflow.done"]
+    done = mine[1]
+    assert done.payload["result_digest"] == ref.digest
+    assert done.payload["satisfied_by"] == "executed"
+    assert "task-run" in {r.role for r in done.related}  # tied to the task run
+    assert [e.event for e in events if e.event == "flowmesh.workflow.failed"] == [
+        "flowmesh.workflow.failed"
+    ]
+    assert creds.token.get_secret_value() not in repr(events)
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert [a.key for a in artifacts] == ["flowmesh-echo"]  # none for artifact=False

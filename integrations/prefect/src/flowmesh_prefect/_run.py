@@ -28,6 +28,12 @@ from flowmesh_prefect.results import FlowMeshRef, make_ref
 __all__ = ["Attempt", "arun_operator", "current_attempt", "run_operator"]
 
 Log = Callable[[str], None]
+Announce = Callable[[Any], None]
+"""Told of each submission's answer (a ``SubmitResult``): the Prefect event is sent there."""
+
+
+def _quiet(_result: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,9 @@ def current_attempt() -> Attempt:
     return Attempt(str(context.task_run.id), max(1, context.task_run.run_count))
 
 
-def _submitted(log: Log, key: str | None, result: Any) -> str:
-    """Log what a submission did and return its workflow id."""
+def _submitted(log: Log, key: str | None, result: Any, announce: Announce) -> str:
+    """Log and announce what a submission did; its workflow id."""
+    announce(result)
     plan = result.nodes[0]
     if result.replayed:
         log(f"re-attached to FlowMesh workflow {result.workflow_id} (idempotency key {key})")
@@ -99,7 +106,12 @@ def _failure_message(workflow_id: str, node: Any) -> str:
 
 
 def run_operator(
-    client: Client, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+    client: Client,
+    op: Operator,
+    attempt: Attempt,
+    wait_s: float | None,
+    log: Log,
+    announce: Announce = _quiet,
 ) -> FlowMeshRef:
     """Submit (or re-attach), wait, and return a reference to the finished result.
 
@@ -109,30 +121,41 @@ def run_operator(
     *earlier, last = attempt.keys()
     workflow_id: str | None = None
     for key in earlier:
-        candidate = _submitted(log, key, client.submit_operator(op, idempotency_key=key))
+        candidate = _submitted(log, key, client.submit_operator(op, idempotency_key=key), announce)
         if client.status(candidate, lineage=False).state != "failed":
             workflow_id = candidate
             break
     if workflow_id is None:
-        workflow_id = _submitted(log, last, client.submit_operator(op, idempotency_key=last))
+        workflow_id = _submitted(
+            log, last, client.submit_operator(op, idempotency_key=last), announce
+        )
     status = client.wait(workflow_id, timeout=wait_s, lineage=True)
     _check(status, wait_s)
     return make_ref(status)
 
 
 async def arun_operator(
-    client: AsyncClient, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+    client: AsyncClient,
+    op: Operator,
+    attempt: Attempt,
+    wait_s: float | None,
+    log: Log,
+    announce: Announce = _quiet,
 ) -> FlowMeshRef:
     """Like ``run_operator``, for async tasks."""
     *earlier, last = attempt.keys()
     workflow_id: str | None = None
     for key in earlier:
-        candidate = _submitted(log, key, await client.submit_operator(op, idempotency_key=key))
+        candidate = _submitted(
+            log, key, await client.submit_operator(op, idempotency_key=key), announce
+        )
         if (await client.status(candidate, lineage=False)).state != "failed":
             workflow_id = candidate
             break
     if workflow_id is None:
-        workflow_id = _submitted(log, last, await client.submit_operator(op, idempotency_key=last))
+        workflow_id = _submitted(
+            log, last, await client.submit_operator(op, idempotency_key=last), announce
+        )
     status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
     _check(status, wait_s)
     return make_ref(status)
