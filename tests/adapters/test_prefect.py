@@ -286,8 +286,13 @@ def test_an_unreachable_control_plane_is_named(creds: FlowMeshCredentials) -> No
     def lost() -> Any:
         return echo(x=1)
 
-    with pytest.raises(ServiceUnavailableError, match=f"FlowMesh server at {url} "):
+    with pytest.raises(ServiceUnavailableError, match=f"FlowMesh server at {url} ") as raised:
         lost()
+    # The URL came from the credentials object, and the message says so.
+    assert "Check the server_url of the FlowMeshCredentials given as credentials=" in str(
+        raised.value
+    )
+    assert "FLOWMESH_SERVER_URL" not in str(raised.value)
 
 
 # -- credentials ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import TaskOptions
 
-from flowmesh_core.errors import ConfigError
+from flowmesh_core.errors import AuthenticationError, ConfigError, ServiceUnavailableError
 from flowmesh_prefect._cache import with_tenant
 from flowmesh_prefect._operator import PYTHON_KIND, OperatorSpec, bind_inputs, make_spec
 from flowmesh_prefect._run import arun_operator, current_attempt, run_operator
@@ -39,6 +39,7 @@ from flowmesh_prefect.credentials import (
     CredentialsSource,
     aresolve_credentials,
     resolve_credentials,
+    source_name,
 )
 from flowmesh_prefect.errors import OperatorFailedError
 from flowmesh_prefect.results import aload_value, load_value
@@ -172,14 +173,26 @@ def _present_as(runner: Callable[..., Any], fn: Callable[..., Any], sig: inspect
     )
 
 
+_CLIENT_HINT = "Check FLOWMESH_SERVER_URL (or --server-url / url=)"
+
+
 @contextmanager
-def _failures(kind: str) -> Iterator[None]:
-    """Send the failed event of a workflow that FlowMesh failed, then let the error pass."""
+def _failures(kind: str, source: CredentialsSource) -> Iterator[None]:
+    """Send the failed event of a workflow that FlowMesh failed; say where a server or
+    token setting came from (a block, not FLOWMESH_SERVER_URL) in the client's errors."""
     try:
         yield
     except OperatorFailedError as exc:
         emit_failed(kind, exc.workflow_id, exc.op_key, str(exc))
         raise
+    except (AuthenticationError, ServiceUnavailableError) as exc:
+        where = source_name(source)
+        if where is None:
+            raise
+        message = str(exc).replace(_CLIENT_HINT, f"Check the server_url of {where}")
+        if where not in message:
+            message = f"{message} (server_url and token from {where})"
+        raise type(exc)(message) from exc
 
 
 def _sync_runner(binding: _Binding) -> Callable[..., Any]:
@@ -187,7 +200,7 @@ def _sync_runner(binding: _Binding) -> Callable[..., Any]:
         op = binding.spec.build(bind_inputs(binding.signature, args, kwargs))
         credentials = resolve_credentials(binding.credentials)
         kind = binding.spec.kind
-        with credentials.get_client() as client, _failures(kind):
+        with _failures(kind, binding.credentials), credentials.get_client() as client:
             ref = run_operator(
                 client, op, current_attempt(), binding.timeout, run_log(), announcer(kind)
             )
@@ -203,7 +216,7 @@ def _async_runner(binding: _Binding) -> Callable[..., Any]:
         credentials = await aresolve_credentials(binding.credentials)
         kind = binding.spec.kind
         async with credentials.get_async_client() as client:
-            with _failures(kind):
+            with _failures(kind, binding.credentials):
                 ref = await arun_operator(
                     client, op, current_attempt(), binding.timeout, run_log(), announcer(kind)
                 )
