@@ -34,7 +34,7 @@ from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
 import flowmesh_prefect
-from flowmesh_core.client import Client
+from flowmesh_core.client import Client, python_operator
 from flowmesh_core.errors import (
     AuthenticationError,
     ConfigError,
@@ -42,11 +42,13 @@ from flowmesh_core.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
+from flowmesh_core.hashing import function_version
 from flowmesh_prefect import (
     FlowMeshCredentials,
     FlowMeshRef,
     OperatorFailedError,
     flowmesh_task,
+    workflow_task,
 )
 from tests.adapters.conftest import Live
 from tests.integration.procs import free_port
@@ -425,6 +427,7 @@ def test_public_api() -> None:
         "TenantCachePolicy",
         "computed_on_flowmesh",
         "flowmesh_task",
+        "workflow_task",
     ]
 
 
@@ -500,3 +503,47 @@ def test_events_on_submit_and_finish_and_a_keyed_artifact(
             )
         )
     assert [a.key for a in artifacts] == ["flowmesh-echo"]  # none for artifact=False
+
+
+def test_a_multi_node_workflow_runs_as_one_task(creds: FlowMeshCredentials) -> None:
+    a = int(uuid.uuid4().int % 10_000)
+    workflow = {
+        "name": "sum-then-echo",
+        "nodes": {
+            "sum": python_operator(ops.add, {"a": a, "b": 3}).model_dump(mode="json"),
+            "again": {
+                "kind": "python",
+                "version": function_version(ops.echo),
+                "params": {"function": "tests.worker.ops:echo"},
+                "inputs": {"x": {"ref": "sum"}},
+            },
+        },
+    }
+    run = workflow_task(credentials=creds)
+    run_ref = workflow_task(credentials=creds, returns="reference", name="wf-ref")
+
+    @flow
+    def pipeline() -> tuple[Any, Any, FlowMeshRef]:
+        return run(workflow), run(workflow, node="sum"), run_ref(workflow)
+
+    state = pipeline(return_state=True)
+    last, first, ref = state.result()
+    assert last == first == a + 3
+    assert ref.workflow_id  # the same workflow document: a new task run, same results
+    with Client(creds.server_url, creds.token.get_secret_value()) as client:
+        status = client.status(ref.workflow_id)
+        assert {n.node for n in status.nodes} == {"sum", "again"}  # one workflow, both nodes
+        assert client.result_json(ref.digest) == a + 3
+    runs = task_runs(state, 3)
+    assert sorted(r.name.split("-")[0] for r in runs) == ["flowmesh", "flowmesh", "wf"]
+
+    bad = f"bad-{tag()}"
+    failing = {
+        "nodes": {"op": python_operator(ops.fail_on, {"x": bad}, bad=bad).model_dump(mode="json")}
+    }
+
+    @flow
+    def doomed() -> str | None:
+        return run(failing, return_state=True).message
+
+    assert f"refusing '{bad}'" in (doomed() or "")

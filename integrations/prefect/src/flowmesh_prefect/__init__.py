@@ -15,6 +15,7 @@ from flowmesh_prefect.credentials import FlowMeshCredentials
 from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
 from flowmesh_prefect.results import FlowMeshRef
 from flowmesh_prefect.tasks import computed_on_flowmesh, flowmesh_task
+from flowmesh_prefect.workflows import workflow_task
 
 __all__ = [
     "FlowMeshCredentials",
@@ -24,5 +25,6 @@ __all__ = [
     "TenantCachePolicy",
     "computed_on_flowmesh",
     "flowmesh_task",
+    "workflow_task",
 ]
 __version__ = "0.1.0"

@@ -48,18 +48,17 @@ def announcer(kind: str) -> Callable[[Any], None]:
     """What ``run_operator`` calls with each submission's answer: the submitted event."""
 
     def announce(result: Any) -> None:
-        plan = result.nodes[0]
+        plans = result.nodes
+        what = "reattached" if result.replayed else "submitted"
         emit_event(
-            event="flowmesh.workflow.reattached"
-            if result.replayed
-            else "flowmesh.workflow.submitted",
+            event=f"flowmesh.workflow.{what}",
             resource=_resource(str(result.workflow_id), kind),
             payload={
-                "op_key": plan.op_key,
-                "items": plan.items,
-                "cache_hits": plan.cache_hits,
-                "joined": plan.joined,
-                "created": plan.created,
+                "op_keys": {p.node: p.op_key for p in plans},
+                "items": sum(p.items for p in plans),
+                "cache_hits": sum(p.cache_hits for p in plans),
+                "joined": sum(p.joined for p in plans),
+                "created": sum(p.created for p in plans),
             },
         )
 
