@@ -225,7 +225,9 @@ class FlowMeshOperator(BaseOperator):
         while True:
             remaining = deadline - time.time()
             try:
-                last = client.wait(workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S)))
+                last = client.wait(
+                    workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S)), lineage=True
+                )
             except ServiceUnavailableError as exc:
                 unavailable_since = unavailable_since or time.monotonic()
                 if remaining <= 0 or time.monotonic() - unavailable_since > UNAVAILABLE_PATIENCE_S:
