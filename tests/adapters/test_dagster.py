@@ -88,6 +88,8 @@ def test_the_package_exports_a_short_explicit_api() -> None:
         "FlowMeshResource",
         "FlowMeshResult",
         "FlowMeshSubmission",
+        "code_version",
+        "digest_check",
     }
 
 
@@ -471,3 +473,94 @@ def test_the_io_manager_refuses_values_it_cannot_store_as_json(
     )
     assert not result.success
     assert "FlowMesh stores JSON values" in failure_message(result)
+
+
+def step_failure(result: dg.ExecuteInProcessResult) -> Any:
+    """The ``dagster.Failure`` data of the run's failed step (None: some other exception)."""
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert failures, "the run did not fail a step"
+    return failures[0].step_failure_data.user_failure_data
+
+
+@pytest.mark.parametrize("case", ["rejected", "unknown_token", "unreachable", "item_failed"])
+def test_every_flowmesh_error_is_a_dagster_failure_with_metadata(
+    case: str, live: Live, tenant: str, instance: dg.DagsterInstance
+) -> None:
+    url, token = live.url, tenant
+    work: Any = python_operator(ops.echo, {"x": uuid.uuid4().hex})
+    if case == "rejected":
+        work = {"kind": "data.template", "params": {"no_such_param": 1}, "inputs": {}}
+    elif case == "unknown_token":
+        token = "fm_nobody"
+    elif case == "unreachable":
+        url = f"http://127.0.0.1:{free_port()}"
+    else:
+        bad = uuid.uuid4().hex
+        work = python_operator(ops.fail_on, {"x": bad}, bad=bad)
+
+    @dg.asset
+    def failing(context: dg.AssetExecutionContext, flowmesh: FlowMeshResource) -> dg.Output[Any]:
+        return flowmesh.run(context, work).output()
+
+    result = dg.materialize(
+        [failing],
+        instance=instance,
+        resources={"flowmesh": FlowMeshResource(server_url=url, token=token)},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = step_failure(result)
+    assert failure is not None, f"{case}: not a dagster.Failure:\n{failure_message(result)}"
+    description = failure.description or ""
+    expected = {
+        "rejected": ("FlowMesh refused the request", "InvalidOperatorError"),
+        "unknown_token": ("FlowMeshResource's server_url and token", "AuthenticationError"),
+        "unreachable": (url, "ServiceUnavailableError"),
+        "item_failed": ("failed", None),
+    }[case]
+    assert expected[0] in description, description
+    assert "FLOWMESH_SERVER_URL" not in description  # the settings came from the resource
+    if expected[1] is not None:
+        assert failure.metadata["flowmesh/error"].value == expected[1], failure.metadata
+        assert failure.metadata["flowmesh/server_url"].value == url
+    else:
+        assert "flowmesh/workflow_id" in failure.metadata
+
+
+def test_code_versions_follow_the_operator_and_the_check_verifies_the_digest(
+    live: Live, tenant: str, instance: dg.DagsterInstance
+) -> None:
+    x = uuid.uuid4().hex
+    operator = python_operator(ops.slow_echo, {"x": x}, delay=0.0)
+    same = python_operator(ops.slow_echo, {"x": "other input"}, delay=0.0)
+    other_param = python_operator(ops.slow_echo, {"x": x}, delay=0.01)
+    version = flowmesh_dagster.code_version(operator)
+    assert version == flowmesh_dagster.code_version(same)  # inputs are data, not code
+    assert version == flowmesh_dagster.code_version(operator.model_dump(mode="json"))
+    assert version != flowmesh_dagster.code_version(other_param)
+
+    @dg.asset(code_version=version)
+    def echoed(context: dg.AssetExecutionContext, flowmesh: FlowMeshResource) -> dg.Output[Any]:
+        return flowmesh.run(context, operator).output()
+
+    check = flowmesh_dagster.digest_check(echoed)
+    result = dg.materialize([echoed, check], instance=instance, resources=resources(live, tenant))
+    assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.passed, evaluation
+    digest = evaluation.metadata["flowmesh/result_digest"].value
+    with Client(live.url, tenant) as client:
+        assert client.result_json(str(digest)) == x
+
+    # The same check fails for a digest FlowMesh cannot serve (here: not the tenant's).
+    other = live.tenant("dagster-other")[1]
+    failed = dg.materialize(
+        [echoed, check],
+        instance=instance,
+        resources={"flowmesh": FlowMeshResource(server_url=live.url, token=other)},
+        selection=dg.AssetSelection.checks(check),
+        raise_on_error=False,
+    )
+    (evaluation,) = failed.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["flowmesh/error"].value == "NotFoundError"

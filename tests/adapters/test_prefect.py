@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from prefect import flow, unmapped
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,22 +28,27 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterId,
 )
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.worker import EventsWorker
 from prefect.states import State
 from prefect.testing.utilities import prefect_test_harness
 
 import flowmesh_prefect
-from flowmesh_core.client import Client
+from flowmesh_core.client import Client, python_operator
 from flowmesh_core.errors import (
     AuthenticationError,
     ConfigError,
     InvalidOperatorError,
+    NotFoundError,
     ServiceUnavailableError,
 )
+from flowmesh_core.hashing import function_version
 from flowmesh_prefect import (
     FlowMeshCredentials,
     FlowMeshRef,
     OperatorFailedError,
     flowmesh_task,
+    workflow_task,
 )
 from tests.adapters.conftest import Live
 from tests.integration.procs import free_port
@@ -282,8 +288,13 @@ def test_an_unreachable_control_plane_is_named(creds: FlowMeshCredentials) -> No
     def lost() -> Any:
         return echo(x=1)
 
-    with pytest.raises(ServiceUnavailableError, match=f"FlowMesh server at {url} "):
+    with pytest.raises(ServiceUnavailableError, match=f"FlowMesh server at {url} ") as raised:
         lost()
+    # The URL came from the credentials object, and the message says so.
+    assert "Check the server_url of the FlowMeshCredentials given as credentials=" in str(
+        raised.value
+    )
+    assert "FLOWMESH_SERVER_URL" not in str(raised.value)
 
 
 # -- credentials ----------------------------------------------------------------------
@@ -413,5 +424,126 @@ def test_public_api() -> None:
         "FlowMeshRef",
         "OperatorFailedError",
         "OperatorTimeoutError",
+        "TenantCachePolicy",
+        "computed_on_flowmesh",
         "flowmesh_task",
+        "workflow_task",
     ]
+
+
+# -- caching, events, artifacts -------------------------------------------------------
+
+
+def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
+    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
+    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+    tokens = {name: live.tenant(name)[1] for name in ("tenant-b", "tenant-d")}
+    options: Any = {"cache_policy": INPUTS + TASK_SOURCE}
+    words = [f"cached-{tag()}"]
+
+    def echo_as(name: str) -> Any:
+        creds = FlowMeshCredentials(server_url=live.url, token=tokens[name])
+        return flowmesh_task(
+            kind="python", credentials=creds, returns="reference", task_options=options
+        )(ops.echo)
+
+    echo_b, echo_d = echo_as("tenant-b"), echo_as("tenant-d")
+
+    @flow
+    def twice() -> tuple[FlowMeshRef, FlowMeshRef, FlowMeshRef]:
+        return echo_b(x=words), echo_b(x=words), echo_d(x=words)
+
+    first_b, second_b, first_d = twice()
+    assert second_b.workflow_id == first_b.workflow_id  # Prefect's cache answered B
+    assert first_d.workflow_id != first_b.workflow_id  # but never with B's answer to D
+    with Client(live.url, tokens["tenant-d"]) as client:
+        assert client.status(first_d.workflow_id).state == "done"  # D's own request
+        assert [r.tenant for r in client.lineage(first_d.workflow_id)] != []
+        with pytest.raises(NotFoundError):
+            client.status(first_b.workflow_id)  # B's is not D's to see
+    assert first_d.digest == first_b.digest  # the same work, shared by FlowMesh itself
+
+
+def test_events_on_submit_and_finish_and_a_keyed_artifact(
+    creds: FlowMeshCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+    echo = flowmesh_task(kind="python", credentials=creds, returns="reference")(ops.echo)
+    fail_on = flowmesh_task(kind="python", credentials=creds, artifact=False)(ops.fail_on)
+    x = f"evented-{tag()}"
+
+    @flow
+    def evented() -> tuple[FlowMeshRef, bool]:
+        ref = echo(x=x)
+        failed = fail_on(x=x, bad=x, return_state=True).is_failed()
+        return ref, failed
+
+    state = evented(return_state=True)
+    ref, failed = state.result()
+    assert failed
+    worker.drain()
+    assert isinstance(worker._client, AssertingEventsClient)
+    events = [e for e in worker._client.events if e.event.startswith("flowmesh.")]
+    mine = [e for e in events if e.resource.id == f"flowmesh.workflow.{ref.workflow_id}"]
+    assert [e.event for e in mine] == ["flowmesh.workflow.submitted", "flowmesh.workflow.done"]
+    done = mine[1]
+    assert done.payload["result_digest"] == ref.digest
+    assert done.payload["satisfied_by"] == "executed"
+    assert "task-run" in {r.role for r in done.related}  # tied to the task run
+    assert [e.event for e in events if e.event == "flowmesh.workflow.failed"] == [
+        "flowmesh.workflow.failed"
+    ]
+    assert creds.token.get_secret_value() not in repr(events)
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert [a.key for a in artifacts] == ["flowmesh-echo"]  # none for artifact=False
+
+
+def test_a_multi_node_workflow_runs_as_one_task(creds: FlowMeshCredentials) -> None:
+    a = int(uuid.uuid4().int % 10_000)
+    workflow = {
+        "name": "sum-then-echo",
+        "nodes": {
+            "sum": python_operator(ops.add, {"a": a, "b": 3}).model_dump(mode="json"),
+            "again": {
+                "kind": "python",
+                "version": function_version(ops.echo),
+                "params": {"function": "tests.worker.ops:echo"},
+                "inputs": {"x": {"ref": "sum"}},
+            },
+        },
+    }
+    run = workflow_task(credentials=creds)
+    run_ref = workflow_task(credentials=creds, returns="reference", name="wf-ref")
+
+    @flow
+    def pipeline() -> tuple[Any, Any, FlowMeshRef]:
+        return run(workflow), run(workflow, node="sum"), run_ref(workflow)
+
+    state = pipeline(return_state=True)
+    last, first, ref = state.result()
+    assert last == first == a + 3
+    assert ref.workflow_id  # the same workflow document: a new task run, same results
+    with Client(creds.server_url, creds.token.get_secret_value()) as client:
+        status = client.status(ref.workflow_id)
+        assert {n.node for n in status.nodes} == {"sum", "again"}  # one workflow, both nodes
+        assert client.result_json(ref.digest) == a + 3
+    runs = task_runs(state, 3)
+    assert sorted(r.name.split("-")[0] for r in runs) == ["flowmesh", "flowmesh", "wf"]
+
+    bad = f"bad-{tag()}"
+    failing = {
+        "nodes": {"op": python_operator(ops.fail_on, {"x": bad}, bad=bad).model_dump(mode="json")}
+    }
+
+    @flow
+    def doomed() -> str | None:
+        return run(failing, return_state=True).message
+
+    assert f"refusing '{bad}'" in (doomed() or "")

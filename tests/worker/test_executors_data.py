@@ -47,6 +47,7 @@ def run_one(kind: str, params: dict[str, Any], **inputs: Any) -> Any:
 
 def error_of(outcome: Any) -> str:
     assert isinstance(outcome, ItemError), f"expected an ItemError, got {outcome!r}"
+    assert outcome.deterministic, f"{outcome!r} should not be retried: its input is the fault"
     return outcome.message
 
 

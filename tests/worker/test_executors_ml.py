@@ -296,7 +296,9 @@ def test_generate_bad_prompts_fail_only_their_items(models: dict[str, Loaded]) -
     assert isinstance(good, dict)
     assert isinstance(not_text, ItemError)
     assert "must be a string, got dict" in not_text.message
+    assert not_text.deterministic  # failed at once, not retried
     assert isinstance(too_long, ItemError)
+    assert too_long.deterministic
     assert "more than this model's context (1024 tokens)" in too_long.message
 
 
@@ -339,6 +341,7 @@ def test_score_activations(models: dict[str, Loaded]) -> None:
     assert squashed == pytest.approx(1 / (1 + math.exp(-raw)), abs=1e-6)
     (softmax,) = run(models, batch("score", pairs, {"activation": "softmax"}))
     assert isinstance(softmax, ItemError)
+    assert softmax.deterministic
     assert "use 'sigmoid' or 'none'" in softmax.message
 
 

@@ -102,6 +102,56 @@ async def test_one_bad_item_fails_alone_and_is_retried_a_bounded_number_of_times
     assert await result(plane, states[0].nodes[0].lineage[0].result_digest) == "a"
 
 
+async def test_an_item_its_executor_rejects_fails_on_its_first_attempt(
+    fabric: Fabric, workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    plane = await fabric.plane(max_attempts=3)
+    tenant = await fabric.tenant("team-a")
+    await workers.start("w-1")
+    records = [{"topic": "tides"}, {"subject": "rust"}, {"topic": "bees"}]
+    status = await run(
+        plane,
+        tenant,
+        {
+            "prompts": {
+                "kind": "data.template",
+                "params": {"template": "Write about {topic}."},
+                "inputs": {"records": records},
+            }
+        },
+    )
+    assert status.state == NodeState.FAILED, status
+    lineage = status.nodes[0].lineage
+    assert [r.status for r in lineage] == [ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.DONE]
+    bad = lineage[1]
+    assert bad.error is not None
+    assert "no field 'topic'" in bad.error, bad
+    assert f"item {bad.op_key} failed on attempt 1, not retried (deterministic)" in caplog.text
+    assert "retrying" not in caplog.text
+    # One batch in all: the rejected item was never handed back for a second run.
+    await until(lambda: _batches_are(plane, 1), "the batch to be accounted")
+    await asyncio.sleep(1.0)  # time for a retry, were there one, to show itself
+    assert (await plane.store.cluster_stats()).get("batches") == 1
+
+
+async def test_a_failure_that_may_pass_elsewhere_is_still_retried(
+    fabric: Fabric, workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A function that raises is not the executor rejecting its input: it keeps its tries."""
+    plane = await fabric.plane(max_attempts=2)
+    tenant = await fabric.tenant("team-a")
+    await workers.start("w-1")
+    submitted = await plane.submit_operator(tenant, python_operator(ops.fail_on, {"x": 1}, bad=1))
+    state = await plane.wait(tenant, submitted.workflow_id, 20, with_lineage=True)
+    assert state.state == NodeState.FAILED
+    assert "not retried" not in caplog.text
+    assert "failed after 2 attempts" in caplog.text
+
+
+async def _batches_are(plane: ControlPlane, n: int) -> bool:
+    return (await plane.store.cluster_stats()).get("batches") == n
+
+
 @both_stores
 async def test_stop_drains_the_batch_in_hand_and_reexecutes_nothing(
     fabric: Fabric, workers: Workers

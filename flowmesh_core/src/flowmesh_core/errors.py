@@ -16,7 +16,8 @@ API layer never decides status codes on its own.
     │   ├── UnknownKindError ................... no operator kind by that name
     │   ├── InvalidParamsError ................. params that the kind rejects
     │   ├── InvalidOperatorError ............... an operator or workflow that cannot run
-    │   └── UnknownModelError .................. a model no worker may serve
+    │   ├── UnknownModelError .................. a model no worker may serve
+    │   └── ItemRejectedError .................. an item its executor cannot use: not retried
     ├── AuthenticationError .................... no token, or one no tenant holds (401)
     ├── PermissionDeniedError .................. the tenant may not do this (403)
     ├── NotFoundError .......................... the thing named does not exist (404)
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidOperatorError",
     "InvalidParamsError",
+    "ItemRejectedError",
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",
@@ -115,6 +117,18 @@ class InvalidOperatorError(InvalidInputError):
 
 class UnknownModelError(InvalidInputError):
     """A model no worker may serve: not a known id, or a path outside the model roots."""
+
+
+class ItemRejectedError(InvalidInputError):
+    """An item whose inputs or params its executor cannot use (a template field the
+    record lacks, a text that is not a string, a score that is not a number).
+
+    The failure is deterministic: the same item fails the same way on every worker, so
+    the control plane fails it at once instead of retrying it ``max_attempts`` times.
+    Executors raise it (or return an ``ItemError`` marked deterministic) only for what
+    the request itself got wrong; a model that does not load or a blob store that does
+    not answer is not that.
+    """
 
 
 class AuthenticationError(FlowMeshError):

@@ -59,6 +59,10 @@ class ItemResult(FrozenModel):
     A small result travels ``inline`` (its bytes as UTF-8 text: results are canonical
     JSON) and is kept in Redis with its action-cache entry instead of the CAS; ``digest``
     is still its sha256, checked by the control plane.
+
+    An error marked ``deterministic`` is one the item would meet on any worker (its
+    executor rejected its inputs or params): the control plane fails it at once instead of
+    handing it back for another attempt.
     """
 
     domain: str
@@ -66,6 +70,7 @@ class ItemResult(FrozenModel):
     digest: Digest | None = None
     error: str | None = None
     inline: str | None = None
+    deterministic: bool = False
 
 
 class Completion(FrozenModel):
@@ -84,8 +89,9 @@ class Completion(FrozenModel):
     results: list[ItemResult]
 
     def to_stream(self) -> dict[str, str]:
-        """The events stream entry for this report."""
-        return {"report": self.model_dump_json()}
+        """The events stream entry for this report. Fields at their default are left out,
+        so a report without a deterministic error reads the same to an older control plane."""
+        return {"report": self.model_dump_json(exclude_defaults=True)}
 
     @classmethod
     def from_stream(cls, fields: Mapping[str, str]) -> Completion:

@@ -5,9 +5,10 @@
 test_airflow.py starts this in a subprocess with its own AIRFLOW_HOME (Airflow reads its
 configuration at import, so the test process never imports it). It initialises the
 metadata DB, runs each DAG (dag.test() runs deferred tasks' triggers in line), and records
-per DAG: the run's state, each task instance's state, tries and XCom return value (from
-the DB), and every event FlowMeshTrigger fired and every resume of FlowMeshOperator (the
-classes are wrapped here, calling through to the real methods). It also records what
+per DAG: the run's state, each task instance's state, tries, XCom return value and extra
+link (from the DB), the asset events the run emitted, and every event FlowMeshTrigger
+fired and every resume of FlowMeshOperator (the classes are wrapped here, calling through
+to the real methods). It also records what
 Airflow's ProvidersManager found through the entry point, and what FlowMeshHook makes of
 the connections in ``$FM_HOOK_CASES`` (JSON: name -> Connection fields), and how the
 example DAGs in ``$FM_EXAMPLE_DAGS`` parse.
@@ -102,6 +103,7 @@ def _example_facts(folder: str) -> dict[str, Any]:
 
 
 def _run_record(dag_id: str, run: Any) -> dict[str, Any]:
+    from airflow.models.asset import AssetEvent
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.models.xcom import XComModel
@@ -131,13 +133,31 @@ def _run_record(dag_id: str, run: Any) -> dict[str, Any]:
                     TaskInstanceHistory.task_id == ti.task_id,
                 )
             ).all()
+            link = session.scalars(
+                select(XComModel).where(
+                    XComModel.dag_id == dag_id,
+                    XComModel.run_id == run.run_id,
+                    XComModel.task_id == ti.task_id,
+                    XComModel.key == "_link_FlowMeshWorkflowLink",
+                )
+            ).first()
             tasks[ti.task_id] = {
+                "link": XComModel.deserialize_value(link) if link is not None else None,
                 "state": str(ti.state),
                 "try_number": ti.try_number,
                 "earlier_tries": [str(s) for s in history],
                 "xcom": XComModel.deserialize_value(xcom) if xcom is not None else None,
             }
-    return {"state": str(run.state), "run_id": run.run_id, "tasks": tasks}
+        events = session.scalars(
+            select(AssetEvent).where(
+                AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run.run_id
+            )
+        ).all()
+        assets = [
+            {"uri": e.asset.uri, "name": e.asset.name, "task": e.source_task_id, "extra": e.extra}
+            for e in events
+        ]
+    return {"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "assets": assets}
 
 
 def main(out: str, dag_ids: list[str]) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore, PutResult
-from flowmesh_core.errors import FlowMeshError, InvalidInputError
+from flowmesh_core.errors import FlowMeshError, InvalidInputError, ItemRejectedError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_worker.executors import Batch, Executor, ItemError, Loaded, WorkItem
@@ -152,7 +152,7 @@ class BatchRunner:
             try:
                 inputs = resolve_inputs(assigned.spec.inputs, source)
             except FlowMeshError as exc:
-                outcomes[index] = ItemError(str(exc))
+                outcomes[index] = ItemError(str(exc), deterministic=_deterministic(exc))
                 continue
             spec = assigned.spec
             ready.append((index, WorkItem(spec.op_key, inputs, spec.params, spec.sample_index)))
@@ -171,6 +171,14 @@ class BatchRunner:
                     f"executor returned {len(outcomes)} results for {len(batch.items)} items"
                 )
             return outcomes
+        except ItemRejectedError as exc:
+            if len(batch.items) == 1:
+                return [ItemError(str(exc), deterministic=True)]
+            log.info(
+                "batch of %d %s items rejected one; running them one by one",
+                len(batch.items),
+                batch.kind,
+            )
         except Exception as exc:
             if len(batch.items) == 1:
                 return [ItemError(_describe(exc))]
@@ -191,7 +199,12 @@ class BatchRunner:
         """The report's entry for one item: an error, its bytes inline, or the digest of
         its blob (the next of ``stored``, the batch's puts in item order)."""
         if isinstance(outcome, ItemError):
-            return ItemResult(domain=domain, op_key=op_key, error=outcome.message or "failed")
+            return ItemResult(
+                domain=domain,
+                op_key=op_key,
+                error=outcome.message or "failed",
+                deterministic=outcome.deterministic,
+            )
         if self._inlined(outcome):
             digest = digest_bytes(outcome)
             return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
@@ -206,6 +219,13 @@ def _encode(outcome: Any) -> bytes | ItemError:
         return canonical_json(outcome)
     except InvalidInputError as exc:
         return ItemError(f"the executor's result is not JSON: {exc}")
+
+
+def _deterministic(exc: FlowMeshError) -> bool:
+    """Whether an input that could not be resolved would fail the same way everywhere: a
+    blob that is not JSON or text would; a blob not found, a corrupt copy or a store that
+    does not answer may not (another worker, or a later try, may read it)."""
+    return isinstance(exc, InvalidInputError)
 
 
 def _alone(batch: Batch, item: WorkItem) -> Batch:

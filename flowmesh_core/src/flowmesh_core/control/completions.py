@@ -10,7 +10,9 @@ itself; the outbox consumer takes it from there.
 
 A failed item is handed back to the ready pool until it has run ``max_attempts`` times;
 then it fails, with its error in every requester's lineage (a poison item is not retried
-forever).
+forever). An error the worker marks deterministic (the executor rejected the item's
+inputs or params: ``ItemRejectedError``) fails at once, on its first attempt: running it
+again would fail the same way and only delay the requester's answer.
 """
 
 from __future__ import annotations
@@ -221,6 +223,15 @@ class CompletionApplier:
             )
             return
         attempts = int(state.get("attempts", "0"))
+        if result.deterministic:
+            log.warning(
+                "item %s failed on attempt %d, not retried (deterministic): %s",
+                result.op_key,
+                attempts,
+                error,
+            )
+            await self.store.fail(result.domain, result.op_key, error)
+            return
         if attempts < self.max_attempts:
             if await self.store.requeue(result.domain, result.op_key, report.worker_id):
                 log.info(

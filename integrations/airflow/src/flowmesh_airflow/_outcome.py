@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
+from flowmesh_airflow._progress import summary
 from flowmesh_core.models import Satisfaction
 
 if TYPE_CHECKING:  # the client's return types; never imported at run time
@@ -107,12 +108,6 @@ def timeout_event(
 def error_event(workflow_id: str, message: str) -> dict[str, Any]:
     """The event for a wait that FlowMesh's client gave up on (unreachable, refused...)."""
     return {"status": "error", "workflow_id": workflow_id, "message": message}
-
-
-def summary(status: WorkflowStatus) -> str:
-    """One line of progress: the workflow's state and each node's items done."""
-    nodes = ", ".join(f"{n.node} {n.state} {n.items_done}/{n.items_total}" for n in status.nodes)
-    return f"{status.state}: {nodes}"
 
 
 def finish(event: dict[str, Any]) -> dict[str, Any]:

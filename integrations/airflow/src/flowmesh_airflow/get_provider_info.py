@@ -30,6 +30,8 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "FlowMesh", "python-modules": [f"{_PACKAGE}.operators"]}
         ],
+        "sensors": [{"integration-name": "FlowMesh", "python-modules": [f"{_PACKAGE}.sensors"]}],
+        "extra-links": [f"{_PACKAGE}.links.FlowMeshWorkflowLink"],
         "hooks": [{"integration-name": "FlowMesh", "python-modules": [f"{_PACKAGE}.hooks"]}],
         "triggers": [{"integration-name": "FlowMesh", "python-modules": [f"{_PACKAGE}.triggers"]}],
         "connection-types": [

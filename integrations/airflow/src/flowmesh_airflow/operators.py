@@ -24,9 +24,10 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowException
 from pydantic import BaseModel
 
-from flowmesh_airflow import _outcome
+from flowmesh_airflow import _lineage, _outcome
 from flowmesh_airflow._submission import Submission, idempotency_key, submit
 from flowmesh_airflow.hooks import FlowMeshHook
+from flowmesh_airflow.links import XCOM_KEY, FlowMeshWorkflowLink, workflow_url
 from flowmesh_airflow.triggers import POLL_SLICE_S, UNAVAILABLE_PATIENCE_S, FlowMeshTrigger
 from flowmesh_core.client import Client
 from flowmesh_core.errors import (
@@ -38,6 +39,7 @@ from flowmesh_core.errors import (
 from flowmesh_core.models import Operator, Workflow
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 __all__ = ["FlowMeshOperator"]
@@ -77,10 +79,17 @@ class FlowMeshOperator(BaseOperator):
     The XCom return value is a reference: ``workflow_id``, ``node``, ``op_key``,
     ``result_digest``, ``satisfied_by`` (executed / cache_hit / joined / mixed) and
     ``items`` counts; ``nodes`` lists every node's for a workflow of several nodes.
+
+    Lineage: the "FlowMesh workflow" extra link opens the workflow in FlowMesh's
+    dashboard; with the OpenLineage provider installed, the task's events carry its input
+    and output digests and a ``flowmesh`` run facet; ``Asset`` outlets get the result in
+    their event's extra, ``AssetAlias`` outlets one ``flowmesh://`` Asset per result
+    digest (docs/airflow.md, "Lineage").
     """
 
     template_fields: Sequence[str] = ("operator", "workflow", "output_node", "flowmesh_conn_id")
     template_fields_renderers: ClassVar[dict[str, str]] = {"operator": "json", "workflow": "json"}
+    operator_extra_links = (FlowMeshWorkflowLink(),)
     ui_color = "#d7ecf7"
 
     def __init__(
@@ -111,6 +120,8 @@ class FlowMeshOperator(BaseOperator):
         if not seconds > 0:
             raise ValueError(f"{self.task_id}: timeout must be positive, got {timeout!r}")
         self.timeout = seconds
+        self._server_url: str | None = None
+        self._reference: dict[str, Any] | None = None
 
     # -- running ----------------------------------------------------------------------
 
@@ -120,15 +131,18 @@ class FlowMeshOperator(BaseOperator):
         map_index = -1 if ti.map_index is None else ti.map_index
         key = idempotency_key(ti.dag_id, ti.run_id, ti.task_id, map_index)
         hook = FlowMeshHook(self.flowmesh_conn_id)
-        with _client_errors(self.flowmesh_conn_id), hook.get_conn() as client:
+        with client_errors(self.flowmesh_conn_id), hook.get_conn() as client:
             sub = submit(client, document, workflow=is_workflow, key=key, log=self.log.info)
             node = self._node(sub)
             self._log_plan(sub)
+            self._server_url = client.url
+            ti.xcom_push(key=XCOM_KEY, value=workflow_url(client.url, sub.result.workflow_id))
             deadline = time.time() + self.timeout
             if sub.status.state in _outcome.TERMINAL:
-                return self._finish_now(client, sub.result.workflow_id, node)
+                return self._finish_now(context, client, sub.result.workflow_id, node)
             if not self.deferrable:
-                return _outcome.finish(self._wait_blocking(client, sub, node, deadline))
+                event = self._wait_blocking(client, sub, node, deadline)
+                return self._completed(context, _outcome.finish(event))
         self.log.info(
             "Deferring to FlowMeshTrigger until workflow %s finishes (deadline %s)",
             sub.result.workflow_id,
@@ -153,7 +167,16 @@ class FlowMeshOperator(BaseOperator):
         )
         reference = _outcome.finish(event)
         self._log_reference(reference)
-        return reference
+        return self._completed(context, reference)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """OpenLineage's view of the finished task: input and output digests as datasets,
+        and how FlowMesh satisfied the work (the ``flowmesh`` run facet)."""
+        if self._reference is None or self._server_url is None:
+            return None
+        document = self.workflow if self.workflow is not None else self.operator
+        url = workflow_url(self._server_url, self._reference["workflow_id"])
+        return _lineage.operator_lineage(self._server_url, document, self._reference, url)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -174,10 +197,23 @@ class FlowMeshOperator(BaseOperator):
             )
         return node
 
-    def _finish_now(self, client: Client, workflow_id: str, node: str) -> dict[str, Any]:
+    def _finish_now(
+        self, context: Context, client: Client, workflow_id: str, node: str
+    ) -> dict[str, Any]:
         status = client.status(workflow_id, lineage=True)
         reference = _outcome.finish(_outcome.outcome(status, node))
         self._log_reference(reference)
+        return self._completed(context, reference)
+
+    def _completed(self, context: Context, reference: dict[str, Any]) -> dict[str, Any]:
+        """Keep the reference for OpenLineage and describe it on the Asset outlets."""
+        if self._server_url is None:  # resumed after deferral: a new operator instance
+            self._server_url = FlowMeshHook(self.flowmesh_conn_id).get_settings().url
+        self._reference = reference
+        if self.outlets:
+            _lineage.emit_assets(
+                self.outlets, context["outlet_events"], self._server_url, reference
+            )
         return reference
 
     def _wait_blocking(
@@ -189,7 +225,9 @@ class FlowMeshOperator(BaseOperator):
         while True:
             remaining = deadline - time.time()
             try:
-                last = client.wait(workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S)))
+                last = client.wait(
+                    workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S)), lineage=True
+                )
             except ServiceUnavailableError as exc:
                 unavailable_since = unavailable_since or time.monotonic()
                 if remaining <= 0 or time.monotonic() - unavailable_since > UNAVAILABLE_PATIENCE_S:
@@ -232,7 +270,7 @@ class FlowMeshOperator(BaseOperator):
 
 
 @contextmanager
-def _client_errors(conn_id: str) -> Iterator[None]:
+def client_errors(conn_id: str) -> Iterator[None]:
     """Re-raise the client's errors as AirflowException: a problem with the server or
     the token names the Airflow connection it came from (not FLOWMESH_SERVER_URL); a
     rejection of the work itself (params, inputs) says so and names no connection."""

@@ -93,7 +93,7 @@ class FlowMeshTrigger(BaseTrigger):
             remaining = self.deadline - time.time()
             try:
                 last = await client.wait(
-                    self.workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S))
+                    self.workflow_id, timeout=max(0.0, min(remaining, POLL_SLICE_S)), lineage=True
                 )
             except ServiceUnavailableError as exc:
                 unavailable_since = unavailable_since or time.monotonic()

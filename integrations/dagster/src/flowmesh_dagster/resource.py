@@ -21,6 +21,7 @@ from pydantic import Field
 from flowmesh_core.client import Client
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
+from flowmesh_dagster._failures import as_failure
 from flowmesh_dagster._lineage import NodeStatusLike, result_metadata, submission_metadata
 from flowmesh_dagster._values import content_digest
 from flowmesh_dagster._work import Context, op_context, parse_work
@@ -66,6 +67,11 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     def _client(self) -> Client:
         return Client(self.server_url, self.token, timeout=self.request_timeout_s)
 
+    def _failures(self, client: Client | None = None) -> Any:
+        """FlowMesh's errors as ``dagster.Failure`` naming where the settings came from."""
+        url = client.url if client is not None else self.server_url
+        return as_failure(url, from_resource=self.server_url is not None)
+
     def get_client(self) -> Client:
         """A FlowMesh client for this resource's server and token, for anything the
         resource does not wrap (``result_value``, ``lineage``, ``stats``); close it, or use
@@ -88,9 +94,10 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         made of the run id, the step key, the step's assets and partition, and the work,
         so that a retry of this step gets this submission back.
         """
-        parsed = parse_work(work, node)
+        with self._failures():
+            parsed = parse_work(work, node)
         key = idempotency_key or _work.idempotency_key(context, parsed)
-        with self._client() as client:
+        with self._failures(), self._client() as client, self._failures(client):
             if isinstance(parsed.document, Workflow):
                 submitted = client.submit_workflow(parsed.document, idempotency_key=key)
             else:
@@ -120,7 +127,7 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         step retry: it would re-attach to the same failed workflow), or when it is still
         running after ``wait_timeout_s`` (a retry re-attaches and keeps waiting).
         """
-        with self._client() as client:
+        with self._failures(), self._client() as client, self._failures(client):
             status = client.wait(submission.workflow_id, timeout=self.wait_timeout_s, lineage=True)
             if status.state == "failed":
                 raise _failed(submission, status.nodes)

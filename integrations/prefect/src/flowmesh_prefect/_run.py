@@ -21,13 +21,19 @@ from typing import Any
 from prefect.context import TaskRunContext
 
 from flowmesh_core.client import AsyncClient, Client
-from flowmesh_core.models import Operator
+from flowmesh_core.models import Operator, Workflow
 from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
 from flowmesh_prefect.results import FlowMeshRef, make_ref
 
 __all__ = ["Attempt", "arun_operator", "current_attempt", "run_operator"]
 
 Log = Callable[[str], None]
+Announce = Callable[[Any], None]
+"""Told of each submission's answer (a ``SubmitResult``): the Prefect event is sent there."""
+
+
+def _quiet(_result: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,20 @@ def current_attempt() -> Attempt:
     return Attempt(str(context.task_run.id), max(1, context.task_run.run_count))
 
 
-def _submitted(log: Log, key: str | None, result: Any) -> str:
-    """Log what a submission did and return its workflow id."""
-    plan = result.nodes[0]
+def _submitted(log: Log, key: str | None, result: Any, announce: Announce) -> str:
+    """Log and announce what a submission did; its workflow id."""
+    announce(result)
+    plans = result.nodes
     if result.replayed:
         log(f"re-attached to FlowMesh workflow {result.workflow_id} (idempotency key {key})")
     else:
+        keys = ", ".join(f"{p.node} {p.op_key}" for p in plans) if len(plans) > 1 else None
         log(
-            f"submitted FlowMesh workflow {result.workflow_id} (op key {plan.op_key}): "
-            f"{plan.items} item(s), {plan.cache_hits} cached, {plan.joined} joined, "
-            f"{plan.created} new"
+            f"submitted FlowMesh workflow {result.workflow_id} "
+            f"({'nodes: ' + keys if keys else 'op key ' + plans[0].op_key}): "
+            f"{sum(p.items for p in plans)} item(s), {sum(p.cache_hits for p in plans)} "
+            f"cached, {sum(p.joined for p in plans)} joined, "
+            f"{sum(p.created for p in plans)} new"
         )
     return str(result.workflow_id)
 
@@ -72,7 +82,8 @@ def _check(status: Any, wait_s: float | None) -> None:
     """Raise unless the workflow is done: FlowMesh's own message when it failed."""
     if status.state == "done":
         return
-    node = status.nodes[0] if status.nodes else None
+    failed = [n for n in status.nodes if n.state == "failed"]
+    node = failed[0] if failed else (status.nodes[0] if status.nodes else None)
     if status.state == "failed":
         raise OperatorFailedError(
             _failure_message(status.workflow_id, node),
@@ -98,10 +109,24 @@ def _failure_message(workflow_id: str, node: Any) -> str:
     return f"FlowMesh operator failed ({where}workflow {workflow_id}): {reason}"
 
 
+def _submit(client: Any, op: Operator | Workflow, key: str | None) -> Any:
+    """The client's submit call for ``op`` (sync client: the answer; async: an awaitable)."""
+    if isinstance(op, Workflow):
+        return client.submit_workflow(op, idempotency_key=key)
+    return client.submit_operator(op, idempotency_key=key)
+
+
 def run_operator(
-    client: Client, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+    client: Client,
+    op: Operator | Workflow,
+    attempt: Attempt,
+    wait_s: float | None,
+    log: Log,
+    announce: Announce = _quiet,
+    node: str | None = None,
 ) -> FlowMeshRef:
-    """Submit (or re-attach), wait, and return a reference to the finished result.
+    """Submit (or re-attach), wait, and return a reference to the finished result (of
+    ``node``, for a workflow of several).
 
     OperatorFailedError with FlowMesh's message when it failed, OperatorTimeoutError when
     ``wait_s`` seconds passed first; the client's own errors pass through unchanged.
@@ -109,30 +134,36 @@ def run_operator(
     *earlier, last = attempt.keys()
     workflow_id: str | None = None
     for key in earlier:
-        candidate = _submitted(log, key, client.submit_operator(op, idempotency_key=key))
+        candidate = _submitted(log, key, _submit(client, op, key), announce)
         if client.status(candidate, lineage=False).state != "failed":
             workflow_id = candidate
             break
     if workflow_id is None:
-        workflow_id = _submitted(log, last, client.submit_operator(op, idempotency_key=last))
+        workflow_id = _submitted(log, last, _submit(client, op, last), announce)
     status = client.wait(workflow_id, timeout=wait_s, lineage=True)
     _check(status, wait_s)
-    return make_ref(status)
+    return make_ref(status, node)
 
 
 async def arun_operator(
-    client: AsyncClient, op: Operator, attempt: Attempt, wait_s: float | None, log: Log
+    client: AsyncClient,
+    op: Operator | Workflow,
+    attempt: Attempt,
+    wait_s: float | None,
+    log: Log,
+    announce: Announce = _quiet,
+    node: str | None = None,
 ) -> FlowMeshRef:
     """Like ``run_operator``, for async tasks."""
     *earlier, last = attempt.keys()
     workflow_id: str | None = None
     for key in earlier:
-        candidate = _submitted(log, key, await client.submit_operator(op, idempotency_key=key))
+        candidate = _submitted(log, key, await _submit(client, op, key), announce)
         if (await client.status(candidate, lineage=False)).state != "failed":
             workflow_id = candidate
             break
     if workflow_id is None:
-        workflow_id = _submitted(log, last, await client.submit_operator(op, idempotency_key=last))
+        workflow_id = _submitted(log, last, await _submit(client, op, last), announce)
     status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
     _check(status, wait_s)
-    return make_ref(status)
+    return make_ref(status, node)

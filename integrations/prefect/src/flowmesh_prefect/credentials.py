@@ -25,6 +25,7 @@ __all__ = [
     "FlowMeshCredentials",
     "aresolve_credentials",
     "resolve_credentials",
+    "source_name",
 ]
 
 
@@ -113,3 +114,16 @@ async def aresolve_credentials(source: CredentialsSource) -> FlowMeshCredentials
         except ValueError as exc:
             raise _not_found(source, exc) from exc
     return resolve_credentials(source)
+
+
+def source_name(source: CredentialsSource) -> str | None:
+    """Where the server URL and token of ``source`` come from, in words; None for
+    FlowMesh's own settings (the client's messages already name FLOWMESH_SERVER_URL)."""
+    if source is None:
+        return None
+    if isinstance(source, str):
+        return f"the FlowMeshCredentials block {source!r}"
+    name = getattr(source, "_block_document_name", None)
+    if name:
+        return f"the FlowMeshCredentials block {name!r}"
+    return "the FlowMeshCredentials given as credentials="

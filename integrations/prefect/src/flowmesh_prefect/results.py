@@ -69,9 +69,10 @@ class FlowMeshRef(BaseModel):
             return await aload_value(client, self.digest)
 
 
-def make_ref(status: Any) -> FlowMeshRef:
-    """The reference for a finished one-node workflow (a ``WorkflowStatus`` with lineage)."""
-    node = status.nodes[0]
+def make_ref(status: Any, name: str | None = None) -> FlowMeshRef:
+    """The reference for node ``name`` (default: the first) of a finished workflow (a
+    ``WorkflowStatus`` with lineage)."""
+    node = next(n for n in status.nodes if n.node == name) if name else status.nodes[0]
     lineage: list[LineageRecord] = node.lineage
     counts = Counter(str(record.satisfied_by) for record in lineage)
     ways = [way for way in _WAYS if counts[way]]

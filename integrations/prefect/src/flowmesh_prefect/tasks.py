@@ -20,28 +20,50 @@ operator to the client SDK (``_run``) and reports (``_ui``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Collection
+import re
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Never, ParamSpec, TypeVar, get_args
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import TaskOptions
 
-from flowmesh_core.errors import ConfigError
+from flowmesh_core.errors import AuthenticationError, ConfigError, ServiceUnavailableError
+from flowmesh_prefect._cache import with_tenant
 from flowmesh_prefect._operator import PYTHON_KIND, OperatorSpec, bind_inputs, make_spec
 from flowmesh_prefect._run import arun_operator, current_attempt, run_operator
-from flowmesh_prefect._ui import areport, report, run_log
+from flowmesh_prefect._ui import announcer, areport, artifact_key, emit_failed, report, run_log
 from flowmesh_prefect.credentials import (
     CredentialsSource,
     aresolve_credentials,
     resolve_credentials,
+    source_name,
 )
+from flowmesh_prefect.errors import OperatorFailedError
 from flowmesh_prefect.results import aload_value, load_value
 
-__all__ = ["Returns", "flowmesh_task"]
+__all__ = ["Returns", "computed_on_flowmesh", "flowmesh_task"]
 
 Returns = Literal["value", "reference"]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def computed_on_flowmesh() -> Never:
+    """What a decorated function's body returns: ``return computed_on_flowmesh()``.
+
+    The decorator replaces the body (for every kind but ``python``): the task returns
+    what FlowMesh computed. Writing the body this way says so to a reader, and to a type
+    checker, for which a body of only a docstring is a missing return (it returns
+    ``Never``, which fits any annotation). Never called by the task; calling it outside
+    one is a mistake, and raises.
+    """
+    raise RuntimeError(
+        "computed_on_flowmesh() stands for the result FlowMesh computes: call the "
+        "decorated task (in a Prefect flow, or directly), not the function it wraps"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,7 @@ class _Binding:
     returns: Returns
     credentials: CredentialsSource
     timeout: float | None
-    artifact: bool
+    artifact: str | None
 
 
 def flowmesh_task(
@@ -64,12 +86,17 @@ def flowmesh_task(
     credentials: CredentialsSource = None,
     timeout: float | None = None,
     dedup: bool = True,
-    artifact: bool = True,
+    artifact: bool | str = True,
     call_params: Collection[str] = (),
     task_options: TaskOptions | None = None,
     **params: Any,
-) -> Callable[[Callable[..., Any]], Task[..., Any]]:
+) -> Callable[[Callable[P, R]], Task[P, R]]:
     """Make a Prefect task that runs one FlowMesh operator per call.
+
+    The task is typed as the function is: its parameters, and its return annotation as
+    what a call returns (annotate ``FlowMeshRef`` with ``returns="reference"``; an
+    ``async def`` gives a task to await). Write the body as ``return
+    computed_on_flowmesh()`` (or a docstring alone, if no type checker reads it).
 
     ``kind``, ``model`` and ``**params`` fix the operator; each call's arguments are its
     inputs, except those named in ``call_params``: they set params per call (``model``
@@ -78,7 +105,8 @@ def flowmesh_task(
     saved one, or None for ``FLOWMESH_SERVER_URL`` / ``FLOWMESH_TOKEN``. ``timeout``
     bounds one attempt's wait in seconds (None: until FlowMesh finishes). ``dedup=False``
     keeps the work private (never shared, never from the cache). ``artifact`` publishes a
-    summary artifact per run. ``task_options`` go to ``prefect.task`` as they are
+    summary artifact per run, under the key ``flowmesh-<function name>`` (or the key given
+    as a string; False: none). ``task_options`` go to ``prefect.task`` as they are
     (retries, tags, task_run_name, timeout_seconds...).
 
     Raises ConfigError or InvalidOperatorError at decoration for what cannot work; at run
@@ -89,26 +117,41 @@ def flowmesh_task(
         raise ConfigError(f"returns must be 'value' or 'reference', not {returns!r}")
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(artifact, str) and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", artifact):
+        raise ConfigError(
+            f"artifact key {artifact!r}: Prefect keys are lowercase letters, digits and dashes"
+        )
 
-    def decorate(fn: Callable[..., Any]) -> Task[..., Any]:
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
         spec, signature = make_spec(fn, kind, model, params, dedup, call_params)
-        binding = _Binding(spec, signature, returns, credentials, timeout, artifact)
+        key = (
+            None
+            if artifact is False
+            else (artifact_key(fn.__name__) if artifact is True else artifact)
+        )
+        binding = _Binding(spec, signature, returns, credentials, timeout, key)
         use_async = kind != PYTHON_KIND and inspect.iscoroutinefunction(fn)
         runner = _async_runner(binding) if use_async else _sync_runner(binding)
         _present_as(runner, fn, signature)
-        return Task(runner, **_options(kind, task_options or {}))
+        task: Task[P, R] = Task(runner, **_options(kind, task_options or {}, credentials))
+        return task
 
     return decorate
 
 
-def _options(kind: str, given: TaskOptions) -> TaskOptions:
-    """``given`` plus FlowMesh's defaults: tags by kind, and no Prefect-side cache."""
+def _options(kind: str, given: TaskOptions, credentials: CredentialsSource) -> TaskOptions:
+    """``given`` plus FlowMesh's defaults: tags by kind, and no Prefect-side cache; a cache
+    the caller opts into is keyed by the tenant too (see ``_cache``)."""
     options: TaskOptions = {**given}
     options["tags"] = {"flowmesh", f"flowmesh:{kind}", *(given.get("tags") or ())}
-    if "cache_policy" not in given and "cache_key_fn" not in given:
+    policy, key_fn = given.get("cache_policy"), given.get("cache_key_fn")
+    if (policy is None or policy is NO_CACHE) and key_fn is None:
         # FlowMesh's action cache already answers repeated work, for every tenant; a
         # Prefect cache would only hash (possibly large) inputs and persist results again.
         options["cache_policy"] = NO_CACHE
+    else:
+        options.pop("cache_key_fn", None)
+        options["cache_policy"] = with_tenant(policy, key_fn, credentials)
     return options
 
 
@@ -130,13 +173,38 @@ def _present_as(runner: Callable[..., Any], fn: Callable[..., Any], sig: inspect
     )
 
 
+_CLIENT_HINT = "Check FLOWMESH_SERVER_URL (or --server-url / url=)"
+
+
+@contextmanager
+def _failures(kind: str, source: CredentialsSource) -> Iterator[None]:
+    """Send the failed event of a workflow that FlowMesh failed; say where a server or
+    token setting came from (a block, not FLOWMESH_SERVER_URL) in the client's errors."""
+    try:
+        yield
+    except OperatorFailedError as exc:
+        emit_failed(kind, exc.workflow_id, exc.op_key, str(exc))
+        raise
+    except (AuthenticationError, ServiceUnavailableError) as exc:
+        where = source_name(source)
+        if where is None:
+            raise
+        message = str(exc).replace(_CLIENT_HINT, f"Check the server_url of {where}")
+        if where not in message:
+            message = f"{message} (server_url and token from {where})"
+        raise type(exc)(message) from exc
+
+
 def _sync_runner(binding: _Binding) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         op = binding.spec.build(bind_inputs(binding.signature, args, kwargs))
         credentials = resolve_credentials(binding.credentials)
-        with credentials.get_client() as client:
-            ref = run_operator(client, op, current_attempt(), binding.timeout, run_log())
-            report(binding.spec.kind, ref, binding.artifact)
+        kind = binding.spec.kind
+        with _failures(kind, binding.credentials), credentials.get_client() as client:
+            ref = run_operator(
+                client, op, current_attempt(), binding.timeout, run_log(), announcer(kind)
+            )
+            report(kind, ref, binding.artifact)
             return ref if binding.returns == "reference" else load_value(client, ref.digest)
 
     return run
@@ -146,9 +214,13 @@ def _async_runner(binding: _Binding) -> Callable[..., Any]:
     async def run(*args: Any, **kwargs: Any) -> Any:
         op = binding.spec.build(bind_inputs(binding.signature, args, kwargs))
         credentials = await aresolve_credentials(binding.credentials)
+        kind = binding.spec.kind
         async with credentials.get_async_client() as client:
-            ref = await arun_operator(client, op, current_attempt(), binding.timeout, run_log())
-            await areport(binding.spec.kind, ref, binding.artifact)
+            with _failures(kind, binding.credentials):
+                ref = await arun_operator(
+                    client, op, current_attempt(), binding.timeout, run_log(), announcer(kind)
+                )
+            await areport(kind, ref, binding.artifact)
             if binding.returns == "reference":
                 return ref
             return await aload_value(client, ref.digest)

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Asset, AssetAlias, task
 
-from flowmesh_airflow import FlowMeshHook, FlowMeshOperator
+from flowmesh_airflow import FlowMeshHook, FlowMeshOperator, FlowMeshWorkflowSensor
 from flowmesh_core.client import python_operator
 from flowmesh_core.hashing import function_version
 from tests.worker import ops
@@ -141,3 +141,48 @@ with DAG("fm_retry", schedule=None, start_date=START, catchup=False):
             delay=3.0,
         ),
     )
+
+
+@task
+def submit_elsewhere() -> str:
+    """Stands in for another system submitting a workflow: the sensor is told its id."""
+    with FlowMeshHook().get_conn() as client:
+        submitted = client.submit_operator(
+            # Slow enough that the deferrable sensor finds it running and defers.
+            python_operator(ops.slow_echo, {"x": "submitted elsewhere"}, delay=5.0)
+        )
+    return submitted.workflow_id
+
+
+@task
+def read_sensed(ref: dict[str, Any]) -> None:
+    """The sensor's reference reads like the operator's."""
+    (OUT / "sensed.json").write_text(json.dumps(FlowMeshHook().read(ref)))
+
+
+with DAG("fm_lineage", schedule=None, start_date=START, catchup=False):
+    source = FlowMeshOperator(
+        task_id="source",
+        operator=python_operator(ops.echo, {"x": "lineage source"}),
+    )
+    derived = FlowMeshOperator(
+        task_id="derived",
+        # slow_echo, not echo: echo of the source's blob is echo of its value, which
+        # FlowMesh has already computed (the op key holds input digests), a cache hit.
+        operator={
+            "kind": "python",
+            "version": function_version(ops.slow_echo),
+            "params": {"function": "tests.worker.ops:slow_echo", "kwargs": {"delay": 0.1}},
+            "inputs": {"x": {"blob": "{{ ti.xcom_pull(task_ids='source')['result_digest'] }}"}},
+        },
+        outlets=[Asset("fm_lineage_result"), AssetAlias("flowmesh-results")],
+    )
+    workflow_id = submit_elsewhere()
+    watched = FlowMeshWorkflowSensor(task_id="watched", workflow_id=workflow_id)
+    poked = FlowMeshWorkflowSensor(
+        task_id="poked", workflow_id=workflow_id, deferrable=False, poke_interval=0.5
+    )
+    # One line, so that "watched" runs right after the submission (and finds it running)
+    # and "poked" after it; dag.test() runs one task at a time.
+    workflow_id >> watched >> poked >> source >> derived
+    read_sensed(watched.output)

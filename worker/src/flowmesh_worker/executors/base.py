@@ -51,9 +51,15 @@ class Batch:
 
 @dataclass(frozen=True)
 class ItemError:
-    """An item that failed on its own; ``message`` goes into every requester's lineage."""
+    """An item that failed on its own; ``message`` goes into every requester's lineage.
+
+    ``deterministic`` says the item would fail the same way on any worker (its inputs or
+    params are what is wrong), so it is failed at once rather than retried; raising
+    ``flowmesh_core.errors.ItemRejectedError`` for one item means the same.
+    """
 
     message: str
+    deterministic: bool = False
 
 
 @dataclass

@@ -40,7 +40,7 @@ def _each(batch: Batch, compute: Callable[[WorkItem], Any]) -> list[Any]:
         try:
             outcomes.append(compute(item))
         except _Rejected as exc:
-            outcomes.append(ItemError(f"{batch.kind}: {exc}"))
+            outcomes.append(ItemError(f"{batch.kind}: {exc}", deterministic=True))
     return outcomes
 
 

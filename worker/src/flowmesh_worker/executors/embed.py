@@ -97,22 +97,27 @@ def _text_of(inputs: Mapping[str, Any], field: str | None) -> str | ItemError:
             if isinstance(element, dict)
             else ""
         )
-        return ItemError(f"embed: each text must be a string, got {_describe(element)}{hint}")
+        return ItemError(
+            f"embed: each text must be a string, got {_describe(element)}{hint}", deterministic=True
+        )
     if not isinstance(element, dict):
         return ItemError(
             f"embed: with field {field!r} each text must be an object holding that key, "
-            f"got {_describe(element)}; drop the 'field' param to embed plain strings"
+            f"got {_describe(element)}; drop the 'field' param to embed plain strings",
+            deterministic=True,
         )
     if field not in element:
         return ItemError(
             f"embed: the object has no key {field!r} (it has: {', '.join(sorted(element))}); "
-            "set the 'field' param to the key that holds the text"
+            "set the 'field' param to the key that holds the text",
+            deterministic=True,
         )
     text = element[field]
     if not isinstance(text, str):
         return ItemError(
             f"embed: field {field!r} must hold a string, got {_describe(text)}; "
-            "set the 'field' param to the key that holds the text"
+            "set the 'field' param to the key that holds the text",
+            deterministic=True,
         )
     return text
 

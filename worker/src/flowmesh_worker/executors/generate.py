@@ -208,17 +208,21 @@ def _check_prompt(item: WorkItem, tokenizer: Any, model: Any, max_new: int) -> I
     if not isinstance(prompt, str):
         shown = repr(prompt)[:60]
         return ItemError(
-            f"llm.generate: each prompt must be a string, got {type(prompt).__name__} {shown}"
+            f"llm.generate: each prompt must be a string, got {type(prompt).__name__} {shown}",
+            deterministic=True,
         )
     length = len(tokenizer(prompt)["input_ids"])
     if length == 0:
-        return ItemError("llm.generate: the prompt is empty and this model adds no BOS token")
+        return ItemError(
+            "llm.generate: the prompt is empty and this model adds no BOS token", deterministic=True
+        )
     limit = getattr(model.config, "max_position_embeddings", None)
     if isinstance(limit, int) and length + max_new > limit:
         return ItemError(
             f"llm.generate: the prompt ({length} tokens) plus max_new_tokens ({max_new}) is "
             f"more than this model's context ({limit} tokens): shorten the prompt or lower "
-            "max_new_tokens"
+            "max_new_tokens",
+            deterministic=True,
         )
     return None
 

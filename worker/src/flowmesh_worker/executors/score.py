@@ -55,7 +55,8 @@ class ScoreExecutor(Executor):
         if activation == "softmax" and labels < 2:
             error = ItemError(
                 "score: activation 'softmax' needs a model with two or more labels, and this "
-                "one has one (a softmax over one label is always 1.0): use 'sigmoid' or 'none'"
+                "one has one (a softmax over one label is always 1.0): use 'sigmoid' or 'none'",
+                deterministic=True,
             )
             return [error] * len(batch.items)
         outcomes: list[Any] = [_pair_of(item.inputs) for item in batch.items]
@@ -94,17 +95,20 @@ def _pair_of(inputs: Mapping[str, Any]) -> tuple[str, str] | ItemError:
     if not isinstance(pair, dict):
         return ItemError(
             "score: each pair must be an object {prompt: ..., completion: ...}, "
-            f"got {type(pair).__name__} {repr(pair)[:60]}"
+            f"got {type(pair).__name__} {repr(pair)[:60]}",
+            deterministic=True,
         )
     for key in _KEYS:
         if key not in pair:
             return ItemError(
                 f"score: the pair has no {key!r} (it has: {', '.join(sorted(pair)) or 'none'}); "
-                "each pair needs string 'prompt' and 'completion' keys"
+                "each pair needs string 'prompt' and 'completion' keys",
+                deterministic=True,
             )
         if not isinstance(pair[key], str):
             return ItemError(
-                f"score: the pair's {key!r} must be a string, got {type(pair[key]).__name__}"
+                f"score: the pair's {key!r} must be a string, got {type(pair[key]).__name__}",
+                deterministic=True,
             )
     return pair["prompt"], pair["completion"]
 
