@@ -2,8 +2,8 @@
 
 ``outcome(status, node)`` is the one event both waiting paths produce (the trigger's
 ``TriggerEvent`` payload, and the blocking mode's return): a small JSON dict with
-``status`` (``done``, ``failed``, ``timeout`` or ``error``), the workflow id, and either
-the XCom ``reference`` or FlowMesh's ``message``. ``finish(event)`` turns it into the
+``status`` (``done``, ``failed``, ``cancelled``, ``timeout`` or ``error``), the workflow
+id, and either the XCom ``reference`` or FlowMesh's ``message``. ``finish(event)`` turns it into the
 task's return value or its exception.
 
 A reference names the result (its digest, op key, and how its items were satisfied);
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the client's return types; never imported at run time
 
 __all__ = ["TERMINAL", "error_event", "finish", "outcome", "summary", "timeout_event"]
 
-TERMINAL = frozenset({"done", "failed"})
+TERMINAL = frozenset({"done", "failed", "cancelled"})
 MIXED = "mixed"
 
 
@@ -81,6 +81,16 @@ def outcome(status: WorkflowStatus, node: str) -> dict[str, Any]:
             "status": "done",
             "workflow_id": status.workflow_id,
             "reference": reference(status, node),
+        }
+    if status.state == "cancelled":
+        return {
+            "status": "cancelled",
+            "workflow_id": status.workflow_id,
+            "message": (
+                f"FlowMesh workflow {status.workflow_id} was cancelled "
+                "(DELETE /v1/workflows/ID, flowmesh cancel, or this task's kill); "
+                "a retry of this task submits afresh"
+            ),
         }
     return {
         "status": "failed",

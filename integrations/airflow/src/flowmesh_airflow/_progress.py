@@ -40,7 +40,7 @@ def summary(status: WorkflowStatus, now: float | None = None) -> str:
     at = time.time() if now is None else now
     nodes = ", ".join(
         f"{n.node} {n.state} {n.items_done}/{n.items_total}"
-        + (_waiting_on(n, at) if n.state not in ("done", "failed") else "")
+        + (_waiting_on(n, at) if n.state not in ("done", "failed", "cancelled") else "")
         for n in status.nodes
     )
     return f"{status.state}: {nodes}"

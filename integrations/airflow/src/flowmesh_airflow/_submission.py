@@ -68,7 +68,10 @@ def submit(
         else:
             result = client.submit_operator(document, idempotency_key=key)
         status = client.status(result.workflow_id, lineage=False)
-        if not (result.replayed and status.state == "failed"):
+        if not (result.replayed and status.state in ("failed", "cancelled")):
             return Submission(result=result, status=status, key=key)
-        log("An earlier try's FlowMesh workflow %s failed; submitting afresh", result.workflow_id)
+        log(
+            "An earlier try's FlowMesh workflow %s failed or was cancelled; submitting afresh",
+            result.workflow_id,
+        )
         key = _after(base, result.workflow_id)

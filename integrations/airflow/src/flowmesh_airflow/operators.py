@@ -122,6 +122,7 @@ class FlowMeshOperator(BaseOperator):
         self.timeout = seconds
         self._server_url: str | None = None
         self._reference: dict[str, Any] | None = None
+        self._workflow_id: str | None = None  # while this instance waits, for on_kill
 
     # -- running ----------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class FlowMeshOperator(BaseOperator):
             node = self._node(sub)
             self._log_plan(sub)
             self._server_url = client.url
+            self._workflow_id = sub.result.workflow_id
             ti.xcom_push(key=XCOM_KEY, value=workflow_url(client.url, sub.result.workflow_id))
             deadline = time.time() + self.timeout
             if sub.status.state in _outcome.TERMINAL:
@@ -168,6 +170,26 @@ class FlowMeshOperator(BaseOperator):
         reference = _outcome.finish(event)
         self._log_reference(reference)
         return self._completed(context, reference)
+
+    def on_kill(self) -> None:
+        """Cancel this task's FlowMesh workflow when Airflow kills the task (marked failed
+        or cleared while it waits in the worker, ``deferrable=False``).
+
+        Only this task's request is cancelled: items another requester also waits for go
+        on for them (docs/isolation.md, "Cancelling"). A deferred task waits in the
+        triggerer, where Airflow gives no kill signal; cancel such a workflow with
+        ``flowmesh cancel ID`` or the SDK's ``cancel_workflow``.
+        """
+        workflow_id = self._workflow_id
+        if workflow_id is None:
+            return
+        try:
+            with FlowMeshHook(self.flowmesh_conn_id).get_conn() as client:
+                status = client.cancel_workflow(workflow_id)
+        except FlowMeshError as exc:  # the kill goes on; say why FlowMesh was not told
+            self.log.warning("Could not cancel FlowMesh workflow %s: %s", workflow_id, exc)
+            return
+        self.log.info("Cancelled FlowMesh workflow %s (now %s)", workflow_id, status.state)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
         """OpenLineage's view of the finished task: input and output digests as datasets,

@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from flowmesh_core.client import Client
+from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
 from flowmesh_dagster._failures import as_failure
@@ -128,9 +129,25 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         running after ``wait_timeout_s`` (a retry re-attaches and keeps waiting).
         """
         with self._failures(), self._client() as client, self._failures(client):
-            status = client.wait(submission.workflow_id, timeout=self.wait_timeout_s, lineage=True)
+            try:
+                status = client.wait(
+                    submission.workflow_id, timeout=self.wait_timeout_s, lineage=True
+                )
+            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                # The run was terminated: FlowMesh drops this request (items others also
+                # wait for go on for them, docs/isolation.md "Cancelling").
+                _cancel(context, client, submission.workflow_id)
+                raise
             if status.state == "failed":
                 raise _failed(submission, status.nodes)
+            if status.state == "cancelled":
+                raise dg.Failure(
+                    description=f"FlowMesh workflow {submission.workflow_id} was cancelled "
+                    "(flowmesh cancel, the SDK's cancel_workflow, or a terminated run); "
+                    "re-materialize to submit afresh",
+                    metadata=dict(submission.metadata),
+                    allow_retries=False,
+                )
             if status.state != "done":
                 raise dg.Failure(
                     description=f"FlowMesh workflow {submission.workflow_id} is still "
@@ -195,3 +212,13 @@ def _summary(result: FlowMeshResult) -> str:
         f"FlowMesh workflow {result.workflow_id} done: node {result.node!r} -> "
         f"{result.result_digest} ({counts})"
     )
+
+
+def _cancel(context: Context, client: Client, workflow_id: str) -> None:
+    log = op_context(context).log
+    try:
+        status = client.cancel_workflow(workflow_id)
+    except FlowMeshError as exc:
+        log.warning(f"could not cancel FlowMesh workflow {workflow_id}: {exc}")
+        return
+    log.info(f"cancelled FlowMesh workflow {workflow_id} (now {status.state})")

@@ -14,6 +14,7 @@ reading the task run's id.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from prefect.context import TaskRunContext
 
 from flowmesh_core.client import AsyncClient, Client
+from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
 from flowmesh_prefect.results import FlowMeshRef, make_ref
@@ -78,6 +80,10 @@ def _submitted(log: Log, key: str | None, result: Any, announce: Announce) -> st
     return str(result.workflow_id)
 
 
+# An earlier try whose workflow ended like this is not re-attached to: a retry submits afresh.
+_ENDED_BADLY = ("failed", "cancelled")
+
+
 def _check(status: Any, wait_s: float | None) -> None:
     """Raise unless the workflow is done: FlowMesh's own message when it failed."""
     if status.state == "done":
@@ -90,12 +96,28 @@ def _check(status: Any, wait_s: float | None) -> None:
             status.workflow_id,
             getattr(node, "op_key", None),
         )
+    if status.state == "cancelled":
+        raise OperatorFailedError(
+            f"FlowMesh workflow {status.workflow_id} was cancelled (flowmesh cancel, the "
+            "SDK's cancel_workflow, or this task's cancellation); a retry submits afresh",
+            status.workflow_id,
+            getattr(node, "op_key", None),
+        )
     waited = "" if wait_s is None else f" after {wait_s:g} s"
     raise OperatorTimeoutError(
         f"FlowMesh workflow {status.workflow_id} is still {status.state}{waited}; the work "
         "goes on, and a retry of this task re-attaches to it",
         status.workflow_id,
     )
+
+
+async def _cancel(client: AsyncClient, workflow_id: str, log: Log) -> None:
+    try:
+        status = await client.cancel_workflow(workflow_id)
+    except FlowMeshError as exc:
+        log(f"could not cancel FlowMesh workflow {workflow_id}: {exc}")
+        return
+    log(f"cancelled FlowMesh workflow {workflow_id} (now {status.state})")
 
 
 def _failure_message(workflow_id: str, node: Any) -> str:
@@ -135,7 +157,7 @@ def run_operator(
     workflow_id: str | None = None
     for key in earlier:
         candidate = _submitted(log, key, _submit(client, op, key), announce)
-        if client.status(candidate, lineage=False).state != "failed":
+        if client.status(candidate, lineage=False).state not in _ENDED_BADLY:
             workflow_id = candidate
             break
     if workflow_id is None:
@@ -159,11 +181,17 @@ async def arun_operator(
     workflow_id: str | None = None
     for key in earlier:
         candidate = _submitted(log, key, await _submit(client, op, key), announce)
-        if (await client.status(candidate, lineage=False)).state != "failed":
+        if (await client.status(candidate, lineage=False)).state not in _ENDED_BADLY:
             workflow_id = candidate
             break
     if workflow_id is None:
         workflow_id = _submitted(log, last, await _submit(client, op, last), announce)
-    status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
+    try:
+        status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
+    except asyncio.CancelledError:
+        # Prefect cancelled the task: tell FlowMesh this request is gone (items others
+        # also wait for go on for them), then let the cancellation proceed.
+        await asyncio.shield(_cancel(client, workflow_id, log))
+        raise
     _check(status, wait_s)
     return make_ref(status, node)

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from flowmesh_core.client import AsyncClient
-from flowmesh_core.control import NodeState, TenantStats, WorkflowStatus
+from flowmesh_core.control import TenantStats, WorkflowStatus
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.manifest import read_manifest
 from flowmesh_worker.demo.fabric import Fabric
@@ -125,7 +125,7 @@ class Session:
     async def _follow(
         self, fabric: Fabric, ids: dict[str, str], board: ProgressBoard
     ) -> dict[str, WorkflowStatus]:
-        """Poll each workflow until it is done or failed, feeding the board."""
+        """Poll each workflow until it is final (done, failed, cancelled), feeding the board."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.timeout_s
         final: dict[str, WorkflowStatus] = {}
@@ -135,7 +135,7 @@ class Session:
                 if team not in final:
                     status = await fabric.clients[team].status(wf_id, lineage=False)
                     board.update(team, status)
-                    if status.state in (NodeState.DONE, NodeState.FAILED):
+                    if status.state.final:
                         final[team] = status
             if len(final) == len(ids):
                 return final

@@ -1,13 +1,14 @@
 // Workflow page (docs/ui.md): the DAG drawn with cytoscape + dagre (static/vendor/,
 // VENDOR.md), a table of the same nodes, and the selected node's lineage. Polls
-// GET /v1/workflows/ID every second until the workflow is done or failed.
+// GET /v1/workflows/ID every second until the workflow is done, failed or cancelled.
 import { $, api, download, every, fillTable, fmt, link, show } from "./common.js";
 
 const POLL_MS = 1000;
 const COLOURS = {
   waiting: ["#e4e4e4", "#888"], pending: ["#eef2f8", "#7a8ca8"], running: ["#fff4c2", "#d9a400"],
-  done: ["#d8f5d8", "#2a8a2a"], failed: ["#f8d0d0", "#b00"],
+  done: ["#d8f5d8", "#2a8a2a"], failed: ["#f8d0d0", "#b00"], cancelled: ["#f0e6f6", "#7a4d99"],
 };
+const FINAL = new Set(["done", "failed", "cancelled"]);
 let cy = null;
 let selected = null;
 
@@ -132,7 +133,7 @@ export async function showWorkflow(id) {
     try {
       const status = await (await api("/v1/workflows/" + encodeURIComponent(id))).json();
       render(status);
-      return status.state !== "done" && status.state !== "failed";
+      return !FINAL.has(status.state);
     } catch (error) {
       if (error.status === 401) throw error;
       $("wf-title").textContent = error.status === 404 ? "No such workflow" : error.message;
