@@ -9,15 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowmesh_worker.executors.data import make_pairs
 from flowmesh_worker.executors.train import (
     DpoParams,
+    LoraParams,
     SftParams,
     TrainError,
-    make_pairs,
     train_dpo,
     train_sft,
 )
 from flowmesh_worker.weights.tiny import TINY_GPT, ensure_tiny_model
+
+# The first test in a process imports torch, transformers, TRL and PEFT (tens of seconds
+# of CPU on a loaded machine); each test after that trains in seconds.
+pytestmark = pytest.mark.timeout(240)
 
 SFT_ROWS = [{"prompt": f"question {i} :", "completion": " the answer is blue ."} for i in range(8)]
 DPO_ROWS = [
@@ -45,7 +50,7 @@ def test_lora_adapter_loads_on_its_base_and_generates(base: Path, tmp_path: Path
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    params = SftParams(epochs=3, learning_rate=2e-2, batch_size=4, lora_r=8, seed=2)
+    params = LoraParams(epochs=3, learning_rate=2e-2, batch_size=4, lora_r=8, seed=2)
     metrics = train_sft(base, tmp_path / "lora", SFT_ROWS, params)
     assert metrics["nll_after"] < metrics["nll_before"]
     adapter = tmp_path / "lora"
@@ -81,9 +86,9 @@ def test_pairs_from_scored_samples() -> None:
     pairs = make_pairs(samples, [0.1, 0.9, 0.5, 1.0, 0.3, 0.3])
     assert pairs == [{"prompt": "a", "chosen": "y", "rejected": "x", "margin": pytest.approx(0.8)}]
     assert make_pairs(samples, [0.1, 0.9, 0.5, 1.0, 0.3, 0.3], min_margin=0.9) == []
-    with pytest.raises(TrainError, match="one score per sample"):
+    with pytest.raises(ValueError, match="one score per sample"):
         make_pairs(samples, [0.1])
-    with pytest.raises(TrainError, match="finite number"):
+    with pytest.raises(ValueError, match="finite number"):
         make_pairs(samples[:1], [float("nan")])
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
+from flowmesh_core.checkpoint import read_tree
 from flowmesh_core.control.rules import (
     FailNode,
     NodeView,
@@ -34,15 +35,25 @@ from flowmesh_core.control.rules import (
     next_actions,
 )
 from flowmesh_core.errors import (
+    BlobNotFoundError,
     ConflictError,
     FlowMeshError,
+    InvalidInputError,
+    InvalidOperatorError,
     NotFoundError,
     ServiceUnavailableError,
 )
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.manifest import build_manifest
-from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
+from flowmesh_core.models import (
+    BlobInput,
+    ModelRef,
+    Operator,
+    Workflow,
+    WorkflowNode,
+    referenced_blobs,
+)
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.models.bounds import loads_json
 from flowmesh_core.registry import Registry
@@ -167,6 +178,7 @@ class WorkflowEngine:
             node = workflow.nodes[name]
             try:
                 await self._check_readable(tenant, referenced_blobs(node.inputs))
+                await self._check_model(tenant, node.model)
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
@@ -196,6 +208,32 @@ class WorkflowEngine:
                 digest in not_mine and not await asyncio.to_thread(self.blobs.exists, digest)
             ):
                 raise NotFoundError(f"no blob {digest} for this tenant")
+
+    async def _check_model(self, tenant: Tenant, model: ModelRef | None, depth: int = 0) -> None:
+        """A checkpoint named as a model must be one (a tree) that ``tenant`` may use: a
+        result its lineage holds (a checkpoint it trained, or shared by dedup), or one
+        it uploaded whose files (and base) it may read (docs/training.md). Refused like
+        an unknown digest otherwise, as ``_check_readable`` does."""
+        if model is None or model.digest is None:
+            return
+        digest = model.digest
+        await self._check_readable(tenant, [digest])
+        try:
+            data = await self.results.read(digest)
+        except BlobNotFoundError:
+            raise NotFoundError(f"no blob {digest} for this tenant") from None
+        try:
+            tree = read_tree(data)
+        except InvalidInputError as exc:
+            raise InvalidOperatorError(f"model {digest}: {exc}") from exc
+        if tenant.admin or await self.store.may_read(tenant.name, digest):
+            return  # its own result: the run that made it was checked already
+        if depth >= _MAX_BASES:
+            raise InvalidOperatorError(
+                f"model {digest}: its chain of base checkpoints is over {_MAX_BASES} long"
+            )
+        await self._check_readable(tenant, tree.digests)
+        await self._check_model(tenant, tree.base, depth + 1)
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a
@@ -345,6 +383,9 @@ class WorkflowEngine:
     def _forget(self, wf_id: str) -> None:
         self._specs.pop(wf_id, None)
 
+
+_MAX_BASES = 16
+"""How deep an uploaded checkpoint's chain of checkpoint bases may go."""
 
 _MAX_ROUNDS = 64
 """How many rounds of rules ``advance`` runs at most in one call (each round starts,
