@@ -72,9 +72,18 @@ async def test_generate_score_top_k_sft_then_generate_with_the_checkpoint(
                 "params": FAST,
                 "inputs": {"dataset": {"ref": "top"}},
             },
+            # The checkpoint, as the model of a later node of the same workflow.
+            "use": {
+                "kind": "llm.generate",
+                "model": {"ref": "sft"},
+                "params": {"max_new_tokens": 4},
+                "inputs": {"prompts": ["question 8 :"]},
+            },
         },
     )
     checkpoint = node(status, "sft").result_digest
+    (used,) = node(status, "use").lineage
+    assert json.loads(await plane.results.read(used.result_digest))["tokens"] >= 1
     tree = read_tree(await plane.results.read(checkpoint))
     assert tree.format == "full"
     assert tree.metrics["examples"] == 2 * FAST["epochs"]  # the top 2, twice
@@ -83,6 +92,7 @@ async def test_generate_score_top_k_sft_then_generate_with_the_checkpoint(
     assert record.satisfied_by == Satisfaction.EXECUTED
     assert record.worker == "w-1"
 
+    # In another workflow, by its digest.
     later = await run(
         plane,
         tenant,
@@ -192,3 +202,25 @@ async def test_two_tenants_share_one_training_run_and_others_are_refused(
             team_c,
             parse_workflow({"nodes": {"sft": {**SAME_RUN["sft"], "model": checkpoint}}}),
         )
+
+
+async def test_a_model_ref_to_a_node_that_is_no_training_fails_clearly(
+    fabric: Fabric, workers: Workers
+) -> None:
+    plane = await fabric.plane()
+    tenant = await fabric.tenant("team-a")
+    await workers.start("w-1")
+    nodes = {
+        "prompts": {
+            "kind": "data.template",
+            "params": {"template": "say {x}"},
+            "inputs": {"records": [{"x": "hi"}]},
+        },
+        "dedup": {"kind": "data.dedup", "inputs": {"items": {"ref": "prompts"}}},
+        "gen": {"kind": "llm.generate", "model": {"ref": "dedup"}, "inputs": {"prompts": ["q"]}},
+    }
+    submitted = await plane.submit_workflow(tenant, parse_workflow({"nodes": nodes}))
+    status = await plane.wait(tenant, submitted.workflow_id, 60)
+    assert status.state == NodeState.FAILED
+    error = node(status, "gen").error
+    assert "not a checkpoint" in error, error

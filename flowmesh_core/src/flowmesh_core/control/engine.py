@@ -56,6 +56,7 @@ from flowmesh_core.models import (
 )
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.models.bounds import loads_json
+from flowmesh_core.models.workflow import MODEL_INPUT
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.settings import Settings
@@ -178,7 +179,8 @@ class WorkflowEngine:
             node = workflow.nodes[name]
             try:
                 await self._check_readable(tenant, referenced_blobs(node.inputs))
-                await self._check_model(tenant, node.model)
+                if isinstance(node.model, ModelRef):
+                    await self._check_model(tenant, node.model)
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
@@ -307,10 +309,16 @@ class WorkflowEngine:
 
     async def _start_dependent(self, wf_id: str, stored: _Stored, action: StartNode) -> None:
         node = stored.workflow.nodes[action.node]
-        resolved = {field: BlobInput(blob=digest) for field, digest in action.inputs.items()}
+        inputs = dict(action.inputs)
+        trained = inputs.pop(MODEL_INPUT, None)
+        model = ModelRef(digest=trained) if trained is not None else None
+        resolved = {field: BlobInput(blob=digest) for field, digest in inputs.items()}
+        tenant = Tenant(name=stored.tenant)
         try:
-            expansion = await self._expand(node.to_operator(resolved), wf_id, action.node)
-            await self._check_listed(Tenant(name=stored.tenant), expansion)
+            op = node.to_operator(resolved, model)
+            await self._check_model(tenant, model)
+            expansion = await self._expand(op, wf_id, action.node)
+            await self._check_listed(tenant, expansion)
         except ServiceUnavailableError:
             raise  # a blip, not the workflow's fault: the outbox entry is retried
         except FlowMeshError as exc:
