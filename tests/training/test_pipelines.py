@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flowmesh_core.checkpoint import read_tree
 from flowmesh_core.control import ControlPlane, NodeState, Tenant
@@ -28,6 +30,7 @@ from tests.worker.conftest import Workers
 # The worker imports torch, transformers, TRL and PEFT on its first training batch.
 pytestmark = pytest.mark.timeout(300)
 
+EXAMPLES = Path(__file__).parents[2] / "examples" / "workflows"
 PROMPTS = [f"question {i} :" for i in range(4)]
 FAST = {"epochs": 2, "learning_rate": 1e-2, "batch_size": 4, "seed": 7}
 WAIT_S = 240
@@ -224,3 +227,16 @@ async def test_a_model_ref_to_a_node_that_is_no_training_fails_clearly(
     assert status.state == NodeState.FAILED
     error = node(status, "gen").error
     assert "not a checkpoint" in error, error
+
+
+@pytest.mark.parametrize("example", ["sft-pipeline.yaml", "dpo-pipeline.yaml"])
+async def test_the_example_pipelines_run(fabric: Fabric, workers: Workers, example: str) -> None:
+    plane = await fabric.plane()
+    tenant = await fabric.tenant("team-a")
+    await workers.start("w-1")
+    spec = yaml.safe_load((EXAMPLES / example).read_text())
+    status = await run(plane, tenant, spec["nodes"])
+    last = status.nodes[-1]
+    assert last.result_digest is not None
+    if last.node == "dpo":
+        assert read_tree(await plane.results.read(last.result_digest)).format == "full"
