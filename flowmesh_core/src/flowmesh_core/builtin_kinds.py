@@ -212,6 +212,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         params_model=SftParams,
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
+        weight_input="dataset",
         description=(
             "fine-tune the model on {prompt, completion} examples; the result is a "
             "checkpoint (a tree in the CAS) usable as a later operator's model"
@@ -223,6 +224,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         params_model=LoraParams,
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
+        weight_input="dataset",
         description=(
             "train a LoRA adapter on {prompt, completion} examples; the checkpoint holds "
             "the adapter and its base model, and loads as the merged model"
@@ -234,6 +236,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         params_model=DpoParams,
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
+        weight_input="dataset",
         description=(
             "direct preference optimisation on {prompt, chosen, rejected} pairs (the base "
             "is the frozen reference); the result is a checkpoint"
