@@ -18,6 +18,7 @@ import torch
 
 from flowmesh_core.blobs import BlobStore, open_blob_store
 from flowmesh_core.blobs.file import FileBlobStore
+from flowmesh_core.blobs.s3 import S3BlobStore
 from flowmesh_core.checkpoint import build_tree, check_file_path, read_tree
 from flowmesh_core.errors import CorruptBlobError, InvalidInputError, InvalidOperatorError
 from flowmesh_core.keys import expand
@@ -163,6 +164,25 @@ def test_a_corrupt_checkpoint_file_is_detected(tmp_path: Path, model_dir: Path) 
     assert result.error is not None
     assert "model.safetensors" in result.error
     assert "corrupt" in result.error
+
+
+def test_checkpoint_files_stream_through_s3_multipart(
+    tmp_path: Path, model_dir: Path, s3_bucket_url: str, s3_endpoint: str, s3_client: Any
+) -> None:
+    blobs = S3BlobStore(
+        s3_bucket_url,
+        endpoint_url=s3_endpoint,
+        multipart_threshold=5 << 20,
+        multipart_chunksize=5 << 20,
+    )
+    digest = train(blobs, model_dir, "train.sft", TINY_GPT, FAST)
+    tree = read_tree(blobs.get_bytes(digest))
+    weights = tree.files["model.safetensors"]
+    assert blobs.stat(weights).size > 5 << 20  # big enough to go up in parts
+    head = s3_client.head_object(Bucket=blobs.bucket, Key=blobs.key_of(weights))
+    assert "-" in head["ETag"]  # a multipart upload's ETag counts its parts
+    path = resolve_model(ModelRef(digest=digest), model_dir=tmp_path / "w", blobs=blobs)
+    assert len(greedy(path, "question 3 :")) == 4
 
 
 def test_a_model_digest_must_be_a_checkpoint(tmp_path: Path) -> None:
