@@ -240,3 +240,38 @@ async def test_the_example_pipelines_run(fabric: Fabric, workers: Workers, examp
     assert last.result_digest is not None
     if last.node == "dpo":
         assert read_tree(await plane.results.read(last.result_digest)).format == "full"
+
+
+async def test_a_running_training_shows_its_progress_in_workflow_status(
+    fabric: Fabric, workers: Workers
+) -> None:
+    plane = await fabric.plane()
+    tenant = await fabric.tenant("team-a")
+    await workers.start("w-1")
+    rows = [{"prompt": f"q{i} :", "completion": " blue ."} for i in range(8)]
+    nodes = {
+        "sft": {
+            "kind": "train.sft",
+            "model": TINY_GPT,
+            "params": {"epochs": 8, "batch_size": 1, "seed": 5},
+            "inputs": {"dataset": rows},
+        }
+    }
+    submitted = await plane.submit_workflow(tenant, parse_workflow({"nodes": nodes}))
+    seen: list[dict[str, Any]] = []
+    for _ in range(int(WAIT_S / 0.1)):
+        status = await plane.status(tenant, submitted.workflow_id, with_lineage=False)
+        (sft,) = status.nodes
+        if sft.progress is not None:
+            seen.append(sft.progress)
+        if status.state in (NodeState.DONE, NodeState.FAILED) or len(seen) >= 3:
+            break
+        await asyncio.sleep(0.1)
+    assert seen, "no progress was ever shown while the run went on"
+    assert all(p["steps"] == 64 and 0 < p["step"] <= 64 for p in seen)
+    assert all(isinstance(p["loss"], float) and p["eta_s"] >= 0 for p in seen)
+    assert {p["worker"] for p in seen} == {"w-1"}
+    assert sft.state is NodeState.RUNNING
+    done = await plane.wait(tenant, submitted.workflow_id, WAIT_S)
+    assert done.state == NodeState.DONE
+    assert done.nodes[0].progress is None  # only a running item shows progress

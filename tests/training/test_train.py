@@ -5,6 +5,7 @@ moves the preference margin towards the chosen completions, data.pairs builds pa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -37,8 +38,15 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sft_lowers_the_completion_loss(base: Path, tmp_path: Path) -> None:
     params = SftParams(epochs=3, learning_rate=1e-2, batch_size=4, seed=1)
-    metrics = train_sft(base, tmp_path / "sft", SFT_ROWS, params)
+    reports: list[Any] = []
+    metrics = train_sft(base, tmp_path / "sft", SFT_ROWS, params, report=reports.append)
     assert metrics["steps"] == 6
+    # Progress at every step: step of steps, the loss it logged, and the time left.
+    assert [r["step"] for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert {r["steps"] for r in reports} == {6}
+    assert [r["loss"] for r in reports] == pytest.approx(metrics["losses"])
+    assert reports[-1]["eta_s"] == 0
+    assert all(r["eta_s"] >= 0 for r in reports)
     assert metrics["nll_after"] < metrics["nll_before"] - 0.5
     assert metrics["losses"][-1] < metrics["losses"][0]
     assert (tmp_path / "sft" / "config.json").is_file()

@@ -94,3 +94,21 @@ def test_bad_hyperparameters_say_what_to_fix() -> None:
         sft(kind="train.lora", params={"lora_r": 0})
     with pytest.raises(InvalidParamsError, match=r"params\.loss_type"):
         sft(kind="train.dpo", params={"loss_type": "mystery"})
+
+
+def test_flowmesh_status_shows_a_running_trainings_progress() -> None:
+    import io
+
+    from rich.console import Console
+
+    from flowmesh_core.cli._inspect import status_table
+    from flowmesh_core.models.api import NodeState, NodeStatus, WorkflowStatus
+
+    progress = {"step": 12, "steps": 64, "loss": 9.8123, "eta_s": 3.4, "worker": "w-1"}
+    node = NodeStatus(node="sft", state=NodeState.RUNNING, items_total=1, progress=progress)
+    status = WorkflowStatus(
+        workflow_id="w", name="n", state=NodeState.RUNNING, created_at=0.0, nodes=[node]
+    )
+    out = io.StringIO()
+    Console(file=out, width=200).print(status_table(status))
+    assert "step 12/64, loss 9.81, ETA 3s" in out.getvalue()

@@ -22,7 +22,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ __all__ = ["BatchRunner", "Executed"]
 log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
+ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+"""Takes (domain, op key, progress) of a running item; set by the worker loop."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class BatchRunner:
         self.worker_id = worker_id
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
+        self.progress_sink: ProgressSink | None = None
 
     def execute(self, assignment: Assignment, inputs: ByteSource | None = None) -> Executed:
         """Run ``assignment``; what each item produced or why it failed. Failures of the
@@ -186,13 +189,28 @@ class BatchRunner:
                 outcomes[index] = ItemError(str(exc))
                 continue
             spec = assigned.spec
-            ready.append((index, WorkItem(spec.op_key, inputs, spec.params, spec.sample_index)))
+            report = self._reporter(assigned.domain, spec.op_key)
+            work = WorkItem(spec.op_key, inputs, spec.params, spec.sample_index, report)
+            ready.append((index, work))
         if not ready:
             return outcomes
         batch = Batch(assignment.kind, assignment.version, assignment.model, [w for _, w in ready])
         for (index, _), outcome in zip(ready, self._run(executor, batch, loaded), strict=True):
             outcomes[index] = outcome
         return outcomes
+
+    def _reporter(self, domain: str, op_key: str) -> Callable[[Mapping[str, Any]], None] | None:
+        sink = self.progress_sink
+        if sink is None:
+            return None
+
+        def report(progress: Mapping[str, Any]) -> None:
+            try:
+                sink(domain, op_key, progress)
+            except Exception:  # progress is a courtesy: it never fails the item
+                log.warning("could not report progress of %s", op_key, exc_info=True)
+
+        return report
 
     def _run(self, executor: Executor, batch: Batch, loaded: Loaded | None) -> list[Any]:
         try:

@@ -19,17 +19,20 @@ blocked on Redis: it stops through events and short blocking reads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from flowmesh_core.errors import FlowMeshError, ServiceUnavailableError, StreamGroupMissingError
 from flowmesh_core.models import ItemBlob, ItemManifest, WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.store import Store
-from flowmesh_worker.runner import BatchRunner, Executed
+from flowmesh_worker.runner import BatchRunner, Executed, ProgressSink
 
 __all__ = ["Worker"]
 
@@ -78,6 +81,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain and retire."""
         await self.store.register_worker(self.profile)
+        self.runner.progress_sink = self._progress_sink(asyncio.get_running_loop())
         log.info(
             "worker %s registered: %s, %d slot(s), batches up to %d, $%.2f/h, %.0f W",
             self.worker_id, self.profile.accelerator, self.profile.slots,
@@ -98,6 +102,18 @@ class Worker:
                 "worker %s stopped after %d batch(es), %d item(s)",
                 self.worker_id, self.batches_done, self.items_done,
             )  # fmt: skip
+
+    def _progress_sink(self, loop: asyncio.AbstractEventLoop) -> ProgressSink:
+        """Writes a running item's progress to the store from the executor's thread; it
+        expires after a few missed heartbeats, so a dead worker's progress goes away."""
+        ttl_s = max(30.0, 6 * self.heartbeat_s)
+
+        def sink(domain: str, op_key: str, progress: Mapping[str, Any]) -> None:
+            record = {**progress, "worker": self.worker_id, "at": time.time()}
+            write = self.store.set_item_progress(domain, op_key, record, ttl_s)
+            asyncio.run_coroutine_threadsafe(write, loop).add_done_callback(_log_failure)
+
+        return sink
 
     async def _read_and_start(self, stop: asyncio.Event) -> None:
         if self._free_slots <= 0:
@@ -272,6 +288,11 @@ class Worker:
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not record progress: %s", future.exception())
 
 
 def _failed(assignment: Assignment, worker_id: str, error: str) -> Completion:

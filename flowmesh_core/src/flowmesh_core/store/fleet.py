@@ -381,6 +381,24 @@ class FleetMixin(StoreBase):
             record = await self._redis.hget(self.keys.tenant_tokens(), token_hash)
         return None if record is None else str(record)
 
+    # -- progress of running items -----------------------------------------------------
+
+    async def set_item_progress(
+        self, domain: str, op_key: str, progress: Mapping[str, Any], ttl_s: float
+    ) -> None:
+        """Record how far a running item is (one SET; gone after ``ttl_s`` unless renewed)."""
+        key = self.keys.progress(domain, op_key)
+        async with self.guard():
+            await self._redis.set(key, json.dumps(dict(progress)), px=max(1, int(ttl_s * 1000)))
+
+    async def item_progress(self, domain: str, op_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The recorded progress of those ``op_keys`` that have one (one round trip)."""
+        if not op_keys:
+            return {}
+        async with self.guard():
+            raw = await self._redis.mget([self.keys.progress(domain, k) for k in op_keys])
+        return {k: dict(json.loads(v)) for k, v in zip(op_keys, raw, strict=True) if v}
+
     # -- blob index --------------------------------------------------------------------
 
     async def record_blob(

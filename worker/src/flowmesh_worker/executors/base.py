@@ -15,7 +15,7 @@ touch Redis or the CAS: what goes in and out is the worker's business.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -27,12 +27,17 @@ __all__ = ["Batch", "Checkpoint", "Executor", "ItemError", "Loaded", "WorkItem"]
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One item to compute: its resolved inputs and its own (normalized) params."""
+    """One item to compute: its resolved inputs and its own (normalized) params.
+
+    ``report``, when set, takes how far a long item is (``step``, ``steps``, ``loss``,
+    ``eta_s``); the worker shows it in workflow status. Cheap to call, never raises.
+    """
 
     op_key: str
     inputs: Mapping[str, Any]
     params: Mapping[str, Any]
     sample_index: int | None = None
+    report: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

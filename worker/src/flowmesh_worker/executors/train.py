@@ -18,14 +18,22 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from flowmesh_core.builtin_kinds import DpoParams, LoraParams, SftParams, TrainParams
 from flowmesh_core.models import ModelRef
-from flowmesh_worker.executors.base import Batch, Checkpoint, Executor, ItemError, Loaded
+from flowmesh_worker.executors.base import (
+    Batch,
+    Checkpoint,
+    Executor,
+    ItemError,
+    Loaded,
+    WorkItem,
+)
 
 __all__ = [
     "DpoExecutor",
@@ -42,6 +50,31 @@ __all__ = [
 
 class TrainError(ValueError):
     """Bad training input: the message says what to fix."""
+
+
+Report = Callable[[Mapping[str, Any]], None]
+
+
+def _progress(report: Report | None) -> list[Any]:
+    """A trainer callback that reports step, steps, loss and ETA at every logged step."""
+    if report is None:
+        return []
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        started = time.monotonic()
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            loss = (kwargs.get("logs") or {}).get("loss")
+            step, steps = int(state.global_step), int(state.max_steps)
+            if loss is None or step <= 0:
+                return
+            per_step = (time.monotonic() - self.started) / step
+            eta = round(per_step * max(steps - step, 0), 3)
+            assert report is not None
+            report({"step": step, "steps": steps, "loss": float(loss), "eta_s": eta})
+
+    return [Progress()]
 
 
 def _check_rows(rows: Sequence[Any], keys: tuple[str, ...], kind: str) -> list[dict[str, str]]:
@@ -147,6 +180,7 @@ def train_sft(
     params: SftParams,
     *,
     device: str = "cpu",
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Supervised fine-tuning on {prompt, completion} examples (loss on completions only).
 
@@ -184,6 +218,7 @@ def train_sft(
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=_progress(report),
         )
         trainer.train()
         metrics = _finish(trainer, out_dir)
@@ -200,6 +235,7 @@ def train_dpo(
     params: DpoParams,
     *,
     device: str = "cpu",
+    report: Report | None = None,
 ) -> dict[str, Any]:
     """Direct preference optimisation on {prompt, chosen, rejected} pairs; the base model
     is the frozen reference. Returns steps, losses and the mean preference margin
@@ -224,6 +260,7 @@ def train_dpo(
             args=args,
             train_dataset=Dataset.from_list(pairs),
             processing_class=tokenizer,
+            callbacks=_progress(report),
         )
         trainer.train()
         metrics = _finish(trainer, out_dir)
@@ -245,28 +282,20 @@ class _TrainExecutor(Executor):
 
     def run(self, batch: Batch, loaded: Loaded | None) -> list[Any]:
         assert loaded is not None, f"{self.kind} needs a base model"
-        return [
-            self._one(item.inputs, item.params, loaded.model, batch.model) for item in batch.items
-        ]
+        return [self._one(item, loaded.model, batch.model) for item in batch.items]
 
-    def _one(
-        self,
-        inputs: Mapping[str, Any],
-        raw_params: Mapping[str, Any],
-        base: Path,
-        model: ModelRef | None,
-    ) -> Checkpoint | ItemError:
-        rows = inputs.get("dataset")
+    def _one(self, item: WorkItem, base: Path, model: ModelRef | None) -> Checkpoint | ItemError:
+        rows = item.inputs.get("dataset")
         if not isinstance(rows, list):
             return ItemError(
                 f"{self.kind}: input 'dataset' must be a list of examples (a list, a JSON "
                 f"blob holding one, or another node's output), got {type(rows).__name__}"
             )
-        params = self.params_model.model_validate(dict(raw_params))
+        params = self.params_model.model_validate(dict(item.params))
         scratch = Path(tempfile.mkdtemp(prefix="flowmesh-train-"))
         out = scratch / "model"
         try:
-            metrics = self._train(base, out, rows, params)
+            metrics = self._train(base, out, rows, params, item.report)
         except TrainError as exc:
             shutil.rmtree(scratch, ignore_errors=True)
             return ItemError(str(exc))
@@ -279,7 +308,7 @@ class _TrainExecutor(Executor):
         return Checkpoint(out, scratch, self.format, model, metrics)
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -300,10 +329,10 @@ class SftExecutor(_TrainExecutor):
     params_model: ClassVar[type[TrainParams]] = SftParams
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
     ) -> dict[str, Any]:
         assert isinstance(params, SftParams)
-        return train_sft(base, out, rows, params, device=self.device)
+        return train_sft(base, out, rows, params, device=self.device, report=report)
 
 
 class LoraExecutor(SftExecutor):
@@ -321,7 +350,7 @@ class DpoExecutor(_TrainExecutor):
     params_model: ClassVar[type[TrainParams]] = DpoParams
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
     ) -> dict[str, Any]:
         assert isinstance(params, DpoParams)
-        return train_dpo(base, out, rows, params, device=self.device)
+        return train_dpo(base, out, rows, params, device=self.device, report=report)
