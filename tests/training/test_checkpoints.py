@@ -202,3 +202,53 @@ def test_a_tree_cannot_name_a_path_outside_its_directory(path: str) -> None:
     raw = {"checkpoint": {"format": "full", "files": files, "base": None}}
     with pytest.raises(InvalidInputError):
         read_tree(json.dumps(raw).encode())
+
+
+class Points:
+    """Resume points kept in a dict: the runner's side of ``ResumeStore`` (the worker
+    loop's own keeps them in Redis; tests/training/test_resume.py runs that one)."""
+
+    def __init__(self) -> None:
+        self.points: dict[tuple[str, str], dict[str, Any]] = {}
+        self.saved: list[dict[str, Any]] = []
+
+    def get(self, domain: str, op_key: str) -> dict[str, Any] | None:
+        return self.points.get((domain, op_key))
+
+    def put(self, domain: str, op_key: str, point: Any) -> None:
+        self.points[(domain, op_key)] = dict(point)
+        self.saved.append(dict(point))
+
+
+def test_a_rerun_resumes_from_the_latest_intermediate_checkpoint(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    blobs = open_blob_store(f"file://{tmp_path / 'blobs'}")
+    points = Points()
+    params = {**FAST, "batch_size": 2, "checkpoint_every": 3}  # 8 steps: saved at 3 and 6
+    batch = assignment("train.sft", TINY_GPT, params, {"dataset": SFT_ROWS})
+    first = runner(blobs, model_dir)
+    first.resume_store = points
+    (done,) = first.store(first.execute(batch)).results
+    assert [p["step"] for p in points.saved] == [3, 6]
+    point = points.saved[1]
+    saved = read_tree(blobs.get_bytes(point["digest"]))
+    assert saved.format == "resume"
+    assert "trainer_state.json" in saved.files
+    assert read_tree(blobs.get_bytes(str(done.digest))).metrics["resumed_from_step"] == 0
+
+    # The same item again (its worker died after step 6): it goes on from there.
+    ((key, _),) = points.points.items()
+    points.points[key] = point
+    again = runner(blobs, tmp_path / "other-worker")
+    again.resume_store = points
+    (resumed,) = again.store(again.execute(batch)).results
+    assert resumed.error is None, resumed.error
+    tree = read_tree(blobs.get_bytes(str(resumed.digest)))
+    first_tree = read_tree(blobs.get_bytes(str(done.digest)))
+    assert tree.metrics["resumed_from_step"] == 6
+    assert tree.metrics["steps"] == 8
+    assert tree.metrics["losses"] == pytest.approx(first_tree.metrics["losses"])
+    # A resume point is never a model.
+    with pytest.raises(InvalidOperatorError, match="intermediate state"):
+        resolve_model(ModelRef(digest=point["digest"]), model_dir=tmp_path / "m", blobs=blobs)

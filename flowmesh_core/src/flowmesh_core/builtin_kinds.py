@@ -108,6 +108,13 @@ class TrainParams(_Params):
     batch_size: int = Field(default=8, ge=1, le=4096)
     max_length: int = Field(default=256, ge=8, le=32768)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Steps between intermediate checkpoints in the CAS, from which a run that lost its
+    # worker resumes on another; 0: none. It cannot change the result: not in the key.
+    checkpoint_every: int = Field(default=50, ge=0, le=10**9)
+
+
+def _train_key_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "checkpoint_every"}
 
 
 class SftParams(TrainParams):
@@ -213,6 +220,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
         weight_input="dataset",
+        key_params=_train_key_params,
         description=(
             "fine-tune the model on {prompt, completion} examples; the result is a "
             "checkpoint (a tree in the CAS) usable as a later operator's model"
@@ -225,6 +233,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
         weight_input="dataset",
+        key_params=_train_key_params,
         description=(
             "train a LoRA adapter on {prompt, completion} examples; the checkpoint holds "
             "the adapter and its base model, and loads as the merged model"
@@ -237,6 +246,7 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         required_inputs=frozenset({"dataset"}),
         needs_model=True,
         weight_input="dataset",
+        key_params=_train_key_params,
         description=(
             "direct preference optimisation on {prompt, chosen, rejected} pairs (the base "
             "is the frozen reference); the result is a checkpoint"

@@ -11,7 +11,9 @@ Each file of the directory is its own blob (streamed in and out, never whole in 
 the tree's digest is the checkpoint's address, the result of a ``train.*`` item and a
 valid ``model`` for later operators. A ``lora`` tree holds only an adapter and names the
 model it was trained on in ``base``; a ``full`` tree is a complete model (``base`` then
-says what it was fine-tuned from, for lineage).
+says what it was fine-tuned from, for lineage). A ``resume`` tree is a training run's
+intermediate state (weights, optimizer, scheduler, step), from which a reclaimed run
+resumes; it is never a model.
 
 This module only writes and recognises the format. It must never read a digest a tree
 lists (that is a read the caller checks against the requester's rights first), and it
@@ -35,11 +37,11 @@ from flowmesh_core.models import ModelRef
 __all__ = ["Tree", "build_tree", "check_file_path", "parse_tree", "read_tree"]
 
 _FIELD = "checkpoint"
-_FORMATS = ("full", "lora")
+_FORMATS = ("full", "lora", "resume")
 _PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}")
 _MAX_FILES = 4096
 
-Format = Literal["full", "lora"]
+Format = Literal["full", "lora", "resume"]
 
 
 @dataclass(frozen=True)

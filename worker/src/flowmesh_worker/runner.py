@@ -34,6 +34,7 @@ from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_worker.executors import Batch, Checkpoint, Executor, ItemError, Loaded, WorkItem
 from flowmesh_worker.inputs import ByteSource, resolve_inputs
+from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
 from flowmesh_worker.weights.checkpoints import hash_directory
 
@@ -92,6 +93,7 @@ class BatchRunner:
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
         self.progress_sink: ProgressSink | None = None
+        self.resume_store: ResumeStore | None = None
 
     def execute(self, assignment: Assignment, inputs: ByteSource | None = None) -> Executed:
         """Run ``assignment``; what each item produced or why it failed. Failures of the
@@ -190,7 +192,13 @@ class BatchRunner:
                 continue
             spec = assigned.spec
             report = self._reporter(assigned.domain, spec.op_key)
-            work = WorkItem(spec.op_key, inputs, spec.params, spec.sample_index, report)
+            resume = self.resume_store
+            saved = (
+                ItemCheckpoints(self.blobs, resume, assigned.domain, spec.op_key)
+                if resume is not None
+                else None
+            )
+            work = WorkItem(spec.op_key, inputs, spec.params, spec.sample_index, report, saved)
             ready.append((index, work))
         if not ready:
             return outcomes

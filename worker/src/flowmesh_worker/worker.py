@@ -82,6 +82,7 @@ class Worker:
         """Work until ``stop`` is set, then drain and retire."""
         await self.store.register_worker(self.profile)
         self.runner.progress_sink = self._progress_sink(asyncio.get_running_loop())
+        self.runner.resume_store = _LoopResumeStore(self.store, asyncio.get_running_loop())
         log.info(
             "worker %s registered: %s, %d slot(s), batches up to %d, $%.2f/h, %.0f W",
             self.worker_id, self.profile.accelerator, self.profile.slots,
@@ -288,6 +289,27 @@ class Worker:
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
+
+
+class _LoopResumeStore:
+    """Resume points in Redis, for the executor's thread (``resume.ResumeStore``): each
+    call waits for its write or read on the worker's event loop."""
+
+    TTL_S = 7 * 24 * 3600.0
+    WAIT_S = 30.0
+
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+
+    def get(self, domain: str, op_key: str) -> Mapping[str, Any] | None:
+        read = self.store.resume_point(domain, op_key)
+        return asyncio.run_coroutine_threadsafe(read, self.loop).result(self.WAIT_S)
+
+    def put(self, domain: str, op_key: str, point: Mapping[str, Any]) -> None:
+        record = {**point, "at": time.time()}
+        write = self.store.set_resume_point(domain, op_key, record, self.TTL_S)
+        asyncio.run_coroutine_threadsafe(write, self.loop).result(self.WAIT_S)
 
 
 def _log_failure(future: concurrent.futures.Future[None]) -> None:

@@ -228,6 +228,10 @@ class WorkflowEngine:
             tree = read_tree(data)
         except InvalidInputError as exc:
             raise InvalidOperatorError(f"model {digest}: {exc}") from exc
+        if tree.format == "resume":
+            raise InvalidOperatorError(
+                f"model {digest}: not a checkpoint but a training run's intermediate state"
+            )
         if tenant.admin or await self.store.may_read(tenant.name, digest):
             return  # its own result: the run that made it was checked already
         if depth >= _MAX_BASES:

@@ -399,6 +399,21 @@ class FleetMixin(StoreBase):
             raw = await self._redis.mget([self.keys.progress(domain, k) for k in op_keys])
         return {k: dict(json.loads(v)) for k, v in zip(op_keys, raw, strict=True) if v}
 
+    async def set_resume_point(
+        self, domain: str, op_key: str, point: Mapping[str, Any], ttl_s: float
+    ) -> None:
+        """Record a running item's latest intermediate checkpoint (one SET; it outlives
+        its worker by ``ttl_s`` so that a reclaimed run finds it)."""
+        key = self.keys.resume(domain, op_key)
+        async with self.guard():
+            await self._redis.set(key, json.dumps(dict(point)), px=max(1, int(ttl_s * 1000)))
+
+    async def resume_point(self, domain: str, op_key: str) -> dict[str, Any] | None:
+        """The latest intermediate checkpoint recorded for an item, or None."""
+        async with self.guard():
+            raw = await self._redis.get(self.keys.resume(domain, op_key))
+        return dict(json.loads(raw)) if raw else None
+
     # -- blob index --------------------------------------------------------------------
 
     async def record_blob(

@@ -18,11 +18,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from flowmesh_core.models import ModelRef
 
-__all__ = ["Batch", "Checkpoint", "Executor", "ItemError", "Loaded", "WorkItem"]
+__all__ = [
+    "Batch",
+    "Checkpoint",
+    "Executor",
+    "ItemError",
+    "Loaded",
+    "Resumable",
+    "WorkItem",
+]
+
+
+class Resumable(Protocol):
+    """Where a long item keeps its intermediate state (``train.*``): ``save`` stores a
+    trainer checkpoint directory as the item's latest, ``latest`` fetches the latest one
+    (if any) into ``into`` and says at which step it was taken."""
+
+    def save(self, directory: Path, step: int) -> None: ...
+
+    def latest(self, into: Path) -> tuple[Path, int] | None: ...
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,7 @@ class WorkItem:
     params: Mapping[str, Any]
     sample_index: int | None = None
     report: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
+    checkpoints: Resumable | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

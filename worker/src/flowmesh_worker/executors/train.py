@@ -32,6 +32,7 @@ from flowmesh_worker.executors.base import (
     Executor,
     ItemError,
     Loaded,
+    Resumable,
     WorkItem,
 )
 
@@ -137,8 +138,44 @@ def _margin(model: Any, tokenizer: Any, rows: list[dict[str, str]]) -> float:
     return total / len(rows)
 
 
-def _common_args(params: TrainParams, out_dir: Path, device: str) -> dict[str, Any]:
+def _saver(checkpoints: Resumable | None) -> list[Any]:
+    """A trainer callback that hands each checkpoint the trainer saved to ``checkpoints``."""
+    if checkpoints is None:
+        return []
+    from transformers import TrainerCallback
+
+    class Saver(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            step = int(state.global_step)
+            if step >= int(state.max_steps):
+                return  # the trainer's save at the end: the result itself follows
+            assert checkpoints is not None
+            checkpoints.save(Path(args.output_dir) / f"checkpoint-{step}", step)
+
+    return [Saver()]
+
+
+def _resume(trainer: Any, out_dir: Path, checkpoints: Resumable | None) -> int:
+    """Train, from the item's latest intermediate checkpoint if it has one; its step."""
+    start = checkpoints.latest(out_dir.parent / "resume") if checkpoints else None
+    trainer.train(resume_from_checkpoint=str(start[0]) if start else None)
+    return start[1] if start else 0
+
+
+def _common_args(
+    params: TrainParams, out_dir: Path, device: str, *, saving: bool = False
+) -> dict[str, Any]:
+    """The trainer's arguments; ``saving``: a checkpoint every ``checkpoint_every`` steps
+    (only the latest kept on disk: the CAS holds them)."""
+    saves: dict[str, Any] = {"save_strategy": "no"}
+    if saving and params.checkpoint_every > 0:
+        saves = {
+            "save_strategy": "steps",
+            "save_steps": params.checkpoint_every,
+            "save_total_limit": 1,
+        }
     return {
+        **saves,
         "output_dir": str(out_dir / ".trainer"),
         "learning_rate": params.learning_rate,
         "num_train_epochs": params.epochs,
@@ -148,7 +185,6 @@ def _common_args(params: TrainParams, out_dir: Path, device: str) -> dict[str, A
         "data_seed": params.seed,
         "use_cpu": device == "cpu",
         "report_to": [],
-        "save_strategy": "no",
         "logging_steps": 1,
         "disable_tqdm": True,
         # TRL defaults to checkpointing activations through the deprecated name; tiny
@@ -181,6 +217,7 @@ def train_sft(
     *,
     device: str = "cpu",
     report: Report | None = None,
+    checkpoints: Resumable | None = None,
 ) -> dict[str, Any]:
     """Supervised fine-tuning on {prompt, completion} examples (loss on completions only).
 
@@ -206,7 +243,8 @@ def train_sft(
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
-    args = SFTConfig(**_common_args(params, out_dir, device), completion_only_loss=True)
+    common = _common_args(params, out_dir, device, saving=checkpoints is not None)
+    args = SFTConfig(**common, completion_only_loss=True)
     with warnings.catch_warnings():
         # PEFT reads a property that this transformers release renamed (its own warning).
         warnings.filterwarnings(
@@ -218,10 +256,11 @@ def train_sft(
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
             peft_config=peft_config,
-            callbacks=_progress(report),
+            callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        trainer.train()
+        resumed = _resume(trainer, out_dir, checkpoints)
         metrics = _finish(trainer, out_dir)
+        metrics["resumed_from_step"] = resumed
         metrics["nll_after"] = _mean_completion_nll(_trained(trainer), tokenizer, examples)
     metrics["nll_before"] = nll_before
     metrics["examples"] = len(examples) * params.epochs
@@ -236,6 +275,7 @@ def train_dpo(
     *,
     device: str = "cpu",
     report: Report | None = None,
+    checkpoints: Resumable | None = None,
 ) -> dict[str, Any]:
     """Direct preference optimisation on {prompt, chosen, rejected} pairs; the base model
     is the frozen reference. Returns steps, losses and the mean preference margin
@@ -248,7 +288,9 @@ def train_dpo(
     model, tokenizer = _load_causal(base)
     margin_before = _margin(model, tokenizer, pairs)
     args = DPOConfig(
-        **_common_args(params, out_dir, device), beta=params.beta, loss_type=[params.loss_type]
+        **_common_args(params, out_dir, device, saving=checkpoints is not None),
+        beta=params.beta,
+        loss_type=[params.loss_type],
     )
     with warnings.catch_warnings():
         # TRL reads a property that this transformers release renamed (its own warning).
@@ -260,10 +302,11 @@ def train_dpo(
             args=args,
             train_dataset=Dataset.from_list(pairs),
             processing_class=tokenizer,
-            callbacks=_progress(report),
+            callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        trainer.train()
+        resumed = _resume(trainer, out_dir, checkpoints)
         metrics = _finish(trainer, out_dir)
+        metrics["resumed_from_step"] = resumed
         metrics["margin_after"] = _margin(_trained(trainer), tokenizer, pairs)
     metrics["margin_before"] = margin_before
     metrics["examples"] = len(pairs) * params.epochs
@@ -295,7 +338,7 @@ class _TrainExecutor(Executor):
         scratch = Path(tempfile.mkdtemp(prefix="flowmesh-train-"))
         out = scratch / "model"
         try:
-            metrics = self._train(base, out, rows, params, item.report)
+            metrics = self._train(base, out, rows, params, item)
         except TrainError as exc:
             shutil.rmtree(scratch, ignore_errors=True)
             return ItemError(str(exc))
@@ -308,7 +351,7 @@ class _TrainExecutor(Executor):
         return Checkpoint(out, scratch, self.format, model, metrics)
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -329,10 +372,13 @@ class SftExecutor(_TrainExecutor):
     params_model: ClassVar[type[TrainParams]] = SftParams
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
     ) -> dict[str, Any]:
         assert isinstance(params, SftParams)
-        return train_sft(base, out, rows, params, device=self.device, report=report)
+        return train_sft(
+            base, out, rows, params, device=self.device, report=item.report,
+            checkpoints=item.checkpoints,
+        )  # fmt: skip
 
 
 class LoraExecutor(SftExecutor):
@@ -350,7 +396,10 @@ class DpoExecutor(_TrainExecutor):
     params_model: ClassVar[type[TrainParams]] = DpoParams
 
     def _train(
-        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, report: Report | None
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
     ) -> dict[str, Any]:
         assert isinstance(params, DpoParams)
-        return train_dpo(base, out, rows, params, device=self.device, report=report)
+        return train_dpo(
+            base, out, rows, params, device=self.device, report=item.report,
+            checkpoints=item.checkpoints,
+        )  # fmt: skip

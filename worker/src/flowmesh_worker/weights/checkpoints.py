@@ -41,7 +41,7 @@ from flowmesh_core.errors import (
 from flowmesh_core.hashing import hex_of
 from flowmesh_core.models import ModelRef
 
-__all__ = ["checkpoint_dir", "hash_directory", "materialise"]
+__all__ = ["checkpoint_dir", "fetch_tree", "hash_directory", "materialise"]
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +105,19 @@ def _read(digest: str, blobs: BlobStore) -> Tree:
     except BlobNotFoundError as exc:
         raise NotFoundError(f"model {digest} is not in the CAS") from exc
     try:
-        return read_tree(data)
+        tree = read_tree(data)
     except InvalidInputError as exc:
         raise InvalidOperatorError(f"model {digest}: {exc}") from exc
+    if tree.format == "resume":
+        raise InvalidOperatorError(
+            f"model {digest}: not a checkpoint but a training run's intermediate state"
+        )
+    return tree
+
+
+def fetch_tree(digest: str, tree: Tree, blobs: BlobStore, into: Path) -> None:
+    """Every file of ``tree`` into the directory ``into``, each verified as it streams."""
+    _fetch_files(digest, tree, blobs, into)
 
 
 def _fetch_files(digest: str, tree: Tree, blobs: BlobStore, into: Path) -> None:
