@@ -37,6 +37,8 @@ def test_the_op_key_covers_base_dataset_hyperparameters_and_seed() -> None:
     key = sft().op_key
     assert sft().op_key == key
     assert sft(params={"epochs": 3, "seed": 1, "learning_rate": 5e-4}).op_key == key  # default
+    # How often it checkpoints cannot change the result: not part of the key.
+    assert sft(params={"epochs": 3, "seed": 1, "checkpoint_every": 7}).op_key == key
     others = [
         sft(model="sha256:" + "a" * 64),
         sft(inputs={"dataset": ROWS[:7]}),
