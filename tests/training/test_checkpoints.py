@@ -61,7 +61,11 @@ def assignment(kind: str, model: str, params: dict[str, Any], inputs: Any) -> As
 
 def train(blobs: BlobStore, model_dir: Path, kind: str, model: str, params: dict[str, Any]) -> str:
     run = runner(blobs, model_dir)
-    completion = run.store(run.execute(assignment(kind, model, params, {"dataset": SFT_ROWS})))
+    executed = run.execute(assignment(kind, model, params, {"dataset": SFT_ROWS}))
+    assert executed.scratch
+    assert all(p.is_dir() for p in executed.scratch)
+    completion = run.store(executed)
+    assert not any(p.exists() for p in executed.scratch)  # the local copy goes once stored
     (result,) = completion.results
     assert result.error is None, result.error
     assert result.inline is None  # a tree is always a blob: workers read it from the CAS

@@ -151,8 +151,7 @@ class BatchRunner:
                 assignment.items, executed.outcomes, as_blob, strict=True
             )
         ]
-        for scratch in executed.scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        self.discard(executed)
         return Completion(
             batch_id=assignment.batch_id,
             worker_id=self.worker_id,
@@ -162,6 +161,12 @@ class BatchRunner:
             load_seconds=executed.load_seconds,
             results=results,
         )
+
+    def discard(self, executed: Executed) -> None:
+        """Delete the local files ``executed``'s checkpoints left (once stored, or when
+        they never will be)."""
+        for scratch in executed.scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _executor(self, kind: str) -> Executor:
         with self._lock:

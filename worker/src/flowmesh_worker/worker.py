@@ -221,6 +221,7 @@ class Worker:
         except Exception as exc:  # the CAS stayed away, or failed in a way retries cannot mend
             batch_id = executed.assignment.batch_id
             log.error("batch %s: results could not be stored: %s", batch_id, exc)
+            self.runner.discard(executed)
             return _failed(
                 executed.assignment, self.worker_id, f"results could not be stored: {exc}"
             )
