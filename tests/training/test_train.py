@@ -5,19 +5,25 @@ moves the preference margin towards the chosen completions, data.pairs builds pa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from flowmesh_worker.executors.data import make_pairs
 from flowmesh_worker.executors.train import (
     DpoParams,
+    LoraParams,
     SftParams,
     TrainError,
-    make_pairs,
     train_dpo,
     train_sft,
 )
 from flowmesh_worker.weights.tiny import TINY_GPT, ensure_tiny_model
+
+# The first test in a process imports torch, transformers, TRL and PEFT (tens of seconds
+# of CPU on a loaded machine); each test after that trains in seconds.
+pytestmark = pytest.mark.timeout(240)
 
 SFT_ROWS = [{"prompt": f"question {i} :", "completion": " the answer is blue ."} for i in range(8)]
 DPO_ROWS = [
@@ -32,8 +38,15 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sft_lowers_the_completion_loss(base: Path, tmp_path: Path) -> None:
     params = SftParams(epochs=3, learning_rate=1e-2, batch_size=4, seed=1)
-    metrics = train_sft(base, tmp_path / "sft", SFT_ROWS, params)
+    reports: list[Any] = []
+    metrics = train_sft(base, tmp_path / "sft", SFT_ROWS, params, report=reports.append)
     assert metrics["steps"] == 6
+    # Progress at every step: step of steps, the loss it logged, and the time left.
+    assert [r["step"] for r in reports] == [1, 2, 3, 4, 5, 6]
+    assert {r["steps"] for r in reports} == {6}
+    assert [r["loss"] for r in reports] == pytest.approx(metrics["losses"])
+    assert reports[-1]["eta_s"] == 0
+    assert all(r["eta_s"] >= 0 for r in reports)
     assert metrics["nll_after"] < metrics["nll_before"] - 0.5
     assert metrics["losses"][-1] < metrics["losses"][0]
     assert (tmp_path / "sft" / "config.json").is_file()
@@ -45,7 +58,7 @@ def test_lora_adapter_loads_on_its_base_and_generates(base: Path, tmp_path: Path
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    params = SftParams(epochs=3, learning_rate=2e-2, batch_size=4, lora_r=8, seed=2)
+    params = LoraParams(epochs=3, learning_rate=2e-2, batch_size=4, lora_r=8, seed=2)
     metrics = train_sft(base, tmp_path / "lora", SFT_ROWS, params)
     assert metrics["nll_after"] < metrics["nll_before"]
     adapter = tmp_path / "lora"
@@ -81,9 +94,9 @@ def test_pairs_from_scored_samples() -> None:
     pairs = make_pairs(samples, [0.1, 0.9, 0.5, 1.0, 0.3, 0.3])
     assert pairs == [{"prompt": "a", "chosen": "y", "rejected": "x", "margin": pytest.approx(0.8)}]
     assert make_pairs(samples, [0.1, 0.9, 0.5, 1.0, 0.3, 0.3], min_margin=0.9) == []
-    with pytest.raises(TrainError, match="one score per sample"):
+    with pytest.raises(ValueError, match="one score per sample"):
         make_pairs(samples, [0.1])
-    with pytest.raises(TrainError, match="finite number"):
+    with pytest.raises(ValueError, match="finite number"):
         make_pairs(samples[:1], [float("nan")])
 
 

@@ -105,10 +105,10 @@ OPERATOR_CASES: list[tuple[str, Callable[[], object], type[FlowMeshError], str]]
         r"unknown operator kind 'embedd'; known kinds: .*\bembed\b.*llm\.generate",
     ),
     (
-        "training kind not registered yet",
+        "training kind without its dataset",
         lambda: expand_data(embed(kind="train.sft")),
-        UnknownKindError,
-        r"'train\.sft'.*known kinds",
+        InvalidOperatorError,
+        r"kind 'train\.sft' needs input 'dataset'",
     ),
     (
         "wrong param type",

@@ -13,12 +13,16 @@ from flowmesh_core.registry import KindSpec, Registry
 BUILTIN = [
     "data.dedup",
     "data.filter",
+    "data.pairs",
     "data.template",
     "data.top_k",
     "embed",
     "llm.generate",
     "python",
     "score",
+    "train.dpo",
+    "train.lora",
+    "train.sft",
 ]
 
 

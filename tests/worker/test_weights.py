@@ -146,8 +146,8 @@ def test_tiny_model_has_no_revisions(tmp_path: Path) -> None:
         resolve_model(ModelRef(name=TINY_GPT, revision="main"), model_dir=tmp_path)
 
 
-def test_checkpoint_digest_is_not_a_model_yet(tmp_path: Path) -> None:
-    with pytest.raises(InvalidOperatorError, match=r"train\.\*"):
+def test_checkpoint_digest_needs_a_blob_store(tmp_path: Path) -> None:
+    with pytest.raises(InvalidOperatorError, match="no blob store"):
         resolve_model(ModelRef(digest=DIGEST), model_dir=tmp_path)
 
 

@@ -1,8 +1,9 @@
-"""The kinds FlowMesh ships: embed, llm.generate, score, data.*, python.
+"""The kinds FlowMesh ships: embed, llm.generate, score, data.*, train.*, python.
 
 Each params model fills in defaults, so ``{}`` and the explicit defaults produce the same
-op key. Training kinds (``train.*``) are registered when their executors exist; until then
-an operator of that kind is an unknown kind, not work that no worker can run.
+op key. A training kind's key therefore covers its base model (a name or a checkpoint
+digest), its dataset's digest, every hyperparameter and the seed: two tenants asking for
+the same run share one (docs/training.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from flowmesh_core.registry import KindSpec
 
-__all__ = ["BUILTIN_KINDS"]
+__all__ = [
+    "BUILTIN_KINDS",
+    "DpoParams",
+    "LoraParams",
+    "PairsParams",
+    "SftParams",
+    "TrainParams",
+]
 
 
 class _Params(BaseModel):
@@ -88,6 +96,46 @@ class TopKParams(_Params):
     descending: bool = True
 
 
+class PairsParams(_Params):
+    min_margin: float = Field(default=0.0, ge=0.0)
+
+
+class TrainParams(_Params):
+    """What every training kind takes: the usual hyperparameters and the seed."""
+
+    learning_rate: float = Field(default=5e-4, gt=0.0, le=1.0)
+    epochs: int = Field(default=1, ge=1, le=1000)
+    batch_size: int = Field(default=8, ge=1, le=4096)
+    max_length: int = Field(default=256, ge=8, le=32768)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Steps between intermediate checkpoints in the CAS, from which a run that lost its
+    # worker resumes on another; 0: none. It cannot change the result: not in the key.
+    checkpoint_every: int = Field(default=50, ge=0, le=10**9)
+
+
+def _train_key_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "checkpoint_every"}
+
+
+class SftParams(TrainParams):
+    """Supervised fine-tuning of every weight (loss on the completions only)."""
+
+
+class LoraParams(SftParams):
+    """SFT of a LoRA adapter only; the checkpoint holds the adapter and its base's digest."""
+
+    lora_r: int = Field(default=8, ge=1, le=1024)
+    lora_alpha: int = Field(default=16, ge=1, le=4096)
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class DpoParams(TrainParams):
+    """Direct preference optimisation; ``beta`` is the strength of the KL tie to the base."""
+
+    beta: float = Field(default=0.1, gt=0.0, le=100.0)
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+
+
 class PythonParams(_Params):
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
     kwargs: dict[str, JsonValue] = Field(default_factory=dict)
@@ -153,6 +201,56 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         params_model=TopKParams,
         required_inputs=frozenset({"items", "scores"}),
         description="the k items with the highest (or lowest) scores",
+    ),
+    KindSpec(
+        kind="data.pairs",
+        version="1",
+        params_model=PairsParams,
+        required_inputs=frozenset({"samples", "scores"}),
+        description=(
+            "preference pairs from scored samples: per prompt, the best and the worst "
+            "completion as {prompt, chosen, rejected, margin}, when their scores differ "
+            "(by at least min_margin)"
+        ),
+    ),
+    KindSpec(
+        kind="train.sft",
+        version="1",
+        params_model=SftParams,
+        required_inputs=frozenset({"dataset"}),
+        needs_model=True,
+        weight_input="dataset",
+        key_params=_train_key_params,
+        description=(
+            "fine-tune the model on {prompt, completion} examples; the result is a "
+            "checkpoint (a tree in the CAS) usable as a later operator's model"
+        ),
+    ),
+    KindSpec(
+        kind="train.lora",
+        version="1",
+        params_model=LoraParams,
+        required_inputs=frozenset({"dataset"}),
+        needs_model=True,
+        weight_input="dataset",
+        key_params=_train_key_params,
+        description=(
+            "train a LoRA adapter on {prompt, completion} examples; the checkpoint holds "
+            "the adapter and its base model, and loads as the merged model"
+        ),
+    ),
+    KindSpec(
+        kind="train.dpo",
+        version="1",
+        params_model=DpoParams,
+        required_inputs=frozenset({"dataset"}),
+        needs_model=True,
+        weight_input="dataset",
+        key_params=_train_key_params,
+        description=(
+            "direct preference optimisation on {prompt, chosen, rejected} pairs (the base "
+            "is the frozen reference); the result is a checkpoint"
+        ),
     ),
     KindSpec(
         kind="python",

@@ -135,7 +135,10 @@ def expand(
         "model": op.model.canonical() if op.model else None,
     }
     # The salt keeps opted-out work private, yet it may still share a batch.
-    signature = key_of({**base, "form": "signature", "params": spec.signature_params(key_params)})
+    grouped: dict[str, Any] = {"params": spec.signature_params(key_params)}
+    if spec.weight_input is not None and spec.weight_input in digests:
+        grouped["input"] = digests[spec.weight_input]  # one run per group: exact weights
+    signature = key_of({**base, "form": "signature", **grouped})
     if salt is not None:
         base["salt"] = salt
     op_key = key_of({**base, "form": "operator", "params": key_params, "inputs": digests})
@@ -159,8 +162,31 @@ def _whole(
         params=form.params,
         inputs={name: item_input for name, (item_input, _) in typed.items()},
         input_digests=form.digests,
+        weight=_weight(form, load_blob),
     )
     return (item,), {k: v for _, read in typed.values() for k, v in read.items()}
+
+
+def _weight(form: _Form, load_blob: BlobLoader | None) -> float:
+    """Elements of the kind's ``weight_input`` times its ``epochs`` (``KindSpec.weight_input``);
+    1 where that is not known here (a blob this expansion cannot read)."""
+    name = form.spec.weight_input
+    inp = form.op.inputs.get(name) if name is not None else None
+    if inp is None:
+        return 1.0
+    value: Any = None
+    if isinstance(inp, LiteralInput):
+        value = inp.value
+    elif load_blob is not None:
+        try:
+            value = load_blob(inp.blob)
+        except (BlobNotFoundError, ValueError):
+            value = None
+        listed = parse_manifest(value)
+        value = listed if listed is not None else value
+    count = len(value) if isinstance(value, list) else 1
+    epochs = form.params.get("epochs", 1)
+    return float(max(count, 1) * (epochs if isinstance(epochs, int) else 1))
 
 
 def _split(

@@ -94,6 +94,11 @@ def _section(spec: KindSpec) -> list[str]:
             f"- **samples**: when sampling, `{spec.samples_param}` distinct samples per "
             "element, each its own item keyed by seed and sample index (0-based)"
         )
+    if spec.weight_input:
+        lines.append(
+            f"- **weight**: the item stands for (elements of `{spec.weight_input}`) times "
+            "`epochs` units of work in the scheduler's utility; each run is its own batch"
+        )
     return [*lines, "", "Params:", "", *_params(spec), ""]
 
 

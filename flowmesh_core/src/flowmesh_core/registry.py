@@ -46,6 +46,10 @@ class KindSpec:
       greedy decoding), so equivalent requests share a key.
     - ``stochastic`` and ``samples_param``: a sampled kind asks for ``params[samples_param]``
       distinct samples per element; each sample is its own item, keyed by seed and index.
+    - ``weight_input``: for a kind that runs whole over a dataset (``train.*``), the input
+      whose length, times ``params["epochs"]`` (1 if it has none), is the units of work its
+      item stands for (the utility's item weight). That input's digest joins the batch
+      signature, so each run is its own group and its weight is exact.
     """
 
     kind: str
@@ -60,6 +64,7 @@ class KindSpec:
     key_params: Callable[[Params], Params] = field(default=_identity)
     stochastic: Callable[[Params], bool] = field(default=_never)
     samples_param: str | None = None
+    weight_input: str | None = None
     description: str = ""
 
     def normalize_params(self, raw: Mapping[str, Any]) -> Params:

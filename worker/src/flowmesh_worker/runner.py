@@ -9,31 +9,42 @@ Running and storing are two steps (``execute``, then ``store``) so that a CAS th
 under the worker costs a retry of the store, never another run of the model. A result up
 to ``inline_bytes`` is not stored at all: it travels in the report, and the control plane
 keeps it in Redis with its action-cache entry (no blob file, no fsync).
+
+A training item's outcome is a checkpoint directory: ``execute`` hashes its files into a
+tree (``flowmesh_core.checkpoint``), ``store`` streams each file into the CAS and then
+the tree, which is always a blob (never inline: workers read it from the CAS when the
+checkpoint is used as a model). The directory is deleted once stored.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore, PutResult
+from flowmesh_core.checkpoint import build_tree
 from flowmesh_core.errors import FlowMeshError, InvalidInputError, ItemRejectedError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
-from flowmesh_worker.executors import Batch, Executor, ItemError, Loaded, WorkItem
+from flowmesh_worker.executors import Batch, Checkpoint, Executor, ItemError, Loaded, WorkItem
 from flowmesh_worker.inputs import ByteSource, resolve_inputs
+from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
+from flowmesh_worker.weights.checkpoints import hash_directory
 
 __all__ = ["BatchRunner", "Executed"]
 
 log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
+ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+"""Takes (domain, op key, progress) of a running item; set by the worker loop."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Executed:
     ``outcomes`` holds, per item in assignment order, its result as canonical JSON bytes
     or the ItemError it failed with. ``finished_at`` is when the run ended: storing is
     not counted, so a CAS that needed retries does not make the batch look slow.
+    ``files`` are checkpoint files (local path, digest) to store before the results;
+    ``trees`` the positions of results that are checkpoint trees (always stored as
+    blobs); ``scratch`` the directories to delete once everything is stored.
     """
 
     assignment: Assignment
@@ -50,6 +64,9 @@ class Executed:
     finished_at: float
     load_seconds: float
     outcomes: tuple[bytes | ItemError, ...]
+    files: tuple[tuple[Path, str], ...] = ()
+    trees: frozenset[int] = frozenset()
+    scratch: tuple[Path, ...] = ()
 
 
 class BatchRunner:
@@ -78,6 +95,8 @@ class BatchRunner:
         self.worker_id = worker_id
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
+        self.progress_sink: ProgressSink | None = None
+        self.resume_store: ResumeStore | None = None
 
     def execute(self, assignment: Assignment, inputs: ByteSource | None = None) -> Executed:
         """Run ``assignment``; what each item produced or why it failed. Failures of the
@@ -95,12 +114,18 @@ class BatchRunner:
         except Exception as exc:
             log.exception("batch %s (%s) failed", assignment.batch_id, assignment.kind)
             outcomes = [ItemError(_describe(exc))] * len(assignment.items)
+        finished = time.time()
+        packed = _Packed()
+        encoded = tuple(packed.encode(index, outcome) for index, outcome in enumerate(outcomes))
         return Executed(
             assignment=assignment,
             started_at=started,
-            finished_at=time.time(),
+            finished_at=finished,
             load_seconds=load_seconds,
-            outcomes=tuple(_encode(outcome) for outcome in outcomes),
+            outcomes=encoded,
+            files=tuple(packed.files),
+            trees=frozenset(packed.trees),
+            scratch=tuple(packed.scratch),
         )
 
     def store(self, executed: Executed) -> Completion:
@@ -111,12 +136,25 @@ class BatchRunner:
         not written twice (put-if-absent).
         """
         assignment = executed.assignment
-        large = [o for o in executed.outcomes if isinstance(o, bytes) and not self._inlined(o)]
+        for path, digest in executed.files:  # a tree never lands before its files
+            self.blobs.put_file(path, expected_digest=digest)
+        as_blob = [
+            isinstance(o, bytes) and (i in executed.trees or not self._inlined(o))
+            for i, o in enumerate(executed.outcomes)
+        ]
+        large = [
+            o
+            for o, blob in zip(executed.outcomes, as_blob, strict=True)
+            if blob and isinstance(o, bytes)
+        ]
         stored = iter(self.blobs.put_many(large) if large else [])  # one durable write
         results = [
-            self._result(assigned.domain, assigned.op_key, outcome, stored)
-            for assigned, outcome in zip(assignment.items, executed.outcomes, strict=True)
+            self._result(assigned.domain, assigned.op_key, outcome, stored, blob)
+            for assigned, outcome, blob in zip(
+                assignment.items, executed.outcomes, as_blob, strict=True
+            )
         ]
+        self.discard(executed)
         return Completion(
             batch_id=assignment.batch_id,
             worker_id=self.worker_id,
@@ -126,6 +164,12 @@ class BatchRunner:
             load_seconds=executed.load_seconds,
             results=results,
         )
+
+    def discard(self, executed: Executed) -> None:
+        """Delete the local files ``executed``'s checkpoints left (once stored, or when
+        they never will be)."""
+        for scratch in executed.scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _executor(self, kind: str) -> Executor:
         with self._lock:
@@ -140,7 +184,9 @@ class BatchRunner:
             return None, 0.0
         if model is None:
             raise FlowMeshError(f"kind {assignment.kind!r} needs a model; the batch named none")
-        path = resolve_model(model, model_dir=self.model_dir, roots=self.model_roots)
+        path = resolve_model(
+            model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
+        )
         return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
 
     def _execute(
@@ -155,13 +201,34 @@ class BatchRunner:
                 outcomes[index] = ItemError(str(exc), deterministic=_deterministic(exc))
                 continue
             spec = assigned.spec
-            ready.append((index, WorkItem(spec.op_key, inputs, spec.params, spec.sample_index)))
+            report = self._reporter(assigned.domain, spec.op_key)
+            resume = self.resume_store
+            saved = (
+                ItemCheckpoints(self.blobs, resume, assigned.domain, spec.op_key)
+                if resume is not None
+                else None
+            )
+            work = WorkItem(spec.op_key, inputs, spec.params, spec.sample_index, report, saved)
+            ready.append((index, work))
         if not ready:
             return outcomes
         batch = Batch(assignment.kind, assignment.version, assignment.model, [w for _, w in ready])
         for (index, _), outcome in zip(ready, self._run(executor, batch, loaded), strict=True):
             outcomes[index] = outcome
         return outcomes
+
+    def _reporter(self, domain: str, op_key: str) -> Callable[[Mapping[str, Any]], None] | None:
+        sink = self.progress_sink
+        if sink is None:
+            return None
+
+        def report(progress: Mapping[str, Any]) -> None:
+            try:
+                sink(domain, op_key, progress)
+            except Exception:  # progress is a courtesy: it never fails the item
+                log.warning("could not report progress of %s", op_key, exc_info=True)
+
+        return report
 
     def _run(self, executor: Executor, batch: Batch, loaded: Loaded | None) -> list[Any]:
         try:
@@ -194,7 +261,12 @@ class BatchRunner:
         return len(outcome) <= self.inline_bytes
 
     def _result(
-        self, domain: str, op_key: str, outcome: bytes | ItemError, stored: Iterator[PutResult]
+        self,
+        domain: str,
+        op_key: str,
+        outcome: bytes | ItemError,
+        stored: Iterator[PutResult],
+        as_blob: bool,
     ) -> ItemResult:
         """The report's entry for one item: an error, its bytes inline, or the digest of
         its blob (the next of ``stored``, the batch's puts in item order)."""
@@ -205,10 +277,34 @@ class BatchRunner:
                 error=outcome.message or "failed",
                 deterministic=outcome.deterministic,
             )
-        if self._inlined(outcome):
+        if not as_blob:
             digest = digest_bytes(outcome)
             return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
         return ItemResult(domain=domain, op_key=op_key, digest=next(stored).digest)
+
+
+class _Packed:
+    """Encodes a batch's outcomes, collecting what its checkpoints need stored."""
+
+    def __init__(self) -> None:
+        self.files: list[tuple[Path, str]] = []
+        self.trees: list[int] = []
+        self.scratch: list[Path] = []
+
+    def encode(self, index: int, outcome: Any) -> bytes | ItemError:
+        if not isinstance(outcome, Checkpoint):
+            return _encode(outcome)
+        self.scratch.append(outcome.scratch)
+        try:
+            files = hash_directory(outcome.directory)
+            tree = build_tree(
+                files, format=outcome.format, base=outcome.base, metrics=outcome.metrics
+            )
+        except (OSError, FlowMeshError) as exc:
+            return ItemError(f"cannot store the checkpoint: {_describe(exc)}")
+        self.files += [(outcome.directory / rel, digest) for rel, digest in files.items()]
+        self.trees.append(index)
+        return tree
 
 
 def _encode(outcome: Any) -> bytes | ItemError:

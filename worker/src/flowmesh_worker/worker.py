@@ -19,17 +19,20 @@ blocked on Redis: it stops through events and short blocking reads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from flowmesh_core.errors import FlowMeshError, ServiceUnavailableError, StreamGroupMissingError
 from flowmesh_core.models import ItemBlob, ItemManifest, WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.store import Store
-from flowmesh_worker.runner import BatchRunner, Executed
+from flowmesh_worker.runner import BatchRunner, Executed, ProgressSink
 
 __all__ = ["Worker"]
 
@@ -78,6 +81,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain and retire."""
         await self.store.register_worker(self.profile)
+        self.runner.progress_sink = self._progress_sink(asyncio.get_running_loop())
+        self.runner.resume_store = _LoopResumeStore(self.store, asyncio.get_running_loop())
         log.info(
             "worker %s registered: %s, %d slot(s), batches up to %d, $%.2f/h, %.0f W",
             self.worker_id, self.profile.accelerator, self.profile.slots,
@@ -98,6 +103,18 @@ class Worker:
                 "worker %s stopped after %d batch(es), %d item(s)",
                 self.worker_id, self.batches_done, self.items_done,
             )  # fmt: skip
+
+    def _progress_sink(self, loop: asyncio.AbstractEventLoop) -> ProgressSink:
+        """Writes a running item's progress to the store from the executor's thread; it
+        expires after a few missed heartbeats, so a dead worker's progress goes away."""
+        ttl_s = max(30.0, 6 * self.heartbeat_s)
+
+        def sink(domain: str, op_key: str, progress: Mapping[str, Any]) -> None:
+            record = {**progress, "worker": self.worker_id, "at": time.time()}
+            write = self.store.set_item_progress(domain, op_key, record, ttl_s)
+            asyncio.run_coroutine_threadsafe(write, loop).add_done_callback(_log_failure)
+
+        return sink
 
     async def _read_and_start(self, stop: asyncio.Event) -> None:
         if self._free_slots <= 0:
@@ -204,6 +221,7 @@ class Worker:
         except Exception as exc:  # the CAS stayed away, or failed in a way retries cannot mend
             batch_id = executed.assignment.batch_id
             log.error("batch %s: results could not be stored: %s", batch_id, exc)
+            self.runner.discard(executed)
             return _failed(
                 executed.assignment, self.worker_id, f"results could not be stored: {exc}"
             )
@@ -272,6 +290,32 @@ class Worker:
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
+
+
+class _LoopResumeStore:
+    """Resume points in Redis, for the executor's thread (``resume.ResumeStore``): each
+    call waits for its write or read on the worker's event loop."""
+
+    TTL_S = 7 * 24 * 3600.0
+    WAIT_S = 30.0
+
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+
+    def get(self, domain: str, op_key: str) -> Mapping[str, Any] | None:
+        read = self.store.resume_point(domain, op_key)
+        return asyncio.run_coroutine_threadsafe(read, self.loop).result(self.WAIT_S)
+
+    def put(self, domain: str, op_key: str, point: Mapping[str, Any]) -> None:
+        record = {**point, "at": time.time()}
+        write = self.store.set_resume_point(domain, op_key, record, self.TTL_S)
+        asyncio.run_coroutine_threadsafe(write, self.loop).result(self.WAIT_S)
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("could not record progress: %s", future.exception())
 
 
 def _failed(assignment: Assignment, worker_id: str, error: str) -> Completion:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import click
 from rich.table import Table
@@ -73,6 +73,19 @@ def _counts(records: Iterable[LineageRecord]) -> Counter[Satisfaction]:
     return Counter(record.satisfied_by for record in records)
 
 
+def _progress_text(progress: Mapping[str, object]) -> str:
+    """A running training item's progress: ``step 12/64, loss 9.81, ETA 3s``."""
+    step, steps, loss, eta = (progress.get(k) for k in ("step", "steps", "loss", "eta_s"))
+    if (
+        isinstance(step, int)
+        and isinstance(steps, int)
+        and isinstance(loss, int | float)
+        and isinstance(eta, int | float)
+    ):
+        return f"step {step}/{steps}, loss {loss:.3g}, ETA {eta:.0f}s"
+    return "running"
+
+
 def status_table(status: WorkflowStatus) -> Table:
     """Per node: state, items, how they were satisfied (from lineage), result; then totals."""
     table = Table("node", "state", "items", "executed", "cached", "joined", "result")
@@ -91,7 +104,7 @@ def status_table(status: WorkflowStatus) -> Table:
             str(counts[Satisfaction.EXECUTED]),
             str(counts[Satisfaction.CACHE_HIT]),
             str(counts[Satisfaction.JOINED]),
-            short_digest(node.result_digest),
+            _progress_text(node.progress) if node.progress else short_digest(node.result_digest),
         )
     table.add_section()
     table.add_row(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
+from flowmesh_core.checkpoint import read_tree
 from flowmesh_core.control.rules import (
     FailNode,
     NodeView,
@@ -34,9 +35,11 @@ from flowmesh_core.control.rules import (
     next_actions,
 )
 from flowmesh_core.errors import (
+    BlobNotFoundError,
     ConflictError,
     FlowMeshError,
     InvalidInputError,
+    InvalidOperatorError,
     NotFoundError,
     ServiceUnavailableError,
 )
@@ -44,9 +47,17 @@ from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.keys import Expansion, expand
 from flowmesh_core.manifest import build_manifest
 from flowmesh_core.model_names import check_model_path, model_roots
-from flowmesh_core.models import BlobInput, Operator, Workflow, WorkflowNode, referenced_blobs
+from flowmesh_core.models import (
+    BlobInput,
+    ModelRef,
+    Operator,
+    Workflow,
+    WorkflowNode,
+    referenced_blobs,
+)
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.models.bounds import loads_json
+from flowmesh_core.models.workflow import MODEL_INPUT
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.settings import Settings
@@ -188,8 +199,10 @@ class WorkflowEngine:
         for name in workflow.topological_order():
             node = workflow.nodes[name]
             try:
-                check_model_path(node.model, self._model_roots)
                 await self._check_readable(tenant, referenced_blobs(node.inputs))
+                if isinstance(node.model, ModelRef):  # else a training node of this workflow
+                    check_model_path(node.model, self._model_roots)
+                    await self._check_model(tenant, node.model)
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
@@ -212,6 +225,36 @@ class WorkflowEngine:
             return
         for digest in await self.store.unreadable_for(tenant.name, sorted(digests)):
             raise NotFoundError(f"no blob {digest} for this tenant")
+
+    async def _check_model(self, tenant: Tenant, model: ModelRef | None, depth: int = 0) -> None:
+        """A checkpoint named as a model must be one (a tree) that ``tenant`` may use: a
+        result its lineage holds (a checkpoint it trained, or shared by dedup), or one
+        it uploaded whose files (and base) it may read (docs/training.md). Refused like
+        an unknown digest otherwise, as ``_check_readable`` does."""
+        if model is None or model.digest is None:
+            return
+        digest = model.digest
+        await self._check_readable(tenant, [digest])
+        try:
+            data = await self.results.read(digest)
+        except BlobNotFoundError:
+            raise NotFoundError(f"no blob {digest} for this tenant") from None
+        try:
+            tree = read_tree(data)
+        except InvalidInputError as exc:
+            raise InvalidOperatorError(f"model {digest}: {exc}") from exc
+        if tree.format == "resume":
+            raise InvalidOperatorError(
+                f"model {digest}: not a checkpoint but a training run's intermediate state"
+            )
+        if tenant.admin or await self.store.may_read(tenant.name, digest):
+            return  # its own result: the run that made it was checked already
+        if depth >= _MAX_BASES:
+            raise InvalidOperatorError(
+                f"model {digest}: its chain of base checkpoints is over {_MAX_BASES} long"
+            )
+        await self._check_readable(tenant, tree.digests)
+        await self._check_model(tenant, tree.base, depth + 1)
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a
@@ -285,10 +328,16 @@ class WorkflowEngine:
 
     async def _start_dependent(self, wf_id: str, stored: _Stored, action: StartNode) -> None:
         node = stored.workflow.nodes[action.node]
-        resolved = {field: BlobInput(blob=digest) for field, digest in action.inputs.items()}
+        inputs = dict(action.inputs)
+        trained = inputs.pop(MODEL_INPUT, None)
+        model = ModelRef(digest=trained) if trained is not None else None
+        resolved = {field: BlobInput(blob=digest) for field, digest in inputs.items()}
+        tenant = Tenant(name=stored.tenant)
         try:
-            expansion = await self._expand(node.to_operator(resolved), wf_id, action.node)
-            await self._check_listed(Tenant(name=stored.tenant), expansion)
+            op = node.to_operator(resolved, model)
+            await self._check_model(tenant, model)
+            expansion = await self._expand(op, wf_id, action.node)
+            await self._check_listed(tenant, expansion)
         except ServiceUnavailableError:
             raise  # a blip, not the workflow's fault: the outbox entry is retried
         except FlowMeshError as exc:
@@ -361,6 +410,9 @@ class WorkflowEngine:
     def _forget(self, wf_id: str) -> None:
         self._specs.pop(wf_id, None)
 
+
+_MAX_BASES = 16
+"""How deep an uploaded checkpoint's chain of checkpoint bases may go."""
 
 _MAX_ROUNDS = 64
 """How many rounds of rules ``advance`` runs at most in one call (each round starts,

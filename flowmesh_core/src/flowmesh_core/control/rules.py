@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flowmesh_core.models import NodeRef, Workflow
+from flowmesh_core.models import Workflow
 from flowmesh_core.models.api import NodeState
 
 __all__ = [
@@ -63,7 +63,8 @@ class NodeView:
 
 @dataclass(frozen=True)
 class StartNode:
-    """Expand the node with these inputs (field -> result digest of the node read)."""
+    """Expand the node with these inputs (field -> result digest of the node read; the
+    model a ``model: {ref}`` names under ``MODEL_INPUT``)."""
 
     node: str
     inputs: dict[str, str]
@@ -106,11 +107,7 @@ def next_actions(workflow: Workflow, nodes: Mapping[str, NodeView]) -> list[Acti
             elif view.remaining <= 0:
                 actions.append(RecordResult(name))
             continue
-        reads = {
-            field: inp.ref
-            for field, inp in workflow.nodes[name].inputs.items()
-            if isinstance(inp, NodeRef)
-        }
+        reads = workflow.nodes[name].reads()
         if all(views[dep].state is NodeState.DONE for dep in reads.values()):
             inputs = {field: str(views[dep].result_digest) for field, dep in reads.items()}
             actions.append(StartNode(name, inputs))

@@ -279,6 +279,7 @@ def _candidate(
         ready=count,
         oldest_wait_s=max(now - oldest, 0.0),
         tenant_items=Counter(member_tenant(m) for m, _ in members),
+        item_weight=float(meta.get("weight", 1.0)),
     )
 
 

@@ -174,6 +174,7 @@ class ControlPlane:
             _node_status(name, records[name], lineage[name], _after(node), with_lineage)
             for name, node in workflow.nodes.items()
         ]
+        nodes = await self._with_progress(state.domain, nodes, records)
         overall = _STATES.get(state.status, NodeState.PENDING)
         if overall is NodeState.PENDING and any(n.state is NodeState.RUNNING for n in nodes):
             overall = NodeState.RUNNING
@@ -185,6 +186,21 @@ class ControlPlane:
             finished_at=state.finished_at,
             nodes=nodes,
         )
+
+    async def _with_progress(
+        self, domain: str, nodes: list[NodeStatus], records: dict[str, dict[str, str]]
+    ) -> list[NodeStatus]:
+        """Running nodes of one item (training runs whole) with their item's progress."""
+        running = {
+            n.op_key: n
+            for n in nodes
+            if n.state is NodeState.RUNNING and n.op_key and records[n.node].get("batched") != "1"
+        }
+        found = await self.store.item_progress(domain, list(running))
+        return [
+            n.model_copy(update={"progress": found[n.op_key]}) if n.op_key in found else n
+            for n in nodes
+        ]
 
     async def wait(
         self, tenant: Tenant, wf_id: str, timeout_s: float, *, with_lineage: bool = False

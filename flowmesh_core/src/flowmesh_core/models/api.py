@@ -95,7 +95,11 @@ class SubmitResult(ReplyModel):
 
 
 class NodeStatus(ReplyModel):
-    """A node's status with its result digest (a manifest for split nodes) and lineage."""
+    """A node's status with its result digest (a manifest for split nodes) and lineage.
+
+    ``progress``, while a training item runs: ``step``, ``steps``, ``loss``, ``eta_s``
+    (seconds left), ``worker`` and ``at`` (when reported), as its worker last wrote them.
+    """
 
     node: str
     state: NodeState
@@ -105,6 +109,7 @@ class NodeStatus(ReplyModel):
     items_total: int = 0
     items_done: int = 0
     depends_on: list[str] = Field(default_factory=list)  # nodes whose outputs it reads
+    progress: dict[str, JsonValue] | None = None
     lineage: list[LineageRecord] = Field(default_factory=list)
 
 

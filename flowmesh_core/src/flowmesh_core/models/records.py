@@ -64,6 +64,7 @@ class Item(FrozenModel):
     input_digests: dict[str, Digest]
     sample_index: int | None = None
     index: int = 0
+    weight: float = Field(default=1.0, gt=0)
 
 
 class Requester(FrozenModel):

@@ -3,6 +3,9 @@
 Validation here is structural and whole: every reference names a node that exists and the
 graph has no cycle. A workflow that fails either check is rejected before anything is
 stored, with the node and field to fix in the message.
+
+A node's ``model`` may also be ``{ref: node}``: the checkpoint another node of the same
+workflow trains (a ``train.*`` node). The node then waits for that one like for an input.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from flowmesh_core.models.operator import (
     wrap_input,
 )
 
-__all__ = ["Workflow", "WorkflowNode"]
+__all__ = ["MODEL_INPUT", "Workflow", "WorkflowNode"]
+
+MODEL_INPUT = "@model"
+"""The name under which a node's ``model: {ref: node}`` is resolved with its inputs (no
+input can be named so: names start with a letter or digit)."""
 
 
 class WorkflowNode(FrozenModel):
@@ -31,10 +38,17 @@ class WorkflowNode(FrozenModel):
 
     kind: str = Field(min_length=1, max_length=128)
     version: str | None = Field(default=None, min_length=1, max_length=128)
-    model: ModelRef | None = None
+    model: ModelRef | NodeRef | None = Field(default=None, union_mode="left_to_right")
     params: dict[str, JsonValue] = Field(default_factory=dict)
     inputs: dict[Name, WorkflowInput] = Field(default_factory=dict)
     dedup: bool = True
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_form(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"ref"}:
+            return NodeRef.model_validate(value)
+        return value
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -43,20 +57,36 @@ class WorkflowNode(FrozenModel):
             return {name: wrap_input(raw, allow_refs=True) for name, raw in value.items()}
         return value
 
-    def dependencies(self) -> list[str]:
-        """Names of the nodes this node reads, in input order."""
-        return [inp.ref for inp in self.inputs.values() if isinstance(inp, NodeRef)]
+    def reads(self) -> dict[str, str]:
+        """Each reference to another node by where it goes: an input's name, or
+        ``MODEL_INPUT`` for the model."""
+        found = {name: inp.ref for name, inp in self.inputs.items() if isinstance(inp, NodeRef)}
+        if isinstance(self.model, NodeRef):
+            found[MODEL_INPUT] = self.model.ref
+        return found
 
-    def to_operator(self, resolved: Mapping[str, LiteralInput | BlobInput]) -> Operator:
-        """The operator this node becomes once every reference has a value."""
+    def dependencies(self) -> list[str]:
+        """Names of the nodes this node reads, in input order (its model's last)."""
+        return list(self.reads().values())
+
+    def to_operator(
+        self, resolved: Mapping[str, LiteralInput | BlobInput], model: ModelRef | None = None
+    ) -> Operator:
+        """The operator this node becomes once every reference has a value (``model``:
+        the checkpoint its ``model: {ref}`` names)."""
         inputs = {
             name: resolved[name] if isinstance(inp, NodeRef) else inp
             for name, inp in self.inputs.items()
         }
+        if isinstance(self.model, NodeRef):
+            if model is None:
+                raise ValueError(f"the model comes from node {self.model.ref!r}: pass it")
+        else:
+            model = self.model
         return Operator(
             kind=self.kind,
             version=self.version,
-            model=self.model,
+            model=model,
             params=self.params,
             inputs=inputs,
             dedup=self.dedup,
@@ -72,10 +102,11 @@ class Workflow(FrozenModel):
     @model_validator(mode="after")
     def _check_graph(self) -> Workflow:
         for name, node in self.nodes.items():
-            for field, inp in node.inputs.items():
-                if isinstance(inp, NodeRef) and inp.ref not in self.nodes:
+            for field, ref in node.reads().items():
+                if ref not in self.nodes:
+                    where = "model" if field == MODEL_INPUT else f"input {field!r}"
                     raise ValueError(
-                        f"node {name!r}, input {field!r}: refers to node {inp.ref!r}, "
+                        f"node {name!r}, {where}: refers to node {ref!r}, "
                         f"which this workflow does not define"
                     )
         self.topological_order()

@@ -416,6 +416,39 @@ class FleetMixin(StoreBase):
             record = await self._redis.hget(self.keys.tenant_tokens(), token_hash)
         return None if record is None else str(record)
 
+    # -- progress of running items -----------------------------------------------------
+
+    async def set_item_progress(
+        self, domain: str, op_key: str, progress: Mapping[str, Any], ttl_s: float
+    ) -> None:
+        """Record how far a running item is (one SET; gone after ``ttl_s`` unless renewed)."""
+        key = self.keys.progress(domain, op_key)
+        async with self.guard():
+            await self._redis.set(key, json.dumps(dict(progress)), px=max(1, int(ttl_s * 1000)))
+
+    async def item_progress(self, domain: str, op_keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The recorded progress of those ``op_keys`` that have one (one round trip)."""
+        if not op_keys:
+            return {}
+        async with self.guard():
+            raw = await self._redis.mget([self.keys.progress(domain, k) for k in op_keys])
+        return {k: dict(json.loads(v)) for k, v in zip(op_keys, raw, strict=True) if v}
+
+    async def set_resume_point(
+        self, domain: str, op_key: str, point: Mapping[str, Any], ttl_s: float
+    ) -> None:
+        """Record a running item's latest intermediate checkpoint (one SET; it outlives
+        its worker by ``ttl_s`` so that a reclaimed run finds it)."""
+        key = self.keys.resume(domain, op_key)
+        async with self.guard():
+            await self._redis.set(key, json.dumps(dict(point)), px=max(1, int(ttl_s * 1000)))
+
+    async def resume_point(self, domain: str, op_key: str) -> dict[str, Any] | None:
+        """The latest intermediate checkpoint recorded for an item, or None."""
+        async with self.guard():
+            raw = await self._redis.get(self.keys.resume(domain, op_key))
+        return dict(json.loads(raw)) if raw else None
+
     # -- blob index --------------------------------------------------------------------
 
     async def record_blob(

@@ -7,6 +7,12 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:op:{domain}:{op_key}           HASH    in-flight op: status, spec, creator,
                                                created_at, attempts, batch_id, worker
     {p}:op:{domain}:{op_key}:waiters   LIST    lineage keys of every requester waiting
+    {p}:progress:{domain}:{op_key}     STRING  a running item's progress (JSON: step, steps,
+                                               loss, eta_s, worker, at), written by its
+                                               worker; expires when no longer refreshed
+    {p}:resume:{domain}:{op_key}       STRING  a training item's latest intermediate
+                                               checkpoint (JSON: digest, step, worker, at);
+                                               a reclaimed run resumes from it
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
     {p}:outbox                         STREAM  the ledger's outbox: one typed entry per node
@@ -124,6 +130,12 @@ class KeySpace:
 
     def waiters(self, domain: str, op_key: str) -> str:
         return f"{self.prefix}:op:{domain}:{op_key}:waiters"
+
+    def progress(self, domain: str, op_key: str) -> str:
+        return f"{self.prefix}:progress:{domain}:{op_key}"
+
+    def resume(self, domain: str, op_key: str) -> str:
+        return f"{self.prefix}:resume:{domain}:{op_key}"
 
     def inflight(self) -> str:
         return f"{self.prefix}:inflight"

@@ -61,7 +61,10 @@ OUTBOX_GROUP = "control"
 def signature_meta(item: Item) -> str:
     """What a batch signature means, as stored beside the ready pool (JSON)."""
     model = item.model.canonical() if item.model else None
-    return json.dumps({"kind": item.kind, "version": item.version, "model": model}, sort_keys=True)
+    meta: dict[str, Any] = {"kind": item.kind, "version": item.version, "model": model}
+    if item.weight != 1.0:
+        meta["weight"] = item.weight  # one run per signature (KindSpec.weight_input)
+    return json.dumps(meta, sort_keys=True)
 
 
 class LedgerMixin(StoreBase):

@@ -7,9 +7,25 @@ import importlib
 from collections.abc import Mapping
 
 from flowmesh_core.errors import UnknownKindError
-from flowmesh_worker.executors.base import Batch, Executor, ItemError, Loaded, WorkItem
+from flowmesh_worker.executors.base import (
+    Batch,
+    Checkpoint,
+    Executor,
+    ItemError,
+    Loaded,
+    WorkItem,
+)
 
-__all__ = ["EXECUTORS", "Batch", "Executor", "ItemError", "Loaded", "WorkItem", "create_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Batch",
+    "Checkpoint",
+    "Executor",
+    "ItemError",
+    "Loaded",
+    "WorkItem",
+    "create_executor",
+]
 
 EXECUTORS: Mapping[str, str] = {
     "embed": "flowmesh_worker.executors.embed:EmbedExecutor",
@@ -19,6 +35,10 @@ EXECUTORS: Mapping[str, str] = {
     "data.filter": "flowmesh_worker.executors.data:FilterExecutor",
     "data.dedup": "flowmesh_worker.executors.data:DedupExecutor",
     "data.top_k": "flowmesh_worker.executors.data:TopKExecutor",
+    "data.pairs": "flowmesh_worker.executors.data:PairsExecutor",
+    "train.sft": "flowmesh_worker.executors.train:SftExecutor",
+    "train.lora": "flowmesh_worker.executors.train:LoraExecutor",
+    "train.dpo": "flowmesh_worker.executors.train:DpoExecutor",
     "python": "flowmesh_worker.executors.python:PythonExecutor",
 }
 """kind -> "module:class" of the executor that runs it."""

@@ -1,10 +1,11 @@
 """What an executor is: the code that runs one batch of one kind.
 
 An executor receives a ``Batch`` whose inputs are already resolved (blob references read
-from the CAS) and returns one outcome per item, in order: a JSON-able value, or an
-``ItemError`` for an item that failed on its own. Raising fails the whole batch; the
-worker then runs the items one at a time to find the one to blame, so an executor never
-has to guess which item broke a batched call.
+from the CAS) and returns one outcome per item, in order: a JSON-able value, an
+``ItemError`` for an item that failed on its own, or a ``Checkpoint`` (a model directory
+the executor wrote, which the worker stores in the CAS as a tree of file blobs).
+Raising fails the whole batch; the worker then runs the items one at a time to find the
+one to blame, so an executor never has to guess which item broke a batched call.
 
 Executors that need weights implement ``load`` (called through the worker's warm-model
 cache, never per batch) and get the loaded object back in ``run``. An executor must never
@@ -14,24 +15,48 @@ touch Redis or the CAS: what goes in and out is the worker's business.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol
 
 from flowmesh_core.models import ModelRef
 
-__all__ = ["Batch", "Executor", "ItemError", "Loaded", "WorkItem"]
+__all__ = [
+    "Batch",
+    "Checkpoint",
+    "Executor",
+    "ItemError",
+    "Loaded",
+    "Resumable",
+    "WorkItem",
+]
+
+
+class Resumable(Protocol):
+    """Where a long item keeps its intermediate state (``train.*``): ``save`` stores a
+    trainer checkpoint directory as the item's latest, ``latest`` fetches the latest one
+    (if any) into ``into`` and says at which step it was taken."""
+
+    def save(self, directory: Path, step: int) -> None: ...
+
+    def latest(self, into: Path) -> tuple[Path, int] | None: ...
 
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One item to compute: its resolved inputs and its own (normalized) params."""
+    """One item to compute: its resolved inputs and its own (normalized) params.
+
+    ``report``, when set, takes how far a long item is (``step``, ``steps``, ``loss``,
+    ``eta_s``); the worker shows it in workflow status. Cheap to call, never raises.
+    """
 
     op_key: str
     inputs: Mapping[str, Any]
     params: Mapping[str, Any]
     sample_index: int | None = None
+    report: Callable[[Mapping[str, Any]], None] | None = field(default=None, compare=False)
+    checkpoints: Resumable | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,21 @@ class ItemError:
     deterministic: bool = False
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A trained model directory to store as a checkpoint tree (``flowmesh_core.checkpoint``).
+
+    ``scratch`` is the directory to delete once the files are stored (``directory`` or a
+    folder above it); the worker owns it from the moment the executor returns.
+    """
+
+    directory: Path
+    scratch: Path
+    format: Literal["full", "lora"]
+    base: ModelRef | None
+    metrics: Mapping[str, Any]
+
+
 @dataclass
 class Loaded:
     """Weights in memory: the object ``run`` gets, and what it costs to keep it warm."""
@@ -86,4 +126,5 @@ class Executor(ABC):
 
     @abstractmethod
     def run(self, batch: Batch, loaded: Loaded | None) -> list[Any]:
-        """One outcome per item of ``batch``, in order: a JSON-able value or an ItemError."""
+        """One outcome per item of ``batch``, in order: a JSON-able value, an ItemError or
+        a Checkpoint."""

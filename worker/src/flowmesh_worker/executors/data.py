@@ -1,7 +1,8 @@
 """The ``data.*`` executors: cheap CPU transforms over JSON values.
 
 ``data.template`` renders one string per record; ``data.filter``, ``data.dedup`` and
-``data.top_k`` each take whole lists (one item per operator) and return a list. Input a
+``data.top_k`` and ``data.pairs`` each take whole lists (one item per operator) and
+return a list. Input a
 transform cannot use (a missing field, lists of unequal length, a score that is not a
 number) fails that item with a message naming what to fix, never the batch.
 
@@ -13,6 +14,7 @@ same items again, one at a time.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Callable, Mapping
@@ -23,14 +25,21 @@ from typing import Any, ClassVar
 from flowmesh_core.hashing import canonical_json
 from flowmesh_worker.executors.base import Batch, Executor, ItemError, Loaded, WorkItem
 
-__all__ = ["DedupExecutor", "FilterExecutor", "TemplateExecutor", "TopKExecutor"]
+__all__ = [
+    "DedupExecutor",
+    "FilterExecutor",
+    "PairsExecutor",
+    "TemplateExecutor",
+    "TopKExecutor",
+    "make_pairs",
+]
 
 MAX_FORMAT_NUMBER = 4096
 """The largest width or precision a template's format spec may ask for (``{x:>9999999999}``
 would otherwise make a worker allocate gigabytes)."""
 
 
-class _Rejected(Exception):
+class _Rejected(ValueError):
     """An item's input or params that the transform cannot use; becomes an ItemError."""
 
 
@@ -295,3 +304,59 @@ def _dedup_key(index: int, element: Any, field: str | None, fold: bool) -> tuple
     if isinstance(value, str):
         return ("text", value.casefold() if fold else value)
     return ("json", canonical_json(value).decode("utf-8"))
+
+
+# ------------------------------------------------------------------------------ pairs
+
+
+class PairsExecutor(Executor):
+    """``data.pairs``: preference pairs for ``train.dpo`` from scored samples.
+
+    ``samples`` are ``{prompt, completion}`` objects (what ``llm.generate`` writes) and
+    ``scores`` one score per sample, in the same order (what ``score`` writes).
+    """
+
+    kind: ClassVar[str] = "data.pairs"
+
+    def run(self, batch: Batch, loaded: Loaded | None) -> list[Any]:
+        return _each(batch, self._pairs)
+
+    @staticmethod
+    def _pairs(item: WorkItem) -> list[Any]:
+        samples = _list_input(item, "samples")
+        scores = _list_input(item, "scores")
+        return make_pairs(samples, scores, min_margin=float(item.params.get("min_margin", 0.0)))
+
+
+def make_pairs(
+    samples: list[Any], scores: list[Any], *, min_margin: float = 0.0
+) -> list[dict[str, Any]]:
+    """Per prompt with two or more samples, the highest-scored completion as ``chosen``
+    and the lowest as ``rejected``, in the order prompts first appear. A prompt whose
+    best and worst scores are equal, differ by less than ``min_margin``, or whose best and
+    worst completions are the same text gives no pair. Raises ValueError naming the
+    sample or score to fix."""
+    if len(samples) != len(scores):
+        raise _Rejected(
+            f"{len(samples)} samples but {len(scores)} scores; give one score per sample, "
+            "in the same order"
+        )
+    by_prompt: dict[str, list[tuple[float, str]]] = {}
+    for i, (sample, entry) in enumerate(zip(samples, scores, strict=True)):
+        if not isinstance(sample, Mapping) or not isinstance(sample.get("prompt"), str):
+            raise _Rejected(f"samples[{i}] needs a string 'prompt'")
+        if not isinstance(sample.get("completion"), str):
+            raise _Rejected(f"samples[{i}] needs a string 'completion'")
+        score = _score_of(i, entry)
+        if not math.isfinite(score):
+            raise _Rejected(f"scores[{i}] must be a finite number, got {score!r}")
+        by_prompt.setdefault(sample["prompt"], []).append((score, sample["completion"]))
+    pairs: list[dict[str, Any]] = []
+    for prompt, scored in by_prompt.items():
+        best = max(scored, key=lambda s: s[0])
+        worst = min(scored, key=lambda s: s[0])
+        margin = best[0] - worst[0]
+        if margin <= 0 or margin < min_margin or best[1] == worst[1]:
+            continue
+        pairs.append({"prompt": prompt, "chosen": best[1], "rejected": worst[1], "margin": margin})
+    return pairs

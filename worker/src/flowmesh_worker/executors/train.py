@@ -1,32 +1,49 @@
-"""Training on a local model directory with TRL and PEFT: SFT, LoRA-SFT and DPO.
+"""The ``train.sft``, ``train.lora`` and ``train.dpo`` executors, on TRL and PEFT.
 
-These are the building blocks of the ``train.sft``, ``train.lora`` and ``train.dpo``
-kinds (docs/training.md). Each takes a base model directory, a list of examples and
-typed params, trains on this process's device, writes the result to ``out_dir`` with
-``save_pretrained`` (a full model, or a LoRA adapter that records its base) and returns
-metrics measured on the training data before and after. They never touch Redis or the
-CAS. They are not yet registered as kinds: a checkpoint must first be storable in the
-CAS as a tree, so that another worker can use it.
+Each item trains on its own: the base model directory (resolved by the worker, a named
+model or a checkpoint materialised from the CAS), the item's ``dataset`` and its typed
+params (``flowmesh_core.builtin_kinds``). It trains on this process's device, writes the
+result with ``save_pretrained`` (a full model, or a LoRA adapter) into a scratch
+directory and returns it as a ``Checkpoint``, which the worker stores in the CAS as a
+tree of file blobs (docs/training.md). Metrics measured on the training data before and
+after (completion NLL for SFT, preference margin for DPO) travel in the tree.
 
-``data.pairs`` turns scored samples into preference pairs for DPO: per prompt, the best
-and the worst scored completion, when their scores differ by at least ``min_margin``.
+These executors never touch Redis or the CAS, and never modify the base directory: the
+model is loaded fresh for every item (training mutates it), so ``load`` only hands the
+path on.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import shutil
+import tempfile
+import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from flowmesh_core.builtin_kinds import DpoParams, LoraParams, SftParams, TrainParams
+from flowmesh_core.models import ModelRef
+from flowmesh_worker.executors.base import (
+    Batch,
+    Checkpoint,
+    Executor,
+    ItemError,
+    Loaded,
+    Resumable,
+    WorkItem,
+)
 
 __all__ = [
+    "DpoExecutor",
     "DpoParams",
+    "LoraExecutor",
+    "LoraParams",
+    "SftExecutor",
     "SftParams",
     "TrainError",
-    "make_pairs",
     "train_dpo",
     "train_sft",
 ]
@@ -36,29 +53,29 @@ class TrainError(ValueError):
     """Bad training input: the message says what to fix."""
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    learning_rate: float = Field(default=5e-4, gt=0.0, le=1.0)
-    epochs: int = Field(default=1, ge=1, le=1000)
-    batch_size: int = Field(default=8, ge=1, le=4096)
-    max_length: int = Field(default=256, ge=8, le=32768)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+Report = Callable[[Mapping[str, Any]], None]
 
 
-class SftParams(_Params):
-    """SFT hyperparameters; ``lora_r > 0`` trains a LoRA adapter instead of all weights."""
+def _progress(report: Report | None) -> list[Any]:
+    """A trainer callback that reports step, steps, loss and ETA at every logged step."""
+    if report is None:
+        return []
+    from transformers import TrainerCallback
 
-    lora_r: int = Field(default=0, ge=0, le=1024)
-    lora_alpha: int = Field(default=16, ge=1, le=4096)
-    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    class Progress(TrainerCallback):
+        started = time.monotonic()
 
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            loss = (kwargs.get("logs") or {}).get("loss")
+            step, steps = int(state.global_step), int(state.max_steps)
+            if loss is None or step <= 0:
+                return
+            per_step = (time.monotonic() - self.started) / step
+            eta = round(per_step * max(steps - step, 0), 3)
+            assert report is not None
+            report({"step": step, "steps": steps, "loss": float(loss), "eta_s": eta})
 
-class DpoParams(_Params):
-    """DPO hyperparameters: ``beta`` is the strength of the KL tie to the base model."""
-
-    beta: float = Field(default=0.1, gt=0.0, le=100.0)
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    return [Progress()]
 
 
 def _check_rows(rows: Sequence[Any], keys: tuple[str, ...], kind: str) -> list[dict[str, str]]:
@@ -121,8 +138,44 @@ def _margin(model: Any, tokenizer: Any, rows: list[dict[str, str]]) -> float:
     return total / len(rows)
 
 
-def _common_args(params: _Params, out_dir: Path, device: str) -> dict[str, Any]:
+def _saver(checkpoints: Resumable | None) -> list[Any]:
+    """A trainer callback that hands each checkpoint the trainer saved to ``checkpoints``."""
+    if checkpoints is None:
+        return []
+    from transformers import TrainerCallback
+
+    class Saver(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            step = int(state.global_step)
+            if step >= int(state.max_steps):
+                return  # the trainer's save at the end: the result itself follows
+            assert checkpoints is not None
+            checkpoints.save(Path(args.output_dir) / f"checkpoint-{step}", step)
+
+    return [Saver()]
+
+
+def _resume(trainer: Any, out_dir: Path, checkpoints: Resumable | None) -> int:
+    """Train, from the item's latest intermediate checkpoint if it has one; its step."""
+    start = checkpoints.latest(out_dir.parent / "resume") if checkpoints else None
+    trainer.train(resume_from_checkpoint=str(start[0]) if start else None)
+    return start[1] if start else 0
+
+
+def _common_args(
+    params: TrainParams, out_dir: Path, device: str, *, saving: bool = False
+) -> dict[str, Any]:
+    """The trainer's arguments; ``saving``: a checkpoint every ``checkpoint_every`` steps
+    (only the latest kept on disk: the CAS holds them)."""
+    saves: dict[str, Any] = {"save_strategy": "no"}
+    if saving and params.checkpoint_every > 0:
+        saves = {
+            "save_strategy": "steps",
+            "save_steps": params.checkpoint_every,
+            "save_total_limit": 1,
+        }
     return {
+        **saves,
         "output_dir": str(out_dir / ".trainer"),
         "learning_rate": params.learning_rate,
         "num_train_epochs": params.epochs,
@@ -132,7 +185,6 @@ def _common_args(params: _Params, out_dir: Path, device: str) -> dict[str, Any]:
         "data_seed": params.seed,
         "use_cpu": device == "cpu",
         "report_to": [],
-        "save_strategy": "no",
         "logging_steps": 1,
         "disable_tqdm": True,
         # TRL defaults to checkpointing activations through the deprecated name; tiny
@@ -146,6 +198,7 @@ def _finish(trainer: Any, out_dir: Path) -> dict[str, Any]:
     history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     trainer.save_model(str(out_dir))
     trainer.processing_class.save_pretrained(str(out_dir))
+    shutil.rmtree(out_dir / ".trainer", ignore_errors=True)  # the trainer's own scratch
     runtime = trainer.state.log_history[-1].get("train_runtime", float("nan"))
     return {"steps": int(trainer.state.global_step), "losses": history, "runtime_s": runtime}
 
@@ -163,10 +216,12 @@ def train_sft(
     params: SftParams,
     *,
     device: str = "cpu",
+    report: Report | None = None,
+    checkpoints: Resumable | None = None,
 ) -> dict[str, Any]:
     """Supervised fine-tuning on {prompt, completion} examples (loss on completions only).
 
-    With ``params.lora_r > 0`` only a LoRA adapter is trained and ``out_dir`` holds the
+    With ``LoraParams`` only a LoRA adapter is trained and ``out_dir`` holds the
     adapter, whose config names ``base``. Returns steps, per-step losses and the mean
     completion NLL on the training data before and after.
     """
@@ -178,7 +233,7 @@ def train_sft(
     model, tokenizer = _load_causal(base)
     nll_before = _mean_completion_nll(model, tokenizer, examples)
     peft_config = None
-    if params.lora_r > 0:
+    if isinstance(params, LoraParams):
         from peft import LoraConfig
 
         peft_config = LoraConfig(
@@ -188,7 +243,8 @@ def train_sft(
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         )
-    args = SFTConfig(**_common_args(params, out_dir, device), completion_only_loss=True)
+    common = _common_args(params, out_dir, device, saving=checkpoints is not None)
+    args = SFTConfig(**common, completion_only_loss=True)
     with warnings.catch_warnings():
         # PEFT reads a property that this transformers release renamed (its own warning).
         warnings.filterwarnings(
@@ -200,9 +256,11 @@ def train_sft(
             train_dataset=Dataset.from_list(examples),
             processing_class=tokenizer,
             peft_config=peft_config,
+            callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        trainer.train()
+        resumed = _resume(trainer, out_dir, checkpoints)
         metrics = _finish(trainer, out_dir)
+        metrics["resumed_from_step"] = resumed
         metrics["nll_after"] = _mean_completion_nll(_trained(trainer), tokenizer, examples)
     metrics["nll_before"] = nll_before
     metrics["examples"] = len(examples) * params.epochs
@@ -216,6 +274,8 @@ def train_dpo(
     params: DpoParams,
     *,
     device: str = "cpu",
+    report: Report | None = None,
+    checkpoints: Resumable | None = None,
 ) -> dict[str, Any]:
     """Direct preference optimisation on {prompt, chosen, rejected} pairs; the base model
     is the frozen reference. Returns steps, losses and the mean preference margin
@@ -228,7 +288,9 @@ def train_dpo(
     model, tokenizer = _load_causal(base)
     margin_before = _margin(model, tokenizer, pairs)
     args = DPOConfig(
-        **_common_args(params, out_dir, device), beta=params.beta, loss_type=[params.loss_type]
+        **_common_args(params, out_dir, device, saving=checkpoints is not None),
+        beta=params.beta,
+        loss_type=[params.loss_type],
     )
     with warnings.catch_warnings():
         # TRL reads a property that this transformers release renamed (its own warning).
@@ -240,44 +302,104 @@ def train_dpo(
             args=args,
             train_dataset=Dataset.from_list(pairs),
             processing_class=tokenizer,
+            callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        trainer.train()
+        resumed = _resume(trainer, out_dir, checkpoints)
         metrics = _finish(trainer, out_dir)
+        metrics["resumed_from_step"] = resumed
         metrics["margin_after"] = _margin(_trained(trainer), tokenizer, pairs)
     metrics["margin_before"] = margin_before
     metrics["examples"] = len(pairs) * params.epochs
     return metrics
 
 
-def make_pairs(
-    samples: Sequence[Any], scores: Sequence[Any], *, min_margin: float = 0.0
-) -> list[dict[str, Any]]:
-    """Preference pairs from scored samples: for each prompt with two or more samples,
-    the highest-scored completion is ``chosen`` and the lowest ``rejected``; prompts whose
-    best and worst scores differ by less than ``min_margin`` (or not at all) give none."""
-    if len(samples) != len(scores):
-        raise TrainError(
-            f"data.pairs: {len(samples)} samples but {len(scores)} scores; "
-            "give one score per sample, in the same order"
-        )
-    by_prompt: dict[str, list[tuple[float, str]]] = {}
-    for i, (sample, score) in enumerate(zip(samples, scores, strict=True)):
-        if not isinstance(sample, Mapping) or not isinstance(sample.get("prompt"), str):
-            raise TrainError(f"data.pairs: sample {i} needs a string 'prompt'")
-        if not isinstance(sample.get("completion"), str):
-            raise TrainError(f"data.pairs: sample {i} needs a string 'completion'")
-        number = isinstance(score, int | float) and not isinstance(score, bool)
-        if not number or not math.isfinite(score):
-            raise TrainError(f"data.pairs: score {i} must be a finite number, got {score!r}")
-        by_prompt.setdefault(sample["prompt"], []).append((float(score), sample["completion"]))
-    pairs: list[dict[str, Any]] = []
-    for prompt, scored in by_prompt.items():
-        if len(scored) < 2:
-            continue
-        best = max(scored, key=lambda s: s[0])
-        worst = min(scored, key=lambda s: s[0])
-        margin = best[0] - worst[0]
-        if margin <= 0 or margin < min_margin or best[1] == worst[1]:
-            continue
-        pairs.append({"prompt": prompt, "chosen": best[1], "rejected": worst[1], "margin": margin})
-    return pairs
+class _TrainExecutor(Executor):
+    """One training run per item; the result is a ``Checkpoint`` for the worker to store."""
+
+    needs_model: ClassVar[bool] = True
+    format: ClassVar[Literal["full", "lora"]] = "full"
+    params_model: ClassVar[type[TrainParams]]
+
+    def load(self, path: Path, model: ModelRef) -> Loaded:
+        return Loaded(model=path, nbytes=0)
+
+    def run(self, batch: Batch, loaded: Loaded | None) -> list[Any]:
+        assert loaded is not None, f"{self.kind} needs a base model"
+        return [self._one(item, loaded.model, batch.model) for item in batch.items]
+
+    def _one(self, item: WorkItem, base: Path, model: ModelRef | None) -> Checkpoint | ItemError:
+        rows = item.inputs.get("dataset")
+        if not isinstance(rows, list):
+            return ItemError(
+                f"{self.kind}: input 'dataset' must be a list of examples (a list, a JSON "
+                f"blob holding one, or another node's output), got {type(rows).__name__}"
+            )
+        params = self.params_model.model_validate(dict(item.params))
+        scratch = Path(tempfile.mkdtemp(prefix="flowmesh-train-"))
+        out = scratch / "model"
+        try:
+            metrics = self._train(base, out, rows, params, item)
+        except TrainError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            return ItemError(str(exc))
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        metrics.pop("runtime_s", None)  # wall time is no property of the checkpoint
+        if self.format == "lora" and model is not None:
+            _name_base(out, model)
+        return Checkpoint(out, scratch, self.format, model, metrics)
+
+    def _train(
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _name_base(adapter: Path, model: ModelRef) -> None:
+    """Record the base by its reference, not this worker's local path: the path means
+    nothing elsewhere and would make the same adapter's bytes differ between workers."""
+    path = adapter / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = model.key
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+class SftExecutor(_TrainExecutor):
+    """``train.sft``: every weight fine-tuned on {prompt, completion} examples."""
+
+    kind: ClassVar[str] = "train.sft"
+    params_model: ClassVar[type[TrainParams]] = SftParams
+
+    def _train(
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
+    ) -> dict[str, Any]:
+        assert isinstance(params, SftParams)
+        return train_sft(
+            base, out, rows, params, device=self.device, report=item.report,
+            checkpoints=item.checkpoints,
+        )  # fmt: skip
+
+
+class LoraExecutor(SftExecutor):
+    """``train.lora``: a LoRA adapter trained on {prompt, completion} examples."""
+
+    kind: ClassVar[str] = "train.lora"
+    format: ClassVar[Literal["full", "lora"]] = "lora"
+    params_model: ClassVar[type[TrainParams]] = LoraParams
+
+
+class DpoExecutor(_TrainExecutor):
+    """``train.dpo``: preference optimisation on {prompt, chosen, rejected} pairs."""
+
+    kind: ClassVar[str] = "train.dpo"
+    params_model: ClassVar[type[TrainParams]] = DpoParams
+
+    def _train(
+        self, base: Path, out: Path, rows: Sequence[Any], params: TrainParams, item: WorkItem
+    ) -> dict[str, Any]:
+        assert isinstance(params, DpoParams)
+        return train_dpo(
+            base, out, rows, params, device=self.device, report=item.report,
+            checkpoints=item.checkpoints,
+        )  # fmt: skip

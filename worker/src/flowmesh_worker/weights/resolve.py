@@ -1,11 +1,12 @@
 """Where a model's weights are on this worker: a ``ModelRef`` becomes a local directory.
 
-In order: the bundled all-MiniLM-L6-v2, FlowMesh's tiny built-in models (built on first
-use), a local directory named by its absolute path under one of the model roots (setting
-``model_roots``, default this worker's model directory), and finally the Hugging Face
-cache (``HF_HUB_CACHE``) read offline. Workers have no network by design, so this module
-must never download anything: a model that is not here is a clear error that says how to
-provide it, never a hub request that hangs or fails half-way.
+A checkpoint digest is materialised from the CAS (``weights/checkpoints.py``). A name
+is looked up, in order: the bundled all-MiniLM-L6-v2, FlowMesh's tiny built-in models
+(built on first use), a local directory named by its absolute path under one of the model
+roots (setting ``model_roots``, default this worker's model directory), and finally the
+Hugging Face cache (``HF_HUB_CACHE``) read offline. Workers have no network by design, so
+this module must never download anything: a model that is not here is a clear error that
+says how to provide it, never a hub request that hangs or fails half-way.
 
 A tenant names the model, so a name must never reach an arbitrary path on this machine:
 a path outside the roots (after resolving symlinks) gets the same error as any unknown
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from flowmesh_core.blobs import BlobStore
 from flowmesh_core.errors import InvalidOperatorError, NotFoundError
 from flowmesh_core.model_names import (
     BUILTIN_MODELS,
@@ -27,6 +29,7 @@ from flowmesh_core.model_names import (
     unknown_model,
 )
 from flowmesh_core.models import ModelRef
+from flowmesh_worker.weights.checkpoints import materialise
 from flowmesh_worker.weights.tiny import TINY_MODELS, ensure_tiny_model
 
 __all__ = ["MINILM_NAMES", "resolve_model"]
@@ -41,11 +44,13 @@ def resolve_model(
     model_dir: Path,
     roots: Sequence[Path] | None = None,
     hf_cache_dir: Path | None = None,
+    blobs: BlobStore | None = None,
 ) -> Path:
     """A local directory holding the weights ``ref`` names.
 
-    ``model_dir`` is this worker's own directory (tiny models are built there);
-    ``roots`` the directories local models may lie under (``None``: ``model_dir``);
+    ``model_dir`` is this worker's own directory (tiny models are built there, and
+    checkpoints read from ``blobs`` are materialised there); ``roots`` the directories
+    local models may lie under (``None``: ``model_dir``);
     ``hf_cache_dir`` is the Hugging Face hub cache to look in, ``None`` for its default.
     Raises ``InvalidOperatorError`` for a reference this worker can never serve as
     written, ``UnknownModelError`` for a path outside the roots, and ``NotFoundError``
@@ -53,10 +58,18 @@ def resolve_model(
     """
     ref = canonical_model(ref)
     if ref.digest is not None:
-        raise InvalidOperatorError(
-            f"model {ref.digest} is a checkpoint in the CAS; checkpoints become usable as "
-            "models with the train.* kinds, which this version does not have yet. Name a "
-            "model instead (for example 'all-MiniLM-L6-v2')."
+        if blobs is None:
+            raise InvalidOperatorError(
+                f"model {ref.digest} is a checkpoint in the CAS, and this caller gave no blob "
+                "store to read it from"
+            )
+        return materialise(
+            ref.digest,
+            blobs=blobs,
+            model_dir=model_dir,
+            resolve_base=lambda base: resolve_model(
+                base, model_dir=model_dir, roots=roots, hf_cache_dir=hf_cache_dir, blobs=blobs
+            ),
         )
     name = str(ref.name)
     if name in MINILM_NAMES and ref.revision is None:
