@@ -16,8 +16,11 @@ demo: sync  ## Run FlowMesh on the embedded default (no Redis server, no S3)
 
 test: sync redis browser lint typecheck pytest  ## Install everything and run the whole test suite
 
+# --compile-bytecode: the venv ships its .pyc files, so a process started where
+# PYTHONDONTWRITEBYTECODE is set (CI machines, containers) does not recompile torch,
+# transformers and TRL from source at every import; once per install, ~1 min.
 sync: $(UV)
-	$(UV) sync --frozen --all-packages --python python3.11
+	$(UV) sync --frozen --all-packages --python python3.11 --compile-bytecode
 
 .uv-bootstrap/bin/uv:
 	python3 -m venv .uv-bootstrap
@@ -36,5 +39,7 @@ lint:
 typecheck:
 	$(RUN) mypy
 
+# Two pytest workers, one test file each at a time (module fixtures stay in one process):
+# the suite waits on real servers and subprocesses as much as it computes.
 pytest:
-	$(RUN) pytest
+	$(RUN) pytest -n 2 --dist loadfile --durations=25

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from bench.tenancy.errors import BenchError
 from flowmesh_core.control import ControlPlane
+from flowmesh_core.model_names import canonical_model
+from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
 
@@ -78,7 +80,11 @@ async def until_registered(store: Store, ids: list[str], alive: Callable[[], Non
 
 
 async def until_warm(store: Store, ids: list[str], models: set[str]) -> None:
-    """Every worker in ``ids`` reports ``models`` warm (its next heartbeat does)."""
+    """Every worker in ``ids`` reports ``models`` warm (its next heartbeat does).
+
+    Workers report a model under its canonical name (``all-MiniLM-L6-v2`` is
+    ``sentence-transformers/all-MiniLM-L6-v2``, flowmesh_core.model_names)."""
+    models = {canonical_model(ModelRef(name=m)).key for m in models}
 
     async def check() -> bool:
         warm = {r.profile.worker_id: set(r.warm) for r in await store.workers()}
