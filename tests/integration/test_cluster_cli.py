@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from flowmesh_core.errors import ServiceUnavailableError
+from flowmesh_core.client import Client
+from flowmesh_core.errors import NotFoundError, ServiceUnavailableError
 from flowmesh_core.settings import load_settings
 from flowmesh_core.store import Store
 from flowmesh_core.store.embedded import EmbeddedServer
@@ -311,3 +312,48 @@ async def test_the_local_tenant_token_is_kept_for_the_next_up(
 def _logs(state_dir: Path) -> str:
     logs = sorted((state_dir / "logs").glob("*.log"))
     return "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')}" for log in logs)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.usefixtures("purged")
+def test_up_demo_submits_the_demo_workload_from_three_teams_through_the_api(
+    redis_url: str, key_prefix: str, tmp_path: Path, state_dir: Path
+) -> None:
+    """`up --demo` (no workers here: only the submission is checked) leaves each team's
+    workflow on the cluster, readable with that team's token and nobody else's, and a
+    second `up --demo` re-attaches instead of submitting again."""
+    env = process_env(redis_url, key_prefix, f"file://{tmp_path / 'blobs'}")
+    common = ["--workers", "0", "--state-dir", str(state_dir)]
+    seen: list[dict[str, tuple[str, str]]] = []
+    for _ in range(2):
+        up = flowmesh("up", "--demo", "--port", str(free_port()), *common, env=env)
+        assert up.returncode == 0, up.stderr + _logs(state_dir)
+        admin = exports(up.stdout)
+        assert f"watch it at {admin['FLOWMESH_SERVER_URL']}/ui" in up.stderr
+        teams = {}
+        for line in up.stderr.splitlines():
+            if line.startswith("demo workload: tenant "):
+                words = line.split()
+                teams[words[3]] = (words[5], words[-1])
+        assert sorted(teams) == ["team-research", "team-search", "team-support"], up.stderr
+        url = admin["FLOWMESH_SERVER_URL"]
+        for team, (workflow_id, token) in teams.items():
+            with Client(url, token) as client:
+                status = client.status(workflow_id, lineage=False)
+                assert [n.node for n in status.nodes] == [
+                    "prompts",
+                    "generate",
+                    "score",
+                    "top",
+                    "embed",
+                ]
+                for other, (other_id, _token) in teams.items():
+                    if other != team:
+                        with pytest.raises(NotFoundError):
+                            client.status(other_id, lineage=False)
+        with Client(url, admin["FLOWMESH_TOKEN"]) as client:  # the admin sees every team's
+            assert all(client.status(w, lineage=False) for w, _t in teams.values())
+        seen.append(teams)
+        down = flowmesh("down", "--state-dir", str(state_dir), env=env)
+        assert down.returncode == 0, down.stderr
+    assert seen[0] == seen[1]  # same tokens (kept), same workflows (idempotency keys)

@@ -17,6 +17,8 @@ from flowmesh_core.cli._common import CliContext, pass_cli, reports_errors
 from flowmesh_core.errors import ConfigError
 
 if TYPE_CHECKING:  # imported lazily at run time: `flowmesh --help` must not load torch
+    from flowmesh_core.settings import Settings
+    from flowmesh_worker.cluster import ClusterState, UpOptions
     from flowmesh_worker.worker import Worker
 
 __all__ = ["demo_command", "down_command", "up_command", "worker_command"]
@@ -272,6 +274,11 @@ _STATE_DIR_HELP = (
 @click.option(
     "--log-level", type=click.Choice(_LEVELS), default="info", show_default=True, help="Log level."
 )
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Then submit the demo's workload from three team tenants, to watch live at /ui.",
+)
 @pass_cli
 @reports_errors
 def up_command(
@@ -285,6 +292,7 @@ def up_command(
     state_dir: str | None,
     timeout: float,
     log_level: str,
+    demo: bool,
 ) -> None:
     """Start a local cluster: the control plane and N workers.
 
@@ -300,6 +308,11 @@ def up_command(
     started in the state directory (no Redis install needed), whose data survives
     `down` and the next `up`. With FLOWMESH_REDIS_URL=redis://... it runs on that Redis.
     Stop with `flowmesh down`.
+
+    --demo then submits the demo's workload (`flowmesh demo`'s five-node workflow over
+    overlapping prompts) from three team tenants through the API and prints their
+    tokens: open the dashboard at URL/ui with the admin token to watch all of it, or
+    with a team's token to see only that team's work.
     """
     from pathlib import Path
 
@@ -333,6 +346,28 @@ def up_command(
         )
     err_console.print(
         f"tenant {state.tenant!r} (admin): {told}. Stop the cluster with `flowmesh down`.",
+        highlight=False,
+    )
+    if demo:
+        _submit_demo(settings, options, state)
+
+
+def _submit_demo(settings: Settings, options: UpOptions, state: ClusterState) -> None:
+    from flowmesh_core.cli._common import err_console
+    from flowmesh_worker.cluster._demo_load import submit_demo
+
+    # One plain line per team (no table: a token must never be cut to fit a terminal).
+    for run in submit_demo(settings, options, state):
+        how = "re-attached" if run.replayed else "submitted"
+        err_console.print(
+            f"demo workload: tenant {run.tenant} workflow {run.workflow_id} ({how}), "
+            f"token {run.token}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    err_console.print(
+        f"watch it at {state.url}/ui: log in with FLOWMESH_TOKEN (admin: every team) or "
+        "a team's token (that team's workflow only)",
         highlight=False,
     )
 

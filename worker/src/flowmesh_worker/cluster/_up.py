@@ -176,21 +176,30 @@ async def _wait_ready(store: Store, url: str, processes: list[Process], timeout_
     )
 
 
-async def tenant_token(store: Store, options: UpOptions, redis_url: str) -> str | None:
-    """The local tenant's token: the one saved for this Redis and prefix, else a new
-    tenant's; None if the tenant exists and its token was not saved here."""
+async def tenant_token(
+    store: Store,
+    options: UpOptions,
+    redis_url: str,
+    *,
+    name: str | None = None,
+    admin: bool = True,
+) -> str | None:
+    """The token of tenant ``name`` (default: the local admin tenant): the one saved for
+    this Redis and prefix, else a new tenant's; None if the tenant exists and its token
+    was not saved here."""
     from flowmesh_core.control import create_tenant
     from flowmesh_core.control.tenants import hash_token
 
+    name = options.tenant if name is None else name
     saved = saved_tokens(options.state_dir)
-    slot = f"{redis_url} {store.keys.prefix} {options.tenant}"
+    slot = f"{redis_url} {store.keys.prefix} {name}"
     token = saved.get(slot)
     if token is not None:
         record = await store.tenant_by_token(hash_token(token))
-        if record is not None and json.loads(record).get("name") == options.tenant:
+        if record is not None and json.loads(record).get("name") == name:
             return token
     try:
-        _, token = await create_tenant(store, options.tenant, admin=True)
+        _, token = await create_tenant(store, name, admin=admin)
     except ConflictError:
         return None
     saved[slot] = token
