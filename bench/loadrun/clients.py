@@ -121,7 +121,7 @@ async def _wait(http: httpx.AsyncClient, outcome: Outcome, give_up_at: float, ta
             await asyncio.sleep(min(1.0, max(left, 0.0)))
             continue
         status = response.json()
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed", "cancelled"):
             outcome.finished_at = time.monotonic()
             outcome.state = status["state"]
             if status.get("finished_at") is not None:

@@ -201,7 +201,7 @@ async def follow(bench: Bench, plane: ControlPlane, ids: list[str]) -> list[Work
         done = total = 0
         for wf_id in ids:
             status = final.get(wf_id) or await plane.status(bench.admin, wf_id, with_lineage=False)
-            if status.state in (NodeState.DONE, NodeState.FAILED):
+            if status.state.final:
                 final[wf_id] = status
             done += sum(n.items_done for n in status.nodes)
             total += sum(n.items_total for n in status.nodes)
@@ -213,9 +213,9 @@ async def follow(bench: Bench, plane: ControlPlane, ids: list[str]) -> list[Work
         bench.pool.check_alive()
         await asyncio.sleep(POLL_S)
     for status in final.values():
-        if status.state is NodeState.FAILED:
+        if status.state is not NodeState.DONE:
             errors = "; ".join(f"{n.node}: {n.error}" for n in status.nodes if n.error)
-            raise BenchError(f"workflow {status.workflow_id} failed: {errors}")
+            raise BenchError(f"workflow {status.workflow_id} {status.state}: {errors}")
     return [final[wf_id] for wf_id in ids]
 
 

@@ -29,7 +29,16 @@ async def test_paths_outside_the_roots_are_unknown_models(harness: Harness, tmp_
     client = await harness.client(app, await harness.tenant("team-b"))
     before = await harness.keys()
     answers = set()
-    for name in ["/etc", "../../etc", str(tmp_path), "/no/such/dir", f"{root}/../../etc"]:
+    checkpoint = f"{root}/ckpt-{'cd' * 32}"  # where a worker unpacks a checkpoint
+    for name in [
+        "/etc",
+        "../../etc",
+        str(tmp_path),
+        "/no/such/dir",
+        f"{root}/../../etc",
+        checkpoint,
+        f"{root}/.hidden",
+    ]:
         response = await client.post("/v1/operators", json=_embed(name, ["x"]))
         assert response.status_code == 400, response.text
         error = response.json()["error"]

@@ -166,6 +166,9 @@ def test_local_directory_only_under_the_roots(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (roots[0] / "escape").symlink_to(outside)
+    # What FlowMesh unpacks into a root itself: used by digest only, never by path.
+    (roots[0] / ("ckpt-" + "ab" * 32)).mkdir()
+    (roots[0] / ".work").mkdir()
     for root in roots:
         found = resolve_model(ModelRef(name=str(root / "m")), model_dir=tmp_path, roots=roots)
         assert found == root / "m"
@@ -178,6 +181,8 @@ def test_local_directory_only_under_the_roots(tmp_path: Path) -> None:
         str(roots[0] / "escape"),  # a symlink out of a root
         str(roots[0] / ".." / "outside"),
         str(roots[0] / "absent"),
+        str(roots[0] / ("ckpt-" + "ab" * 32)),  # another tenant's checkpoint, by path
+        str(roots[0] / ".work"),
     ]
     messages = set()
     for name in refused:

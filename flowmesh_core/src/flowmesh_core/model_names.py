@@ -34,6 +34,7 @@ __all__ = [
     "canonical_model",
     "check_model_path",
     "is_path_name",
+    "managed_entry",
     "model_roots",
     "unknown_model",
     "worker_model_dir",
@@ -98,11 +99,22 @@ def check_model_path(ref: ModelRef | None, roots: Sequence[str]) -> None:
         raise unknown_model(ref.name)
 
 
+MANAGED_PREFIXES = ("ckpt-", ".")
+"""Entries of a model root that FlowMesh itself writes there (checkpoints unpacked by
+digest, work directories) and a path must never name: a checkpoint is used only by its
+digest, after the rights check (docs/isolation.md, "Models")."""
+
+
+def managed_entry(first: str) -> bool:
+    """Whether ``first``, a path's first part under its root, is FlowMesh's own."""
+    return first.startswith(MANAGED_PREFIXES)
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     for root in roots:
-        top = posixpath.normpath(root)
-        if path != top and path.startswith(top.rstrip("/") + "/"):
-            return True
+        top = posixpath.normpath(root).rstrip("/") + "/"
+        if path.startswith(top) and path != top.rstrip("/"):
+            return not managed_entry(path[len(top) :].split("/")[0])
     return False
 
 

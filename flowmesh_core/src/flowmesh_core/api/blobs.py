@@ -76,7 +76,10 @@ async def put_blob(
 
 @router.head(
     "/{digest}",
-    responses={200: {"description": "The caller may read it; Content-Length is its size."}},
+    responses={
+        200: {"description": "The caller may read it; Content-Length is its size."},
+        404: {"description": "Unknown, or not the caller's to read (alike; a HEAD has no body)."},
+    },
     summary="Ask whether a blob is yours to read",
 )
 async def head_blob(digest: DigestPath, tenant: CurrentTenant, state: State) -> Response:

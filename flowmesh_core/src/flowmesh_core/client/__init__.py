@@ -13,8 +13,8 @@ these and never talk HTTP themselves.
 ``python_operator(fn, inputs, **kwargs)`` builds a ``python`` operator from a function,
 its version being the function's source hash. ``attach(client, doc, key=..., workflow=...)``
 (``attach_async`` for an AsyncClient) is the one re-attach policy for orchestrator tasks:
-a retry re-attaches to its earlier try's workflow unless that one failed. The value
-types the methods return are re-exported here. Importing this package never imports the
+a retry re-attaches to its earlier try's workflow unless that one failed or was cancelled.
+The value types the methods return are re-exported here. Importing this package never imports the
 control plane or Redis.
 """
 

@@ -104,7 +104,8 @@ class AsyncClient:
         """Wait until the workflow is done, failed or cancelled, or ``timeout`` seconds pass.
 
         Never raises for a timeout: it returns the last status seen, so check ``.state``
-        (``NodeState.DONE``, ``FAILED``, or still running). ``timeout=None`` waits forever.
+        (``NodeState.DONE``, ``FAILED``, ``CANCELLED``, or still running).
+        ``timeout=None`` waits forever.
         """
         loop = s.WaitLoop(workflow_id, timeout, lineage)
         while (call := loop.next_call()) is not None:

@@ -50,26 +50,10 @@ class WorkflowsMixin(StoreBase):
         records = {node: strings(r) for node, r in zip(nodes, raw, strict=True)}
         return tenant is not None, finished is not None, records
 
-    async def is_result(self, digest: str) -> bool:
-        """Whether ``digest`` is some requester's result (not a blob someone uploaded)."""
-        async with self.guard():
-            return bool(await self._redis.sismember(self.keys.results(), digest))
-
     async def may_read(self, tenant: str, digest: str) -> bool:
         """Whether ``tenant``'s lineage holds ``digest``."""
         async with self.guard():
             return bool(await self._redis.sismember(self.keys.tenant_results(tenant), digest))
-
-    async def unreadable(self, tenant: str, digests: Sequence[str]) -> list[str]:
-        """Those of ``digests`` that are some requester's result but not in ``tenant``'s
-        lineage (an upload, or the tenant's own result, is readable). One round trip."""
-        if not digests:
-            return []
-        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
-            pipe.smismember(self.keys.results(), list(digests))
-            pipe.smismember(self.keys.tenant_results(tenant), list(digests))
-            results, mine = await pipe.execute()
-        return [d for d, r, m in zip(digests, results, mine, strict=True) if r and not m]
 
     async def not_readable_by(self, tenant: str, digests: Sequence[str]) -> list[str]:
         """Those of ``digests`` that ``tenant``'s lineage does not hold (one round trip)."""

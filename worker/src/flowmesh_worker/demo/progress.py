@@ -23,6 +23,7 @@ __all__ = ["ProgressBoard"]
 _STATE_STYLE = {
     NodeState.DONE: "green",
     NodeState.FAILED: "bold red",
+    NodeState.CANCELLED: "magenta",
     NodeState.RUNNING: "yellow",
     NodeState.PENDING: "yellow",
     NodeState.WAITING: "dim",
@@ -69,6 +70,8 @@ def _cell(node: NodeStatus | None) -> Text:
         return Text(f"{node.items_total} ✓", style=style)
     if node.state is NodeState.FAILED:
         return Text("failed", style=style)
+    if node.state is NodeState.CANCELLED:
+        return Text("cancelled", style=style)
     return Text(f"{node.items_done}/{node.items_total}", style=style)
 
 

@@ -26,6 +26,7 @@ from flowmesh_core.model_names import (
     MINILM,
     canonical_model,
     is_path_name,
+    managed_entry,
     unknown_model,
 )
 from flowmesh_core.models import ModelRef
@@ -104,6 +105,8 @@ def _under_roots(name: str, roots: Sequence[Path]) -> Path:
         for root in roots:
             top = root.expanduser().resolve()
             if local != top and local.is_relative_to(top) and local.is_dir():
+                if managed_entry(local.relative_to(top).parts[0]):
+                    break  # a checkpoint unpacked here is used by digest only
                 return local
     raise unknown_model(name)
 
