@@ -144,3 +144,26 @@ async def test_a_requester_that_joined_while_the_batch_ran_sees_that_batch(
     assert seen["size"] == 2
     everyone = (await admin.get(f"/v1/batches/{joined['batch_id']}")).json()
     assert sorted(r["tenant"] for r in everyone["items"]) == ["alice", "alice", "bob"]
+
+
+async def test_under_the_tenant_domain_batches_never_mix_tenants(harness: Harness) -> None:
+    """Each tenant's items wait in a group of their own and run in batches of their own,
+    so a batch's size, time and charge never depend on another tenant's items."""
+    app = await harness.app(dedup_domain="tenant")
+    alice = await harness.client(app, await harness.tenant("alice"))
+    bob = await harness.client(app, await harness.tenant("bob"))
+    admin = await harness.client(app, await harness.tenant("ops", admin=True))
+    a_wf = await _submit(alice, ["same", "a2"])
+    b_wf = await _submit(bob, ["same", "b2", "b3"])
+    groups = (await admin.get("/v1/pool")).json()["groups"]
+    assert sorted(tuple(s["tenant"] for s in g["shares"]) for g in groups) == [
+        ("alice",),
+        ("bob",),
+    ]
+    await harness.worker()
+    a_batches = {r["batch_id"] for r in await _done(alice, a_wf)}
+    b_batches = {r["batch_id"] for r in await _done(bob, b_wf)}
+    assert a_batches.isdisjoint(b_batches)
+    for batch_id, size in [(*a_batches, 2), (*b_batches, 3)]:
+        batch = (await admin.get(f"/v1/batches/{batch_id}")).json()
+        assert batch["size"] == size

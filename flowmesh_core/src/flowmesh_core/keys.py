@@ -107,8 +107,15 @@ def expand(
     max_inline_bytes: int,
     salt: str | None = None,
     load_blob: BlobLoader | None = None,
+    batch_scope: str | None = None,
 ) -> Expansion:
     """Validate ``op`` against its kind and compute its key and its items' keys.
+
+    ``batch_scope``, when given, is part of the batch signature only (never of a key):
+    items of different scopes never share a batch. Under the ``tenant`` dedup domain the
+    control plane passes the requester's domain, so nothing about a tenant's batch (its
+    size, its time, the item's charge) depends on another tenant's items
+    (docs/isolation.md, "Batches under the tenant domain").
 
     Raises UnknownKindError, InvalidParamsError, InvalidOperatorError or
     InputTooLargeError, each naming what to fix. With ``op.dedup`` false and no ``salt``,
@@ -138,6 +145,8 @@ def expand(
     grouped: dict[str, Any] = {"params": spec.signature_params(key_params)}
     if spec.weight_input is not None and spec.weight_input in digests:
         grouped["input"] = digests[spec.weight_input]  # one run per group: exact weights
+    if batch_scope is not None:
+        grouped["scope"] = batch_scope
     signature = key_of({**base, "form": "signature", **grouped})
     if salt is not None:
         base["salt"] = salt

@@ -60,7 +60,7 @@ from flowmesh_core.models.bounds import loads_json
 from flowmesh_core.models.workflow import MODEL_INPUT
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
-from flowmesh_core.settings import Settings
+from flowmesh_core.settings import DedupDomain, Settings
 from flowmesh_core.store import NodeStart, Store, SubmitQuota, domain_for
 
 __all__ = ["WorkflowEngine"]
@@ -206,7 +206,7 @@ class WorkflowEngine:
                 if node.dependencies():
                     self._check_waiting(node)
                 else:
-                    expansion = await self._expand(node.to_operator({}), wf_id, name)
+                    expansion = await self._expand(node.to_operator({}), wf_id, name, tenant.name)
                     await self._check_listed(tenant, expansion)
                     ready[name] = expansion
             except FlowMeshError as exc:
@@ -271,8 +271,11 @@ class WorkflowEngine:
         spec.normalize_params(node.params)
         spec.check_inputs(node.inputs)
 
-    async def _expand(self, op: Operator, wf_id: str, node: str) -> Expansion:
+    async def _expand(self, op: Operator, wf_id: str, node: str, tenant: str) -> Expansion:
         salt = None if op.dedup else f"{wf_id}/{node}"
+        # Under the tenant domain a batch holds one tenant's items only (keys.expand).
+        tenant_only = self.settings.dedup_domain is DedupDomain.TENANT
+        scope = self.domain(tenant) if tenant_only else None
         digests = [inp.blob for inp in op.inputs.values() if isinstance(inp, BlobInput)]
         source = Prefetched(self.blobs, await self.results.inline(digests) if digests else {})
 
@@ -286,6 +289,7 @@ class WorkflowEngine:
             max_inline_bytes=self.settings.max_inline_bytes,
             salt=salt,
             load_blob=load_json,
+            batch_scope=scope,
         )
 
     # -- advancing -----------------------------------------------------------------------
@@ -336,7 +340,7 @@ class WorkflowEngine:
         try:
             op = node.to_operator(resolved, model)
             await self._check_model(tenant, model)
-            expansion = await self._expand(op, wf_id, action.node)
+            expansion = await self._expand(op, wf_id, action.node, stored.tenant)
             await self._check_listed(tenant, expansion)
         except ServiceUnavailableError:
             raise  # a blip, not the workflow's fault: the outbox entry is retried
