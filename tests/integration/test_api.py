@@ -454,6 +454,11 @@ async def test_the_worker_list_is_for_admins(harness: Harness) -> None:
     (worker,) = (await admin.get("/v1/workers")).json()
     assert worker["profile"]["worker_id"] == "play-7"
     assert worker["alive"] is True
+    assert worker["draining"] is False
+    await harness.store.set_draining("play-7")  # cordoned (or stopping): no new batches
+    (cordoned,) = (await admin.get("/v1/workers")).json()
+    assert cordoned["draining"] is True
+    assert cordoned["free_slots"] == 0
 
 
 async def test_health_reports_each_check(harness: Harness) -> None:

@@ -287,9 +287,10 @@ class ControlPlane:
                     profile=profile,
                     alive=now - record.heartbeat < self.settings.worker_ttl_s,
                     last_heartbeat=record.heartbeat,
-                    free_slots=max(profile.slots - record.inflight, 0),
+                    free_slots=0 if record.draining else max(profile.slots - record.inflight, 0),
                     warm_models=record.warm,
                     running_batches=record.inflight,
+                    draining=record.draining,
                 )
             )
         return states

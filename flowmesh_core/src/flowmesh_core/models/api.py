@@ -133,6 +133,7 @@ class WorkerState(ReplyModel):
     free_slots: int
     warm_models: list[str] = Field(default_factory=list)
     running_batches: int = 0
+    draining: bool = False  # finishing what it holds, taking no new batches
 
 
 class TenantStats(ReplyModel):

@@ -15,7 +15,8 @@ async function showFleet() {
     const workers = await (await api("/v1/workers")).json();
     fillTable($("workers"), ["worker", "accelerator", "state", "free slots", "running batches", "warm models", "$/h", "W"],
       workers.map((w) => [w.profile.worker_id, w.profile.accelerator,
-        w.alive ? (w.running_batches ? "busy" : "idle") : "gone", w.free_slots, w.running_batches,
+        !w.alive ? "gone" : w.draining ? "draining" : w.running_batches ? "busy" : "idle",
+        w.free_slots, w.running_batches,
         w.warm_models.join(", "), fmt(w.profile.price_per_hour, 4), fmt(w.profile.watts, 1)]));
     const scale = await (await api("/v1/autoscale")).json();
     fillTable($("pools"), ["pool", "replicas", "idle", "batches", "backlog s", "desired", "reason"],
