@@ -128,12 +128,18 @@ def test_seeded_fallback_is_overhead_plus_size_over_gained_rate(size: int, expec
         ("cpu", "embed", 10.0),  # exact
         ("cpu", "score", 5.0),  # (accelerator, "*")
         ("gpu", "embed", 100.0),  # ("*", kind)
+        ("cpu", "data.x", 1000.0),  # ("*", kind) before (accelerator, "*")
         ("gpu", "score", 1.0),  # default_rate
     ],
 )
 def test_seed_lookup_order(accelerator: str, kind: str, rate: float) -> None:
     tp = model(
-        seeds={("cpu", "embed"): 10.0, ("cpu", "*"): 5.0, ("*", "embed"): 100.0},
+        seeds={
+            ("cpu", "embed"): 10.0,
+            ("cpu", "*"): 5.0,
+            ("*", "embed"): 100.0,
+            ("*", "data.x"): 1000.0,
+        },
         batch_overhead_s=0.0,
     )
     assert tp.batch_seconds(accelerator, kind, "m", 1) == pytest.approx(1 / rate)
@@ -316,3 +322,15 @@ def test_a_bad_observation_teaches_nothing() -> None:
     with pytest.raises(InvalidInputError):
         tp.learn(Observation("cpu", "embed", "m", 4, 0.0, 1.0))
     assert tp.to_dict() == model().to_dict()
+
+
+def test_every_data_kind_has_a_fast_prior_on_a_cpu() -> None:
+    """A data.* kind never run before is not priced like an unknown model on a CPU (which
+    held a first data.top_k back ~18 s on an idle worker): each registered one is seeded."""
+    from flowmesh_core.registry import Registry
+
+    tp = ThroughputModel()
+    data_kinds = [k for k in Registry.default().kinds() if k.startswith("data.")]
+    assert data_kinds
+    for kind in data_kinds:
+        assert tp.batch_seconds("cpu", kind, None, 8) < 1.0, kind

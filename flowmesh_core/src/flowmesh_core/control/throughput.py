@@ -54,6 +54,15 @@ DEFAULT_SEEDS: Mapping[tuple[str, str], float] = {
     ("L40S", WILDCARD): 2.0,
     ("A100", WILDCARD): 3.0,
     ("H100", WILDCARD): 5.0,
+    # The data.* kinds move a few records of JSON on the worker's CPU whatever its
+    # accelerator: microseconds an item, so the batch overhead is all they cost. Without
+    # these, the CPU wildcard above priced a first data.top_k at 50 s an item, and the
+    # utility held it back ~18 s on an idle worker until its value had aged enough.
+    (WILDCARD, "data.template"): 1000.0,
+    (WILDCARD, "data.filter"): 1000.0,
+    (WILDCARD, "data.dedup"): 1000.0,
+    (WILDCARD, "data.top_k"): 1000.0,
+    (WILDCARD, "data.pairs"): 1000.0,
 }
 
 _FORMAT = 1
@@ -111,8 +120,10 @@ class ThroughputModel:
        seed's gain curve anchored at the smallest: ``rate[lo] * g(b) / g(lo)``;
     3. nothing measured: ``batch_overhead_s + n / (r1 * g(n))`` with ``g(n) =
        min(n, gain_cap) ** gain_exp`` and ``r1`` the seeded items/s at batch 1, looked up as
-       (accelerator, kind), (family, kind), (accelerator, "*"), (family, "*"), ("*", kind),
-       else ``default_rate`` (the family of "H100-80GB" is "H100").
+       (accelerator, kind), (family, kind), ("*", kind), (accelerator, "*"), (family, "*"),
+       else ``default_rate`` (the family of "H100-80GB" is "H100"). A ("*", kind) seed says
+       the kind runs as fast on any accelerator (CPU-side data transforms), which is more
+       than a hardware-wide guess knows, so it comes before (accelerator, "*").
 
     ``load_seconds(accelerator, model)`` is the EWMA of observed loads, else ``default``
     (when given), else ``default_load_s``. Every EWMA starts at its first sample and then
@@ -251,11 +262,11 @@ class ThroughputModel:
         if r1 is None:
             r1 = seeds.get((family, kind))
         if r1 is None:
+            r1 = seeds.get((WILDCARD, kind))
+        if r1 is None:
             r1 = seeds.get((accelerator, WILDCARD))
         if r1 is None:
-            r1 = seeds.get((family, WILDCARD))
-        if r1 is None:
-            r1 = seeds.get((WILDCARD, kind), self.default_rate)
+            r1 = seeds.get((family, WILDCARD), self.default_rate)
         return r1 * self._gain(size)
 
     def _interpolate(self, curve: dict[int, _Ewma], b: int) -> float:
