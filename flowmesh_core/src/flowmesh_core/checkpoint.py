@@ -30,11 +30,11 @@ from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from flowmesh_core.errors import InvalidDigestError, InvalidInputError
+from flowmesh_core.errors import InvalidDigestError, InvalidInputError, InvalidOperatorError
 from flowmesh_core.hashing import canonical_json, validate_digest
 from flowmesh_core.models import ModelRef
 
-__all__ = ["Tree", "build_tree", "check_file_path", "parse_tree", "read_tree"]
+__all__ = ["Tree", "build_tree", "check_file_path", "model_tree", "parse_tree", "read_tree"]
 
 _FIELD = "checkpoint"
 _FORMATS = ("full", "lora", "resume")
@@ -133,5 +133,20 @@ def read_tree(data: bytes) -> Tree:
         raise InvalidInputError(
             "not a checkpoint: a model digest must name the result of a train.* operator "
             '(a {"checkpoint": ...} tree)'
+        )
+    return tree
+
+
+def model_tree(digest: str, data: bytes) -> Tree:
+    """The checkpoint ``digest`` (its bytes ``data``) as a model: InvalidOperatorError,
+    naming the digest, when the bytes are no checkpoint or a training run's resume state.
+    The control plane (at submission) and the worker (before unpacking) ask the same."""
+    try:
+        tree = read_tree(data)
+    except InvalidInputError as exc:
+        raise InvalidOperatorError(f"model {digest}: {exc}") from exc
+    if tree.format == "resume":
+        raise InvalidOperatorError(
+            f"model {digest}: not a checkpoint but a training run's intermediate state"
         )
     return tree

@@ -19,17 +19,13 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from flowmesh_core.api.deps import CurrentTenant, State
-from flowmesh_core.api.errors import ErrorBody
+from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.api.routes import _held_back, _resume
 from flowmesh_core.blobs import BlobInfo
 from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.models.api import BlobReceipt
 
 __all__ = ["router"]
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
 
 
 router = APIRouter(prefix="/v1/blobs", responses=_errors(400, 401, 500, 503))

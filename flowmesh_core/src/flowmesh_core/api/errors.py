@@ -41,6 +41,7 @@ __all__ = [
     "UnhandledErrorMiddleware",
     "UnsupportedMediaTypeError",
     "error_response",
+    "error_responses",
     "install_error_handlers",
     "redact",
 ]
@@ -71,6 +72,12 @@ class ErrorBody(BaseModel):
     """The body of every error response."""
 
     error: ErrorDetail
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of error statuses a route can answer: each
+    has the one error body shape (``ErrorBody``)."""
+    return {code: {"model": ErrorBody} for code in codes}
 
 
 def redact(message: str) -> str:

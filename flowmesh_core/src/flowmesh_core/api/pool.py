@@ -9,19 +9,15 @@ this module only authenticates and answers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from flowmesh_core.api.deps import CurrentTenant, State
-from flowmesh_core.api.errors import ErrorBody
+from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.models.api import BatchReport, PoolReport
 
 __all__ = ["router"]
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
 
 
 router = APIRouter(prefix="/v1", responses=_errors(400, 401, 500, 503))

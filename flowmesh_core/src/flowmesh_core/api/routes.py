@@ -23,7 +23,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from flowmesh_core.api.body import ACCEPTED_TYPES, idempotency_key, read_model
 from flowmesh_core.api.deps import ApiState, CurrentTenant, State
-from flowmesh_core.api.errors import ErrorBody
+from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.control import (
     StatsReport,
     SubmitResult,
@@ -43,10 +43,6 @@ MAX_WAIT_S = 300.0
 
 _WAIT_SLICE_S = 5.0
 _CLIENT_CLOSED = 499  # nginx's "client closed request": nobody is left to answer
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
 
 
 router = APIRouter(prefix="/v1", responses=_errors(400, 401, 500, 503))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowmesh_core.blobs import BlobStore
-from flowmesh_core.checkpoint import read_tree
+from flowmesh_core.checkpoint import model_tree
 from flowmesh_core.control.rules import (
     FailNode,
     NodeView,
@@ -239,14 +239,7 @@ class WorkflowEngine:
             data = await self.results.read(digest)
         except BlobNotFoundError:
             raise NotFoundError(f"no blob {digest} for this tenant") from None
-        try:
-            tree = read_tree(data)
-        except InvalidInputError as exc:
-            raise InvalidOperatorError(f"model {digest}: {exc}") from exc
-        if tree.format == "resume":
-            raise InvalidOperatorError(
-                f"model {digest}: not a checkpoint but a training run's intermediate state"
-            )
+        tree = model_tree(digest, data)
         if tenant.admin or await self.store.may_read(tenant.name, digest):
             return  # its own result: the run that made it was checked already
         if depth >= _MAX_BASES:

@@ -30,11 +30,10 @@ from pathlib import Path
 
 from flowmesh_core.blobs import BlobStore
 from flowmesh_core.blobs.base import DEFAULT_CHUNK_SIZE, StreamHasher
-from flowmesh_core.checkpoint import Tree, check_file_path, read_tree
+from flowmesh_core.checkpoint import Tree, check_file_path, model_tree
 from flowmesh_core.errors import (
     BlobNotFoundError,
     CorruptBlobError,
-    InvalidInputError,
     InvalidOperatorError,
     NotFoundError,
 )
@@ -104,15 +103,7 @@ def _read(digest: str, blobs: BlobStore) -> Tree:
         data = blobs.get_bytes(digest)
     except BlobNotFoundError as exc:
         raise NotFoundError(f"model {digest} is not in the CAS") from exc
-    try:
-        tree = read_tree(data)
-    except InvalidInputError as exc:
-        raise InvalidOperatorError(f"model {digest}: {exc}") from exc
-    if tree.format == "resume":
-        raise InvalidOperatorError(
-            f"model {digest}: not a checkpoint but a training run's intermediate state"
-        )
-    return tree
+    return model_tree(digest, data)
 
 
 def fetch_tree(digest: str, tree: Tree, blobs: BlobStore, into: Path) -> None:
