@@ -471,3 +471,33 @@ def test_unknown_fields_are_rejected(model: type[Any], data: dict[str, Any]) -> 
 def test_record_fields_are_validated(model: type[Any], data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         model.model_validate(data)
+
+
+def test_a_workflows_result_node_is_the_one_named_or_its_only_final_node() -> None:
+    """The rule every adapter uses for whose result a task (or step) returns."""
+    from flowmesh_core.errors import InvalidInputError
+    from flowmesh_core.models.parse import parse_workflow
+
+    tmpl = {"kind": "data.template", "params": {"template": "{x}"}}
+    chain = parse_workflow(
+        {
+            "nodes": {
+                "a": {**tmpl, "inputs": {"records": [{"x": 1}]}},
+                "b": {**tmpl, "inputs": {"records": {"ref": "a"}}},
+            }
+        }
+    )
+    assert chain.result_node() == "b"
+    assert chain.result_node("a") == "a"
+    with pytest.raises(InvalidInputError, match="node='c' is not in the workflow"):
+        chain.result_node("c")
+    forked = parse_workflow(
+        {
+            "nodes": {
+                "a": {**tmpl, "inputs": {"records": [{"x": 1}]}},
+                "b": {**tmpl, "inputs": {"records": [{"x": 2}]}},
+            }
+        }
+    )
+    with pytest.raises(InvalidInputError, match=r"2 final nodes .* whose result this step"):
+        forked.result_node(who="this step")

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field, JsonValue, field_validator, model_validator
 
+from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.models._base import FrozenModel, Name
 from flowmesh_core.models.operator import (
     BlobInput,
@@ -137,6 +138,26 @@ class Workflow(FrozenModel):
                 f"the workflow has a cycle: {' -> '.join(cycle)}; remove one of these references"
             )
         return order
+
+    def result_node(self, node: str | None = None, *, who: str = "the task") -> str:
+        """``node`` if this workflow has it; by default its only final node (one no other
+        node reads). InvalidInputError, naming the nodes, otherwise; ``who`` is what
+        returns the result, for the message (an adapter's task, step...)."""
+        if node is not None:
+            if node not in self.nodes:
+                raise InvalidInputError(
+                    f"node={node!r} is not in the workflow; its nodes are "
+                    f"{', '.join(map(repr, self.nodes))}"
+                )
+            return node
+        read = {dep for n in self.nodes.values() for dep in n.dependencies()}
+        finals = [name for name in self.nodes if name not in read]
+        if len(finals) != 1:
+            raise InvalidInputError(
+                f"the workflow has {len(finals)} final nodes ({', '.join(map(repr, finals))}): "
+                f"pass node= to say whose result {who} returns"
+            )
+        return finals[0]
 
     def _find_cycle(self, stuck: set[str]) -> list[str]:
         # Every stuck node reads at least one other stuck node, so walking those reads

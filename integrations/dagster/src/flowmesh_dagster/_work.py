@@ -54,7 +54,7 @@ def parse_work(work: Operator | Workflow | Mapping[str, Any] | str, node: str | 
                 f"{OPERATOR_NODE!r}; leave node= out"
             )
         return Work(document, OPERATOR_NODE)
-    return Work(document, _result_node(document, node))
+    return Work(document, document.result_node(node, who="this step"))
 
 
 def _document(work: Operator | Workflow | Mapping[str, Any] | str) -> Operator | Workflow:
@@ -64,24 +64,6 @@ def _document(work: Operator | Workflow | Mapping[str, Any] | str) -> Operator |
     if isinstance(data, Mapping) and "nodes" in data:
         return parse_workflow(dict(data))
     return parse_operator(dict(data) if isinstance(data, Mapping) else data)
-
-
-def _result_node(workflow: Workflow, node: str | None) -> str:
-    if node is not None:
-        if node not in workflow.nodes:
-            raise InvalidInputError(
-                f"node={node!r} is not in the workflow; its nodes are "
-                f"{', '.join(map(repr, workflow.nodes))}"
-            )
-        return node
-    read = {dep for n in workflow.nodes.values() for dep in n.dependencies()}
-    finals = [name for name in workflow.nodes if name not in read]
-    if len(finals) != 1:
-        raise InvalidInputError(
-            f"the workflow has {len(finals)} final nodes ({', '.join(map(repr, finals))}): "
-            "pass node= to say whose result this step returns"
-        )
-    return finals[0]
 
 
 def op_context(context: Context) -> dg.OpExecutionContext:

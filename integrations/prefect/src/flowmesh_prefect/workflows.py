@@ -47,21 +47,7 @@ def parse(workflow: WorkflowLike) -> Workflow:
 
 def result_node(workflow: Workflow, node: str | None) -> str:
     """``node`` if the workflow has it; by default its only final node (none reads it)."""
-    if node is not None:
-        if node not in workflow.nodes:
-            raise InvalidInputError(
-                f"node={node!r} is not in the workflow; its nodes are "
-                f"{', '.join(map(repr, workflow.nodes))}"
-            )
-        return node
-    read = {dep for n in workflow.nodes.values() for dep in n.dependencies()}
-    finals = [name for name in workflow.nodes if name not in read]
-    if len(finals) != 1:
-        raise InvalidInputError(
-            f"the workflow has {len(finals)} final nodes ({', '.join(map(repr, finals))}): "
-            "pass node= to say whose result the task returns"
-        )
-    return finals[0]
+    return workflow.result_node(node, who="the task")
 
 
 def workflow_task(

@@ -20,7 +20,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -194,6 +195,23 @@ def _common_args(
     }
 
 
+def _fit(trainer: Any, out_dir: Path, checkpoints: Resumable | None) -> dict[str, Any]:
+    """Train (from the latest saved state, if any), save the model: the run's metrics."""
+    resumed = _resume(trainer, out_dir, checkpoints)
+    return {**_finish(trainer, out_dir), "resumed_from_step": resumed}
+
+
+@contextmanager
+def _quiet_renamed_property() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # PEFT and TRL read a property that this transformers release renamed (its own
+        # FutureWarning, not ours to act on).
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        yield
+
+
 def _finish(trainer: Any, out_dir: Path) -> dict[str, Any]:
     history = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     trainer.save_model(str(out_dir))
@@ -245,11 +263,7 @@ def train_sft(
         )
     common = _common_args(params, out_dir, device, saving=checkpoints is not None)
     args = SFTConfig(**common, completion_only_loss=True)
-    with warnings.catch_warnings():
-        # PEFT reads a property that this transformers release renamed (its own warning).
-        warnings.filterwarnings(
-            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
-        )
+    with _quiet_renamed_property():
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -258,9 +272,7 @@ def train_sft(
             peft_config=peft_config,
             callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        resumed = _resume(trainer, out_dir, checkpoints)
-        metrics = _finish(trainer, out_dir)
-        metrics["resumed_from_step"] = resumed
+        metrics = _fit(trainer, out_dir, checkpoints)
         metrics["nll_after"] = _mean_completion_nll(_trained(trainer), tokenizer, examples)
     metrics["nll_before"] = nll_before
     metrics["examples"] = len(examples) * params.epochs
@@ -292,11 +304,7 @@ def train_dpo(
         beta=params.beta,
         loss_type=[params.loss_type],
     )
-    with warnings.catch_warnings():
-        # TRL reads a property that this transformers release renamed (its own warning).
-        warnings.filterwarnings(
-            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
-        )
+    with _quiet_renamed_property():
         trainer = DPOTrainer(
             model=model,
             args=args,
@@ -304,9 +312,7 @@ def train_dpo(
             processing_class=tokenizer,
             callbacks=[*_progress(report), *_saver(checkpoints)],
         )
-        resumed = _resume(trainer, out_dir, checkpoints)
-        metrics = _finish(trainer, out_dir)
-        metrics["resumed_from_step"] = resumed
+        metrics = _fit(trainer, out_dir, checkpoints)
         metrics["margin_after"] = _margin(_trained(trainer), tokenizer, pairs)
     metrics["margin_before"] = margin_before
     metrics["examples"] = len(pairs) * params.epochs
