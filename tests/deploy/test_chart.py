@@ -335,6 +335,7 @@ def test_notes_say_how_to_see_the_recommendation() -> None:
     assert "gpu-l4: deploy/fm-flowmesh-worker-gpu-l4, 0..8 replicas, 2 nvidia.com/gpu each" in notes
     _, notes = render(MINIMAL)
     assert "flowmesh tenant create keda --admin" in notes
+    assert "flowmesh tenant create keda --admin --token-file keda.token" in notes
 
 
 def test_the_values_in_docs_deploy_render_and_validate() -> None:

@@ -172,3 +172,48 @@ async def test_quota_changes_a_tenants_own_limits_for_every_token(harness: Harne
     missing = await _flowmesh(harness, "tenant", "quota", "nobody", "--max-in-flight", "3")
     assert missing.exit_code == 2
     assert "no tenant 'nobody'" in missing.stderr
+
+
+async def test_create_writes_the_token_to_a_new_owner_only_file(
+    harness: Harness, tmp_path: Any
+) -> None:
+    app = await harness.app(run_scheduler=False)
+    path = tmp_path / "keda.token"
+    args = ("tenant", "create", "keda", "--admin", "--token-file", str(path))
+    done = await _flowmesh(harness, *args)
+    assert done.exit_code == 0, done.stderr
+    assert done.stdout == ""  # nothing on the terminal
+    assert str(path) in done.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    token = path.read_text()
+    assert token.startswith("fm_")
+    assert token.endswith("\n")
+    assert token.count("\n") == 1
+    admin = await harness.client(app, token.strip())
+    assert (await admin.get("/v1/workers")).status_code == 200  # an admin-only view opens
+
+
+async def test_token_file_refusals_create_nothing_and_keep_the_file(
+    harness: Harness, tmp_path: Any
+) -> None:
+    await _token(harness, "create", "taken")
+    before = await harness.keys()
+    kept = tmp_path / "old.token"
+    kept.write_text("someone else's\n")
+    exists = await _flowmesh(harness, "tenant", "create", "fresh", "--token-file", str(kept))
+    assert exists.exit_code == 2
+    assert "exists" in exists.stderr
+    assert "Traceback" not in exists.stderr
+    assert kept.read_text() == "someone else's\n"
+    missing = tmp_path / "no-such-dir" / "x.token"
+    nowhere = await _flowmesh(harness, "tenant", "create", "fresh", "--token-file", str(missing))
+    assert nowhere.exit_code == 2
+    assert "--token-file" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
+    clash = tmp_path / "clash.token"
+    again = await _flowmesh(harness, "tenant", "create", "taken", "--token-file", str(clash))
+    assert again.exit_code != 0
+    assert "already exists" in again.stderr
+    assert not clash.exists()  # a failed create leaves no token file behind
+    assert await harness.keys() == before
+    assert await harness.store.tenant_record("fresh") == {}

@@ -2,7 +2,9 @@
 once; replace its token; stop all its tokens; change its own quotas.
 
 The token goes alone to stdout (so ``flowmesh tenant create team-a > team-a.token`` keeps
-it out of the terminal); how to use it goes to stderr. Only the token's hash is stored:
+it out of the terminal), or with ``--token-file PATH`` into a new file only its owner may
+read (0600), for an install script to hand to ``helm --set-file`` (docs/deploy.md); how
+to use it goes to stderr. Only the token's hash is stored:
 it cannot be shown again. Rotation stops every earlier token at once, with no grace
 period (docs/isolation.md, "Tokens").
 
@@ -11,6 +13,9 @@ command exits, and the token would open nothing.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
@@ -57,6 +62,54 @@ def _tenant(**fields: object) -> Tenant:
         raise InvalidInputError(f"invalid tenant: {problems.replace('Value error, ', '')}") from exc
 
 
+def _claim(path: Path | None) -> int | None:
+    """A new file at ``path``, open for writing by its owner only (0600), or None.
+
+    Claimed before the tenant is made, so a path that cannot be written changes nothing;
+    an existing file is never overwritten (it may hold another tenant's token).
+    """
+    if path is None:
+        return None
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidInputError(
+            f"--token-file {path}: the file exists; remove it or name a new one"
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"--token-file {path}: {exc.strerror}") from None
+
+
+def _deliver(token: str, path: Path | None, fd: int | None) -> str:
+    """Write ``token`` to the claimed file (or stdout); the hint for stderr."""
+    if fd is None:
+        click.echo(token)
+        return "Its token (on stdout) is not stored and will not be shown again; save it now."
+    with os.fdopen(fd, "w") as out:
+        out.write(token + "\n")
+    return f"Its token is in {path} (mode 0600) and is not stored anywhere else."
+
+
+def _issue(cli: CliContext, tenant: Tenant, path: Path | None) -> tuple[Tenant, str]:
+    """Create ``tenant`` and deliver its token; a failed create leaves no token file."""
+    fd = _claim(path)
+    try:
+        created, token = run_async(_create(cli, tenant))
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+            os.unlink(path)  # type: ignore[arg-type]
+        raise
+    return created, _deliver(token, path, fd)
+
+
+_TOKEN_FILE = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the token to this new file (mode 0600) instead of stdout.",
+)
+
+
 @tenant.command("create")
 @click.argument("name")
 @click.option("--org", "organisation", help="Organisation (for the organisation dedup domain).")
@@ -71,6 +124,7 @@ def _tenant(**fields: object) -> Tenant:
     type=float,
     help="Submissions per second (default: the tenant_submit_rate setting; 0: no limit).",
 )
+@_TOKEN_FILE
 @pass_cli
 @reports_errors
 def create(
@@ -80,8 +134,9 @@ def create(
     admin: bool,
     max_in_flight: int | None,
     submit_rate: float | None,
+    token_file: Path | None,
 ) -> None:
-    """Create tenant NAME and print its token (shown once)."""
+    """Create tenant NAME and print its token (shown once), or write it to --token-file."""
     wanted = _tenant(
         name=name,
         organisation=organisation,
@@ -89,14 +144,12 @@ def create(
         max_in_flight=max_in_flight,
         submit_rate=submit_rate,
     )
-    created, token = run_async(_create(cli, wanted))
-    click.echo(token)
+    created, hint = _issue(cli, wanted, token_file)
     kind = "admin tenant" if created.admin else "tenant"
     err_console.print(
         Text.assemble(
             (f"created {kind} {created.name!r}. ", "bold green"),
-            "Its token (on stdout) is not stored and will not be shown again; save it now. "
-            "Use it with: export FLOWMESH_TOKEN=<token>",
+            f"{hint} Use it with: export FLOWMESH_TOKEN=<token>",
         )
     )
 
