@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.sim.fleet import Autoscaler, Batch, SimWorker, Usage, backlog_seconds
-from bench.sim.hardware import ACCELERATORS, Roofline
+from bench.sim.fleet import Autoscaler, Batch, SimWorker, Usage, Wave, backlog_seconds
+from bench.sim.hardware import ACCELERATORS, Accelerator, Roofline
 from bench.sim.policies import policy_for
 from bench.sim.variants import Dynamics, Variant
 from bench.sim.workload import Stage, Submission, item_keys, training_key
@@ -409,27 +409,8 @@ class Engine:
         if not self.dyn.autoscale:
             return
         alive = [w for w in self.workers.values() if w.alive and w.pool == pool]
-        expired = [
-            w for w in alive if w.worker_id in self.free and self.now - w.idle_since > scaler.idle_s
-        ]
-        # the product's decision (flowmesh_core.autoscale): first which idle workers go,
-        # then, on what is left, how many to buy for the backlog
-        ready = len(alive) - self.booting[pool]
-        gone = decide(
-            scaler.spec(),
-            PoolView(ready, self.booting[pool], idle_expired=len(expired)),
-            scaler.drain_s,
-        )
-        for w in expired[: gone.remove]:
-            self._remove(w)
-            alive.remove(w)
-        self._scale_up(pool, scaler, self.variant.pools_of(self.pool).get(pool, []), alive)
-
-    def _scale_up(
-        self, pool: str, scaler: Autoscaler, sigs: list[str], alive: list[SimWorker]
-    ) -> None:
         counts = Counter(w.acc.name for w in alive)
-        backlog = [(self.stages[sig].work, sum(i.units for i in self.pool[sig])) for sig in sigs]
+        sigs = self.variant.pools_of(self.pool).get(pool, [])
         # Buy for the largest waiting group alone. Pricing the whole backlog instead bought
         # H100s for short prefill-heavy spells, which the utility (fastest free worker
         # first) then kept just busy enough never to be retired: paper-fixed on
@@ -437,18 +418,62 @@ class Engine:
         sig = max(sigs, key=lambda s: len(self.pool[s]), default=None)
         largest = (self.stages[sig].work, len(self.pool[sig])) if sig else (self.works[0], 1)
         choice = scaler.pick_type(self.roof, [largest], self.works, counts)
-        if choice is None:
-            return
-        acc = ACCELERATORS[choice]
+        acc = ACCELERATORS[choice or scaler.default_type]  # None: every type is at its cap
+        expired = [
+            w for w in alive if w.worker_id in self.free and self.now - w.idle_since > scaler.idle_s
+        ]
+        wave = self._next_wave(pool, scaler, counts) if scaler.ahead else None
+        # the product's decision (flowmesh_core.autoscale): which idle workers go, and how
+        # many to buy for the backlog and, ahead of time, for the next wave
+        view = self._view(acc, sigs, alive, expired, wave, self.booting[pool])
+        decision = decide(scaler.spec(acc), view, scaler.drain_s)
+        for w in expired[: decision.remove]:
+            self._remove(w)
+        # the backlog's workers of the type priced for it, the next wave's of its own type
+        wanted = [choice] * (decision.add - decision.ahead) if choice else []
+        wanted += [wave.type_name] * decision.ahead if wave else []
+        for name in wanted:
+            if counts[name] >= scaler.per_type_max:
+                continue
+            counts[name] += 1
+            self._request(name, pool, scaler.marketplace, ACCELERATORS[name].boot_s)
+
+    def _view(
+        self,
+        acc: Accelerator,
+        sigs: list[str],
+        alive: list[SimWorker],
+        expired: list[SimWorker],
+        wave: Wave | None,
+        booting: int,
+    ) -> PoolView:
+        """The pool as the product's observer would see it, priced on ``acc``."""
+        backlog = [(self.stages[sig].work, sum(i.units for i in self.pool[sig])) for sig in sigs]
         seconds = sum(backlog_seconds(self.roof, acc, w, ready, self.works) for w, ready in backlog)
         cap = Roofline.max_batch(acc, self.works)
-        batches = sum(-(-len(self.pool[sig]) // cap) for sig in sigs)
-        booting = self.booting[pool]
-        idle = sum(1 for w in alive if w.worker_id in self.free)
-        view = PoolView(len(alive) - booting, booting, idle, 0, seconds, batches)
-        wanted = decide(scaler.spec(), view, scaler.drain_s).add
-        for _ in range(wanted):
-            if counts[choice] >= scaler.per_type_max:
-                break
-            counts[choice] += 1
-            self._request(choice, pool, scaler.marketplace, acc.boot_s)
+        return PoolView(
+            replicas=len(alive) - booting,
+            booting=booting,
+            idle=sum(1 for w in alive if w.worker_id in self.free),
+            idle_expired=len(expired),
+            backlog_s=seconds,
+            batches=sum(-(-len(self.pool[sig]) // cap) for sig in sigs),
+            load_s=max((self.roof.load_seconds(acc, w.model) for w, _ in backlog), default=0.0),
+            ahead_s=wave.seconds if wave else 0.0,
+            ahead_batches=wave.batches if wave else 0,
+        )
+
+    def _next_wave(self, pool: str, scaler: Autoscaler, counts: Counter[str]) -> Wave | None:
+        """The next wave of the runs in flight, from their workflows' graphs (what the
+        control plane knows of a running workflow: its nodes, and the size of each
+        started node's input)."""
+        runs = (
+            (r.sub.template.stages, r.stage, len(r.sub.prompts))
+            for r in self.runs
+            if r.finished is None and not r.failed
+        )
+
+        def in_pool(stage: Stage) -> bool:
+            return self.variant.pool_of(stage.signature) == pool
+
+        return scaler.next_wave(self.roof, runs, self.works, counts, in_pool)

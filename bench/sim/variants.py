@@ -54,6 +54,7 @@ class Dynamics:
     drain_s: float = 60.0  # the autoscaler buys enough to drain the backlog within this
     idle_s: float = 60.0  # ... and removes a worker idle this long
     buy_by: str = "usd"  # what the autoscaler minimises per item when it buys: usd or energy
+    ahead: bool = True  # show the autoscaler the next wave (the product's observer cannot yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,7 @@ class Variant:
                 drain_s=dyn.drain_s,
                 idle_s=dyn.idle_s,
                 buy_by=dyn.buy_by,
+                ahead=dyn.ahead,
                 heterogeneous=hetero,
                 default_type=self.homogeneous_type,
             )

@@ -77,14 +77,25 @@ async def test_backlog_raises_the_recommendation_and_it_falls_back_to_min(
     busy = await observe_and_recommend(store, settings, time.time())
     assert busy.waiting_items == 400
     assert sum(v.backlog_s for v in busy.views.values()) > 0
-    # the work is placed on the cheaper pool per item first, and it is asked to grow
+    # the work is placed on the cheaper pool per item first; its one ready replica drains
+    # it long before a new one could boot and load (60 s + the learned load): none bought
     seconds = busy.views["cpu"].backlog_s
-    batches = busy.views["cpu"].batches  # never more replicas than batches to give them
+    lead = settings.pools["cpu"].boot_s + busy.views["cpu"].load_s
+    assert busy.views["cpu"].load_s > 0
+    assert seconds < lead
+    assert busy.decisions["cpu"].desired == 1, busy.to_json()
+    assert f"lead {lead:.0f}s" in busy.decisions["cpu"].reason
+
+    # the same backlog once that replica is gone (its heartbeat too old): the pool is
+    # asked to grow, never to more replicas than batches to give them
+    later = time.time() + settings.worker_ttl_s + 5
+    cold = await observe_and_recommend(store, settings, later)
+    batches = cold.views["cpu"].batches
     assert batches == 7  # 400 items, 64 a batch
     wanted = min(20, batches, max(1, -int(-seconds // 0.1)))
-    assert busy.decisions["cpu"].desired == wanted, busy.to_json()
-    assert busy.decisions["cpu"].desired > 1, busy.to_json()
-    assert busy.decisions["gpu-l4"].desired == 0
+    assert cold.decisions["cpu"].desired == wanted, cold.to_json()
+    assert cold.decisions["cpu"].desired > 1, cold.to_json()
+    assert cold.decisions["gpu-l4"].desired == 0
 
     # a cheap pool that cannot drain it in time spills the rest onto the pricier one
     small = {**POOLS, "cpu": {**POOLS["cpu"], "max_replicas": 2}}
@@ -93,7 +104,7 @@ async def test_backlog_raises_the_recommendation_and_it_falls_back_to_min(
         settings.model_copy(
             update={"pools": {n: PoolSpec.model_validate(v) for n, v in small.items()}}
         ),
-        time.time(),
+        later,
     )
     assert spill.decisions["cpu"].desired == 2
     assert spill.decisions["gpu-l4"].desired > 0, spill.to_json()

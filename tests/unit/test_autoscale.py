@@ -35,10 +35,73 @@ def test_backlog_buys_enough_to_drain_within_drain_s_and_no_more_than_batches() 
 
 
 def test_booting_and_idle_replicas_count_as_already_bought() -> None:
-    spec = PoolSpec(max_replicas=50)
+    spec = PoolSpec(max_replicas=50, boot_s=0.0)  # no lead: ready replicas earn no credit
     d = decide(spec, PoolView(3, booting=2, idle=1, backlog_s=600.0, batches=40), 60.0)
-    assert d.add == 10 - 3
+    assert d.add == 10 - (2 + 1)
     assert d.desired == 5 + 7
+
+
+def test_a_burst_past_the_drain_target_buys_what_the_ready_replicas_cannot_drain_in_a_lead() -> (
+    None
+):
+    # lead = 120 s boot + 30 s load; 2 busy replicas finish 2 x 150 = 300 s of the 1500 s
+    # before a new replica takes any; the other 1200 s in 60 s needs 20 replicas
+    spec = PoolSpec(max_replicas=50, boot_s=120.0)
+    view = PoolView(2, backlog_s=1500.0, batches=80, load_s=30.0)
+    d = decide(spec, view, drain_s=60.0)
+    assert (d.add, d.ahead, d.desired) == (20, 0, 22)
+    assert "backlog 1500s" in d.reason
+    # a slower boot leaves the ready replicas more of it (2 x 330 s): fewer to buy
+    slower = decide(PoolSpec(max_replicas=50, boot_s=300.0), view, drain_s=60.0)
+    assert slower.add == 14
+    # the same burst on an empty pool: all of it, within the batches there are
+    assert decide(spec, PoolView(0, backlog_s=1500.0, batches=80, load_s=30.0), 60.0).add == 25
+    assert decide(spec, PoolView(0, backlog_s=1500.0, batches=7, load_s=30.0), 60.0).add == 7
+
+
+def test_a_backlog_the_ready_replicas_drain_within_a_lead_buys_nothing() -> None:
+    spec = PoolSpec(max_replicas=50, boot_s=120.0)
+    # 4 replicas x 130 s lead = 520 s: a 500 s backlog is gone before a new one could start
+    d = decide(spec, PoolView(4, backlog_s=500.0, batches=9, load_s=10.0), drain_s=60.0)
+    assert (d.add, d.desired) == (0, 4)
+    assert "lead 130s" in d.reason
+    # 100 s more than they drain in a lead: two more replicas
+    assert decide(spec, PoolView(4, backlog_s=620.0, batches=9, load_s=10.0), 60.0).add == 2
+
+
+def test_the_next_wave_grows_the_pool_one_lead_early_and_counts_the_whole_pool() -> None:
+    spec = PoolSpec(max_replicas=50, boot_s=120.0)
+    # nothing waits now; the next stage is 900 s in 30 batches: 15 replicas for 60 s,
+    # of which the 4 alive (busy now, free by then) and 1 booting count
+    view = PoolView(4, booting=1, ahead_s=900.0, ahead_batches=30)
+    d = decide(spec, view, drain_s=60.0)
+    assert (d.add, d.ahead, d.desired) == (10, 10, 15)
+    assert "next wave 900s" in d.reason
+    # a wave of 3 training runs (3 batches) never buys more than 3
+    few = decide(spec, PoolView(0, ahead_s=900.0, ahead_batches=3), drain_s=60.0)
+    assert (few.add, few.ahead) == (3, 3)
+    # what the backlog buys counts towards the wave: only the difference is bought ahead
+    both = decide(
+        spec, PoolView(0, backlog_s=600.0, batches=40, ahead_s=900.0, ahead_batches=30), 60.0
+    )
+    assert (both.add, both.ahead) == (15, 5)
+    # a wave the pool already covers buys nothing; max_replicas caps the rest
+    assert decide(spec, PoolView(20, ahead_s=900.0, ahead_batches=30), 60.0).add == 0
+    capped = decide(PoolSpec(max_replicas=6), view, drain_s=60.0)
+    assert (capped.desired, capped.ahead) == (6, 1)
+
+
+def test_idle_replicas_the_next_wave_needs_are_kept_the_rest_go() -> None:
+    # 6 idle past idle_s and a coming wave of 2 replicas' work: 4 go, 2 stay, none is
+    # bought (releasing them and buying 2 again would pay two boots for nothing)
+    spec = PoolSpec(max_replicas=50)
+    view = PoolView(6, idle=6, idle_expired=6, ahead_s=120.0, ahead_batches=9)
+    d = decide(spec, view, drain_s=60.0)
+    assert (d.remove, d.add, d.desired) == (4, 0, 2)
+    # with nothing coming, scale to zero still holds
+    gone = decide(spec, PoolView(6, idle=6, idle_expired=6), drain_s=60.0)
+    assert (gone.remove, gone.desired) == (6, 0)
+    assert "zero" in gone.reason
 
 
 def test_max_replicas_caps_and_says_so() -> None:

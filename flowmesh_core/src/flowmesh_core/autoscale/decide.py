@@ -6,13 +6,21 @@ code that runs. Nothing here reads the store or the clock; callers pass what the
 
 The policy (docs/autoscaling.md):
 
-* **Scale out** for the backlog: enough replicas to drain the waiting work (in seconds of
-  this pool's accelerator, from the throughput model) within ``drain_s``, never more new
-  replicas than there are batches waiting, counting booting and idle replicas as already
-  bought.
+* **Lead time.** A new replica takes no work for ``lead = boot_s + load_s`` (the pool's
+  boot, then the model load), so it only helps with what is still waiting by then.
+* **Scale out** for the backlog: the ready replicas (busy or idle) keep draining while a
+  new one boots, so the work they finish within the lead is not bought for; enough
+  replicas to drain the rest (in seconds of this pool's accelerator, from the throughput
+  model) within ``drain_s``, never more new replicas than there are batches waiting,
+  counting booting and idle replicas as already bought. A backlog the ready replicas
+  drain before a new one could start buys nothing: that replica would only be billed.
+* **Scale ahead** for the next wave (``ahead_s``: work that becomes ready when the work
+  running now finishes, such as a workflow's next stage): the whole pool will be free by
+  then, so the pool is grown to what drains that wave within ``drain_s`` (never more than
+  its batches), now, one lead before it is needed instead of one lead late.
 * **Scale in** only idle replicas: a replica idle for longer than ``idle_s`` is released
-  unless the pool would drop below ``min_replicas``; with ``min_replicas = 0`` and nothing
-  waiting a pool scales to zero.
+  unless the pool would drop below ``min_replicas`` or below what the next wave needs;
+  with ``min_replicas = 0`` and nothing waiting or coming a pool scales to zero.
 * **Utility-aware**: across pools, replicas are released most expensive first ($/h, then
   watts), so a pool that costs more per replica is the first to give back idle capacity
   that a cheaper pool already covers.
@@ -33,22 +41,29 @@ __all__ = ["Decision", "PoolView", "decide", "recommend"]
 class PoolView:
     """What the caller saw of one pool at one instant."""
 
-    replicas: int  # ready (registered) replicas
+    replicas: int  # ready (registered) replicas, busy or idle
     booting: int = 0  # requested, not yet registered
     idle: int = 0  # ready replicas with no batch now
     idle_expired: int = 0  # of those, idle for longer than idle_s
     backlog_s: float = 0.0  # waiting work, in seconds of this pool's accelerator
     batches: int = 0  # batches the waiting work forms on this pool
+    load_s: float = 0.0  # model load a new replica needs before its first batch
+    ahead_s: float = 0.0  # the next wave of work (ready once running work ends), seconds
+    ahead_batches: int = 0  # batches that wave forms on this pool
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """How to change one pool: ``remove`` idle replicas, then ``add`` new ones."""
+    """How to change one pool: ``remove`` idle replicas, then ``add`` new ones.
+
+    ``ahead`` of the ``add`` are bought for the next wave rather than the backlog.
+    """
 
     desired: int
     add: int
     remove: int
     reason: str
+    ahead: int = 0
 
 
 def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True) -> Decision:
@@ -59,23 +74,44 @@ def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True
     if drain_s <= 0:
         raise ValueError("drain_s must be positive")
     alive = view.replicas + view.booting
-    # booting replicas count towards min_replicas: they will be there before a new one
-    remove = min(view.idle_expired, max(0, alive - spec.min_replicas)) if scale else 0
+    wave = min(math.ceil(view.ahead_s / drain_s), view.ahead_batches) if scale else 0
+    # booting replicas count towards min_replicas: they will be there before a new one;
+    # an idle replica the next wave needs is kept rather than released and bought again
+    keep = max(spec.min_replicas, wave)
+    remove = min(view.idle_expired, max(0, alive - keep)) if scale else 0
     alive -= remove
     spare = view.booting + max(0, view.idle - remove)
-    need = max(0, math.ceil(view.backlog_s / drain_s) - spare) if scale else 0
-    add = min(need, max(0, view.batches - spare))
-    add = max(add, spec.min_replicas - alive)
+    now = ahead = 0
+    if scale:
+        lead = spec.boot_s + view.load_s
+        left = max(0.0, view.backlog_s - (view.replicas - remove) * lead)
+        now = max(0, min(math.ceil(left / drain_s), view.batches) - spare)
+        ahead = max(0, wave - alive - now)
+    add = max(now + ahead, spec.min_replicas - alive)
     add = max(0, min(add, spec.max_replicas - alive))
+    ahead = min(ahead, add)
     desired = alive + add
-    return Decision(desired, add, remove, _reason(spec, view, add, remove, desired, drain_s))
+    reason = _reason(spec, view, add, ahead, remove, desired, drain_s)
+    return Decision(desired, add, remove, reason, ahead)
 
 
 def _reason(
-    spec: PoolSpec, view: PoolView, add: int, remove: int, desired: int, drain_s: float
+    spec: PoolSpec,
+    view: PoolView,
+    add: int,
+    ahead: int,
+    remove: int,
+    desired: int,
+    drain_s: float,
 ) -> str:
-    if add and desired == spec.max_replicas and view.backlog_s > 0:
-        return f"backlog {view.backlog_s:.0f}s needs more; capped at max_replicas {desired}"
+    waiting = view.backlog_s + view.ahead_s
+    if add and desired == spec.max_replicas and waiting > 0:
+        return f"backlog {waiting:.0f}s needs more; capped at max_replicas {desired}"
+    if ahead and ahead == add:
+        return (
+            f"next wave {view.ahead_s:.0f}s in {view.ahead_batches} batch(es): "
+            f"ready one boot early, drain in {drain_s:.0f}s"
+        )
     if add and view.backlog_s > 0:
         return f"backlog {view.backlog_s:.0f}s in {view.batches} batch(es), drain in {drain_s:.0f}s"
     if add:
@@ -85,7 +121,8 @@ def _reason(
     if remove:
         return f"{remove} replica(s) idle past idle_s"
     if view.backlog_s > 0:
-        return "backlog covered by ready, booting and idle replicas"
+        lead = spec.boot_s + view.load_s
+        return f"backlog covered by ready, booting and idle replicas (lead {lead:.0f}s)"
     return "steady"
 
 

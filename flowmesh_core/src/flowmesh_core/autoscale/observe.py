@@ -8,6 +8,12 @@ Idle time is not tracked here: every idle replica is offered for release, and th
 scale-down delay is the HPA's stabilization window (the chart sets it to
 ``autoscale_idle_s``), so a replica goes only after it stayed surplus that long
 (docs/autoscaling.md).
+
+A new replica's lead is the pool's ``boot_s`` plus the longest learned load of a waiting
+model on its accelerator. The next wave (``PoolView.ahead_s``: the stages running
+workflows reach next) is not observed yet: the store keeps no index of running
+workflows' pending nodes to read it from, so a live pool scales for what is ready only
+(docs/autoscaling.md, "What the live recommendation does not see yet").
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ async def observe_and_recommend(store: Store, settings: Settings, now: float) ->
     stored = await store.load_json(store.keys.throughput())
     model = ThroughputModel.from_dict(json.loads(stored)) if stored else ThroughputModel()
     shares = place(pools, waiting, _seconds(model), settings.autoscale_drain_s)
+    models = {w.model for w in waiting if w.model}
     views = {
         name: PoolView(
             replicas=counts[name][0],
@@ -96,8 +103,9 @@ async def observe_and_recommend(store: Store, settings: Settings, now: float) ->
             idle_expired=counts[name][1],
             backlog_s=shares[name][0],
             batches=shares[name][1],
+            load_s=max((model.load_seconds(spec.accelerator, m) for m in models), default=0.0),
         )
-        for name in pools
+        for name, spec in pools.items()
     }
     decisions = recommend(pools, views, settings.autoscale_drain_s)
     return Recommendation(decisions, views, unpooled, sum(w.items for w in waiting))
