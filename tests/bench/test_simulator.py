@@ -16,7 +16,7 @@ import pytest
 
 from bench.sim import engine as engine_module
 from bench.sim.engine import Engine
-from bench.sim.fleet import SimWorker
+from bench.sim.fleet import Autoscaler, SimWorker, Wave, backlog_seconds
 from bench.sim.hardware import ACCELERATORS, Roofline, Work
 from bench.sim.static import run_oracle, run_static
 from bench.sim.variants import FLOWMESH, Dynamics, Features, Variant
@@ -168,6 +168,28 @@ def test_with_heterogeneity_and_locality_off_the_scheduler_sees_one_kind_of_work
     assert same[0] == same[1] == ("gpu", same[0][1], same[0][2], frozenset())
     assert FLOWMESH.view(w).accelerator == "L4"
     assert FLOWMESH.view(w).warm_models == frozenset({works[0].work.model})
+
+
+def test_the_next_wave_is_read_from_the_graph_and_priced_on_its_own_type() -> None:
+    """A dpo run at its first stage: next comes a score over its 2 x 100 samples, then one
+    DPO run over its 100 examples; the wave needing more workers is the one returned."""
+    roof, dpo = Roofline(), TEMPLATES["dpo"]
+    works = sorted({st.work for st in dpo.stages}, key=repr)
+    scaler = Autoscaler(types=("A100",), marketplace=True, drain_s=1.0)
+    wave = scaler.next_wave(roof, [(dpo.stages, 0, 100)], works, {})
+    assert wave is not None
+    a100 = ACCELERATORS["A100"]
+    score = Wave.of(roof, a100, {dpo.stages[1].work: [200, 0]}, works)
+    train = Wave.of(roof, a100, {dpo.stages[2].work: [100, 1]}, works)
+    assert train.batches == 1  # a training run is one batch, however long
+    assert score.seconds == pytest.approx(
+        backlog_seconds(roof, a100, dpo.stages[1].work, 200, works)
+    )
+    assert wave == max(score, train, key=lambda w: w.workers(scaler.drain_s))
+    # past the last stage nothing is ahead; a stage outside the pool does not count
+    assert scaler.next_wave(roof, [(dpo.stages, 2, 100)], works, {}) is None
+    outside = scaler.next_wave(roof, [(dpo.stages, 0, 100)], works, {}, lambda st: False)
+    assert outside is None
 
 
 @pytest.mark.timeout(120)
