@@ -192,6 +192,17 @@ async def test_create_writes_the_token_to_a_new_owner_only_file(
     admin = await harness.client(app, token.strip())
     assert (await admin.get("/v1/workers")).status_code == 200  # an admin-only view opens
 
+    # a reinstall rotates the same tenant's token into a new file; the old token stops
+    again = tmp_path / "keda-2.token"
+    rotated = await _flowmesh(harness, "tenant", "rotate", "keda", "--token-file", str(again))
+    assert rotated.exit_code == 0, rotated.stderr
+    assert rotated.stdout == ""
+    assert "1 earlier token(s) stopped working" in rotated.stderr
+    assert again.stat().st_mode & 0o777 == 0o600
+    assert (await admin.get("/v1/workers")).status_code == 401
+    fresh = await harness.client(app, again.read_text().strip())
+    assert (await fresh.get("/v1/workers")).status_code == 200
+
 
 async def test_token_file_refusals_create_nothing_and_keep_the_file(
     harness: Harness, tmp_path: Any
@@ -215,5 +226,8 @@ async def test_token_file_refusals_create_nothing_and_keep_the_file(
     assert again.exit_code != 0
     assert "already exists" in again.stderr
     assert not clash.exists()  # a failed create leaves no token file behind
+    nobody = await _flowmesh(harness, "tenant", "rotate", "nobody", "--token-file", str(clash))
+    assert nobody.exit_code == 2
+    assert not clash.exists()  # nor does a failed rotation
     assert await harness.keys() == before
     assert await harness.store.tenant_record("fresh") == {}

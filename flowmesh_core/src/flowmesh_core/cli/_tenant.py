@@ -15,7 +15,9 @@ command exits, and the token would open nothing.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
@@ -33,16 +35,18 @@ from flowmesh_core.errors import InvalidInputError
 
 __all__ = ["tenant"]
 
+_T = TypeVar("_T")
+
 
 @click.group()
 def tenant() -> None:
     """Manage tenants (the teams that submit work, each with its own token)."""
 
 
-async def _create(cli: CliContext, tenant: Tenant) -> tuple[Tenant, str]:
+async def _create(cli: CliContext, tenant: Tenant) -> tuple[str, Tenant]:
     store = cli.store()
     try:
-        return await create_tenant(
+        created, token = await create_tenant(
             store,
             tenant.name,
             organisation=tenant.organisation,
@@ -50,6 +54,7 @@ async def _create(cli: CliContext, tenant: Tenant) -> tuple[Tenant, str]:
             max_in_flight=tenant.max_in_flight,
             submit_rate=tenant.submit_rate,
         )
+        return token, created
     finally:
         await store.aclose()
 
@@ -90,17 +95,21 @@ def _deliver(token: str, path: Path | None, fd: int | None) -> str:
     return f"Its token is in {path} (mode 0600) and is not stored anywhere else."
 
 
-def _issue(cli: CliContext, tenant: Tenant, path: Path | None) -> tuple[Tenant, str]:
-    """Create ``tenant`` and deliver its token; a failed create leaves no token file."""
+def _issue(
+    path: Path | None, make: Callable[[], Coroutine[Any, Any, tuple[str, _T]]]
+) -> tuple[_T, str]:
+    """Run ``make`` (a new token and what else it returns) with ``path`` claimed first,
+    deliver the token; what else ``make`` returned and the hint for stderr. A failure
+    leaves no token file behind."""
     fd = _claim(path)
     try:
-        created, token = run_async(_create(cli, tenant))
+        token, extra = run_async(make())
     except BaseException:
         if fd is not None:
             os.close(fd)
             os.unlink(path)  # type: ignore[arg-type]
         raise
-    return created, _deliver(token, path, fd)
+    return extra, _deliver(token, path, fd)
 
 
 _TOKEN_FILE = click.option(
@@ -144,7 +153,7 @@ def create(
         max_in_flight=max_in_flight,
         submit_rate=submit_rate,
     )
-    created, hint = _issue(cli, wanted, token_file)
+    created, hint = _issue(token_file, lambda: _create(cli, wanted))
     kind = "admin tenant" if created.admin else "tenant"
     err_console.print(
         Text.assemble(
@@ -172,17 +181,17 @@ async def _revoke(cli: CliContext, name: str) -> int:
 
 @tenant.command("rotate")
 @click.argument("name")
+@_TOKEN_FILE
 @pass_cli
 @reports_errors
-def rotate(cli: CliContext, name: str) -> None:
-    """Give tenant NAME a new token (printed once); its earlier tokens stop at once."""
-    token, gone = run_async(_rotate(cli, name))
-    click.echo(token)
+def rotate(cli: CliContext, name: str, token_file: Path | None) -> None:
+    """Give tenant NAME a new token (printed once, or written to --token-file); its
+    earlier tokens stop at once."""
+    gone, hint = _issue(token_file, lambda: _rotate(cli, name))
     err_console.print(
         Text.assemble(
             (f"rotated the token of {name!r}: ", "bold green"),
-            f"{gone} earlier token(s) stopped working now. The new one (on stdout) is not "
-            "stored and will not be shown again; save it now.",
+            f"{gone} earlier token(s) stopped working now. {hint.replace('Its', 'The new')}",
         )
     )
 
