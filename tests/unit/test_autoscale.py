@@ -89,6 +89,10 @@ def test_the_next_wave_grows_the_pool_one_lead_early_and_counts_the_whole_pool()
     assert decide(spec, PoolView(20, ahead_s=900.0, ahead_batches=30), 60.0).add == 0
     capped = decide(PoolSpec(max_replicas=6), view, drain_s=60.0)
     assert (capped.desired, capped.ahead) == (6, 1)
+    # under max_replicas the ready backlog is served before the wave
+    busy = PoolView(0, backlog_s=300.0, batches=9, ahead_s=900.0, ahead_batches=30)
+    first = decide(PoolSpec(max_replicas=7, boot_s=0.0), busy, drain_s=60.0)
+    assert (first.add, first.ahead) == (7, 2)
 
 
 def test_idle_replicas_the_next_wave_needs_are_kept_the_rest_go() -> None:

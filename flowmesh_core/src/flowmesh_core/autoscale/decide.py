@@ -89,7 +89,7 @@ def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True
         ahead = max(0, wave - alive - now)
     add = max(now + ahead, spec.min_replicas - alive)
     add = max(0, min(add, spec.max_replicas - alive))
-    ahead = min(ahead, add)
+    ahead = max(0, min(ahead, add - now))  # under max_replicas the backlog comes first
     desired = alive + add
     reason = _reason(spec, view, add, ahead, remove, desired, drain_s)
     return Decision(desired, add, remove, reason, ahead)
