@@ -1,5 +1,7 @@
 """Blobs through the API: a tenant uploads bytes under their digest and becomes an owner;
-it reads a blob only if it owns it or its lineage holds it (docs/isolation.md).
+it reads a blob only if it owns it, its lineage holds it, or another tenant granted it
+(docs/isolation.md). A tenant grants only what it owns or its lineage holds: a grant is
+not passed on.
 
 An upload streams: the body goes chunk by chunk from the event loop to the blob store,
 which hashes it while writing to a temporary name and publishes it only if the bytes
@@ -9,12 +11,14 @@ owner recorded.
 
 This module must never hold a whole upload in memory, never record an owner for bytes
 the blob store has not verified, and never answer a digest the tenant may not read
-differently from one that does not exist.
+differently from one that does not exist (nor a grant to a tenant that does not exist
+differently from one to a tenant that does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -26,15 +30,19 @@ from flowmesh_core.errors import (
     InputTooLargeError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models.api import Tenant
+from flowmesh_core.models.api import BlobGrant, Tenant
 from flowmesh_core.results import ResultReader
 from flowmesh_core.store import Store
+from flowmesh_core.store.rights import ReadRight
 
 __all__ = ["BlobAccess", "Upload"]
 
 _DEFAULT_MEDIA_TYPE = "application/octet-stream"
+
+log = logging.getLogger("flowmesh.blobs")
 
 
 @dataclass(frozen=True)
@@ -49,15 +57,21 @@ class Upload:
 
 
 class BlobAccess:
-    """Uploads with an owner, and reads through the tenant's rights."""
+    """Uploads with an owner, reads through the tenant's rights, and grants."""
 
     def __init__(
-        self, store: Store, blobs: BlobStore, results: ResultReader, max_upload_bytes: int
+        self,
+        store: Store,
+        blobs: BlobStore,
+        results: ResultReader,
+        max_upload_bytes: int,
+        max_grants: int = 0,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.results = results
         self.max_upload_bytes = max_upload_bytes
+        self.max_grants = max_grants
 
     async def upload(
         self,
@@ -114,6 +128,52 @@ class BlobAccess:
         digest = validate_digest(digest)
         if not tenant.admin and await self.store.unreadable_for(tenant.name, [digest]):
             raise _unknown(digest)
+
+    async def grant(self, tenant: Tenant, digest: str, grantee: str) -> bool:
+        """Let ``grantee`` read ``digest``, a blob ``tenant`` uploaded or its lineage
+        holds; True if the grant is new (idempotent).
+
+        NotFoundError, exactly as for an unknown digest, when ``tenant`` may not read it;
+        PermissionDeniedError when it may only by a grant (grants are not passed on);
+        QuotaExceededError past ``max_grants_per_tenant``. Whether ``grantee`` exists is
+        never checked: the answer must not tell (a grant to nobody reaches nobody)."""
+        digest = validate_digest(digest)
+        if grantee == tenant.name:
+            raise InvalidInputError(
+                "a tenant cannot grant a blob to itself: name another tenant in 'tenant'"
+            )
+        right = await self.store.read_right(tenant.name, digest)
+        if right is None:
+            raise _unknown(digest)
+        if right is ReadRight.GRANT:
+            raise PermissionDeniedError(
+                f"blob {digest} was granted to this tenant, and a grant is not passed on: "
+                "only a tenant that uploaded it or whose workflows made it may grant it"
+            )
+        limit = 0 if tenant.admin else self.max_grants
+        new = await self.store.grant_blob(digest, tenant.name, grantee, limit)
+        log.info("blob grant: %s lets %s read %s (%s)", tenant.name, grantee, digest, right)
+        return new
+
+    async def revoke(self, tenant: Tenant, digest: str, grantee: str) -> bool:
+        """Withdraw ``tenant``'s grant of ``digest`` to ``grantee``; True if it had one
+        (idempotent). Other tenants' grants to ``grantee`` stand. NotFoundError, exactly
+        as for an unknown digest, when ``tenant`` may not read it."""
+        await self._check(tenant, digest)
+        revoked = await self.store.revoke_blob_grant(digest, tenant.name, grantee)
+        if revoked:
+            log.info(
+                "blob grant revoked: %s no longer lets %s read %s", tenant.name, grantee, digest
+            )
+        return revoked
+
+    async def grants(self, tenant: Tenant, digest: str) -> list[BlobGrant]:
+        """The grants of ``digest`` that ``tenant`` made (an admin: everyone's), sorted.
+        NotFoundError, exactly as for an unknown digest, when ``tenant`` may not read it."""
+        await self._check(tenant, digest)
+        grantor = None if tenant.admin else tenant.name
+        records = await self.store.blob_grants(digest, grantor)
+        return [BlobGrant(tenant=r.grantee, grantor=r.grantor) for r in records]
 
 
 def _unknown(digest: str) -> NotFoundError:

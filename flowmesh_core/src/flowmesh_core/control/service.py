@@ -87,7 +87,11 @@ class ControlPlane:
         self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
         self.results = self.engine.results
         self.blob_access = BlobAccess(
-            self.store, self.blobs, self.results, settings.max_upload_bytes
+            self.store,
+            self.blobs,
+            self.results,
+            settings.max_upload_bytes,
+            settings.max_grants_per_tenant,
         )
         self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"

@@ -15,6 +15,9 @@ from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 
 __all__ = [
     "BatchReport",
+    "BlobGrant",
+    "BlobGrantRequest",
+    "BlobGrants",
     "BlobReceipt",
     "NodePlan",
     "NodeState",
@@ -186,6 +189,26 @@ class BlobReceipt(ReplyModel):
 
     digest: Digest
     size: int = Field(ge=0)
+
+
+class BlobGrantRequest(FrozenModel):
+    """A grant asked for (``POST /v1/blobs/{digest}/grants``): the tenant to let read it."""
+
+    tenant: Name
+
+
+class BlobGrant(ReplyModel):
+    """One grant of a blob: ``grantor`` lets ``tenant`` read it."""
+
+    tenant: str
+    grantor: str
+
+
+class BlobGrants(ReplyModel):
+    """The grants of a blob the caller made (an admin sees every grantor's)."""
+
+    digest: Digest
+    grants: list[BlobGrant]
 
 
 class PoolShare(ReplyModel):

@@ -39,6 +39,8 @@ SCRIPTS = (
     "cancel_workflow",
     "tenant_tokens",
     "tenant_record",
+    "grant_blob",
+    "revoke_blob_grant",
     "ensure_group",
     "heartbeat",
     "lease",

@@ -25,6 +25,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
     {p}:blob:{digest}:owners           SET     tenants that uploaded the blob (PUT /v1/blobs)
+    {p}:blob:{digest}:grant:{grantee}  SET     tenants that granted the blob to grantee
+                                               (POST /v1/blobs/{digest}/grants)
+    {p}:blob:{digest}:grantees         SET     tenants with at least one grant of the blob
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
@@ -65,6 +68,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:tenant:{tenant}:results        SET     result digests the tenant may read
     {p}:results                        SET     every digest that is some requester's result
     {p}:tenant:{tenant}:uploads        SET     digests the tenant uploaded (it owns them)
+    {p}:tenant:{tenant}:granted        SET     digests granted to the tenant (by anyone)
+    {p}:tenant:{tenant}:grants         SET     grants the tenant made, "{digest}|{grantee}"
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
     {p}:tenant:{tenant}                HASH    tenant record (JSON, field "record"), and
@@ -77,7 +82,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
 
 Member formats: a ready-pool member is ``{tenant}|{domain}|{op_key}``, an inflight member
-``{domain}|{op_key}`` (``ready_member`` / ``parse_ready_member`` and friends below).
+``{domain}|{op_key}`` (``ready_member`` / ``parse_ready_member`` and friends below), a
+grant member ``{digest}|{grantee}`` (``grant_member``).
 
 Lua scripts build no key or member themselves: every script runs behind a prelude
 generated from this module (``lua_templates``) and from the status enums (see
@@ -164,6 +170,12 @@ class KeySpace:
 
     def blob_owners(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:owners"
+
+    def blob_grantors(self, digest: str, grantee: str) -> str:
+        return f"{self.prefix}:blob:{digest}:grant:{grantee}"
+
+    def blob_grantees(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:grantees"
 
     def workflow(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}"
@@ -271,6 +283,17 @@ class KeySpace:
     def tenant_uploads(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:uploads"
 
+    def tenant_granted(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:granted"
+
+    def tenant_grants(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:grants"
+
+    @staticmethod
+    def grant_member(digest: str, grantee: str) -> str:
+        """A member of ``tenant_grants``: one grant of ``digest`` to ``grantee``."""
+        return f"{digest}|{grantee}"
+
     def wake(self) -> str:
         return f"{self.prefix}:wake"
 
@@ -304,6 +327,11 @@ class KeySpace:
             "node": self.node(s, s),
             "tenant_stats": self.tenant_stats(s),
             "tenant_results": self.tenant_results(s),
+            "tenant_granted": self.tenant_granted(s),
+            "tenant_grants": self.tenant_grants(s),
+            "grant_member": self.grant_member(s, s),
+            "blob_grantors": self.blob_grantors(s, s),
+            "blob_grantees": self.blob_grantees(s),
             "tenant_workflows": self.tenant_workflows(s),
             "tenant": self.tenant(s),
             "tenant_tokens": self.tenant_tokens(),

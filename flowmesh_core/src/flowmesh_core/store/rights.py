@@ -1,23 +1,37 @@
 """Who may read a digest: blob owners (uploads) and the rights check every read goes through.
 
 A tenant may read a digest that its own lineage holds (a result of one of its workflows,
-``{p}:tenant:{t}:results``, written by the ledger) or that it uploaded itself
-(``{p}:tenant:{t}:uploads``). Owners are a set: two tenants that upload the same bytes
-both own them, and neither learns of the other. See docs/isolation.md.
+``{p}:tenant:{t}:results``, written by the ledger), that it uploaded itself
+(``{p}:tenant:{t}:uploads``), or that another tenant granted it
+(``{p}:tenant:{t}:granted``, written by ``grants.py``). Owners are a set: two tenants
+that upload the same bytes both own them, and neither learns of the other. See
+docs/isolation.md.
 
 This module must never grant a right without the bytes: ``record_upload`` is called only
-after the blob store has verified that the uploaded bytes hash to the digest.
+after the blob store has verified that the uploaded bytes hash to the digest. And it
+must never let ownership vouch for what a manifest lists: anyone can upload a manifest
+naming any digest, so only lineage (the tenant's own, or a grantor's) does
+(``trusted_listings``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
 
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.store._base import StoreBase
 
-__all__ = ["RightsMixin"]
+__all__ = ["ReadRight", "RightsMixin"]
+
+
+class ReadRight(StrEnum):
+    """Why a tenant may read a digest, the strongest reason first."""
+
+    LINEAGE = "lineage"  # a result of one of its workflows
+    UPLOAD = "upload"  # it uploaded the bytes
+    GRANT = "grant"  # another tenant granted it (not grantable further)
 
 
 class RightsMixin(StoreBase):
@@ -49,13 +63,63 @@ class RightsMixin(StoreBase):
         return {str(o) for o in owners}
 
     async def unreadable_for(self, tenant: str, digests: Sequence[str]) -> list[str]:
-        """Those of ``digests`` that ``tenant`` neither holds in its lineage nor uploaded,
-        in the order given (one round trip)."""
+        """Those of ``digests`` that ``tenant`` neither holds in its lineage, nor uploaded,
+        nor was granted, in the order given (one round trip)."""
         if not digests:
             return []
         wanted = list(digests)
+        rights = await self._rights(tenant, wanted)
+        return [d for d, right in zip(wanted, rights, strict=True) if right is None]
+
+    async def read_right(self, tenant: str, digest: str) -> ReadRight | None:
+        """Why ``tenant`` may read ``digest`` (the strongest reason), or None."""
+        (right,) = await self._rights(tenant, [validate_digest(digest)])
+        return right
+
+    async def _rights(self, tenant: str, digests: list[str]) -> list[ReadRight | None]:
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.smismember(self.keys.tenant_results(tenant), digests)
+            pipe.smismember(self.keys.tenant_uploads(tenant), digests)
+            pipe.smismember(self.keys.tenant_granted(tenant), digests)
+            results, uploads, granted = await pipe.execute()
+        reasons = (ReadRight.LINEAGE, ReadRight.UPLOAD, ReadRight.GRANT)
+        return [
+            next((why for why, held in zip(reasons, flags, strict=True) if held), None)
+            for flags in zip(results, uploads, granted, strict=True)
+        ]
+
+    async def trusted_listings(self, tenant: str, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` (manifests, checkpoint trees) whose listed digests
+        ``tenant`` may have read without checking each: a result its own lineage holds,
+        or one granted to it by a tenant whose lineage holds it.
+
+        An upload never qualifies, the tenant's own or a grantor's: anyone can upload a
+        manifest listing any digest, so only the run that wrote it vouches for it."""
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return set()
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
             pipe.smismember(self.keys.tenant_results(tenant), wanted)
-            pipe.smismember(self.keys.tenant_uploads(tenant), wanted)
-            results, uploads = await pipe.execute()
-        return [d for d, r, u in zip(wanted, results, uploads, strict=True) if not (r or u)]
+            pipe.smismember(self.keys.tenant_granted(tenant), wanted)
+            results, granted = await pipe.execute()
+        trusted = {d for d, r in zip(wanted, results, strict=True) if r}
+        by_grant = [d for d, r, g in zip(wanted, results, granted, strict=True) if g and not r]
+        return trusted | await self._granted_from_lineage(tenant, by_grant)
+
+    async def _granted_from_lineage(self, tenant: str, digests: list[str]) -> set[str]:
+        """Those of ``digests`` that some grantor of ``tenant`` holds in its lineage."""
+        if not digests:
+            return set()
+        async with self.guard():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for digest in digests:
+                    pipe.smembers(self.keys.blob_grantors(digest, tenant))
+                grantors = await pipe.execute()
+            pairs = [(d, str(g)) for d, gs in zip(digests, grantors, strict=True) for g in gs]
+            if not pairs:
+                return set()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for digest, grantor in pairs:
+                    pipe.sismember(self.keys.tenant_results(grantor), digest)
+                held = await pipe.execute()
+        return {d for (d, _), h in zip(pairs, held, strict=True) if h}
