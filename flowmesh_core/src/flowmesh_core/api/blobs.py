@@ -42,8 +42,9 @@ DigestPath = Annotated[
 GranteePath = Annotated[
     str,
     Path(
+        alias="tenant",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
-        description="The tenant the grant was made to.",
+        description="The tenant the grant was made to (letters, digits, '_', '.', '-').",
     ),
 ]
 
@@ -174,7 +175,7 @@ async def list_blob_grants(digest: DigestPath, tenant: CurrentTenant, state: Sta
 
 
 @router.delete(
-    "/{digest}/grants/{grantee}",
+    "/{digest}/grants/{tenant}",
     status_code=204,
     response_class=Response,
     responses=_errors(404),
@@ -183,8 +184,8 @@ async def list_blob_grants(digest: DigestPath, tenant: CurrentTenant, state: Sta
 async def revoke_blob_grant(
     digest: DigestPath, grantee: GranteePath, tenant: CurrentTenant, state: State
 ) -> Response:
-    """Withdraw the caller's grant of the blob to ``grantee``: 204, also when there was
-    none. Grants other tenants made to ``grantee`` stand. 404 for a digest the caller may
+    """Withdraw the caller's grant of the blob to ``tenant``: 204, also when there was
+    none. Grants other tenants made to ``tenant`` stand. 404 for a digest the caller may
     not read, as for an unknown one."""
     await state.control.blob_access.revoke(tenant, digest, grantee)
     return Response(status_code=204)
