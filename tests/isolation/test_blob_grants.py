@@ -17,11 +17,13 @@ import httpx
 import pytest
 
 from flowmesh_core.blobs import open_blob_store
+from flowmesh_core.client import AsyncClient
+from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.manifest import build_manifest
 from flowmesh_core.models import Item
 from flowmesh_worker.inputs import resolve_inputs
-from tests.integration.api_harness import Harness
+from tests.integration.api_harness import BASE_URL, Harness
 
 SECRET = "team-a-secret-text"
 
@@ -324,3 +326,26 @@ async def test_a_forged_manifest_authorises_nothing_uploaded_or_granted(
     refused = await t.c.post("/v1/operators", json=_embed({"blob": c_forged}))
     assert refused.status_code == 404, refused.text
     assert listed[1] in refused.text
+
+
+async def test_the_async_client_grants_lists_and_revokes(harness: Harness) -> None:
+    app = await harness.app(run_scheduler=False)
+    tokens = [await harness.tenant(name) for name in ("team-a", "team-b")]
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        AsyncClient(BASE_URL, tokens[0], transport=transport) as a,
+        AsyncClient(BASE_URL, tokens[1], transport=transport) as b,
+    ):
+        digest = await a.put_blob(b'["rows for B"]')
+        grant = await a.grant_blob(digest, "team-b")
+        assert (grant.tenant, grant.grantor) == ("team-b", "team-a")
+        assert await a.list_blob_grants(digest) == [grant]
+        assert await b.get_blob(digest) == b'["rows for B"]'
+        with pytest.raises(PermissionDeniedError):
+            await b.grant_blob(digest, "team-a")
+        await a.revoke_blob_grant(digest, "team-b")
+        assert await a.list_blob_grants(digest) == []
+        with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+            await b.get_blob(digest)
+        with pytest.raises(InvalidInputError, match="tenant"):
+            await a.revoke_blob_grant(digest, "")
