@@ -1,9 +1,10 @@
 """Blob owners, grants and the read-rights question, on every backend (docs/isolation.md).
 
-Recording an upload changes the owner sets and the blob index in one MULTI/EXEC; raced
+Recording an upload changes the owner sets and the blob index in one Lua step; raced
 by 50 calls from two tenants through five connections, each tenant becomes an owner once.
 A grant and a revoke are each one Lua step; raced the same way, grants stop exactly at
-the grantor's limit and the last revoke leaves no right behind.
+the grantor's limit and the last revoke leaves no right behind, and uploads stop exactly
+at the tenant's byte quota.
 """
 
 from __future__ import annotations
@@ -120,5 +121,31 @@ async def test_racing_revokes_of_two_grantors_leave_no_right_behind(clients: lis
 async def _grant_or_refuse(store: Store, grantee: str, limit: int) -> bool | None:
     try:
         return await store.grant_blob(ROWS, "acme", grantee, limit)
+    except QuotaExceededError:
+        return None
+
+
+async def test_racing_uploads_past_a_byte_quota_record_exactly_what_fits(
+    clients: list[Store],
+) -> None:
+    """50 distinct 10-byte blobs, a 200-byte quota: 20 owners recorded, 200 bytes counted,
+    and a repeat of a recorded upload counts nothing."""
+    digests = [digest_bytes(f"blob {i}".encode()) for i in range(RACERS)]
+    recorded = await asyncio.gather(
+        *(_upload_or_refuse(clients[i % 5], digests[i], limit=200) for i in range(RACERS))
+    )
+    assert sum(1 for r in recorded if r is True) == 20
+    owned = [d for d, r in zip(digests, recorded, strict=True) if r]
+    assert await clients[0].upload_state("acme", owned[0]) == (True, 200)
+    assert await clients[0].record_upload("acme", owned[0], 10, "text/plain", 200) is False
+    refused = next(d for d, r in zip(digests, recorded, strict=True) if r is None)
+    assert await clients[0].upload_state("acme", refused) == (False, 200)
+    assert await clients[0].blob(refused) is None
+    assert await clients[0].blob_owners(refused) == set()
+
+
+async def _upload_or_refuse(store: Store, digest: str, limit: int) -> bool | None:
+    try:
+        return await store.record_upload("acme", digest, 10, "text/plain", limit)
     except QuotaExceededError:
         return None

@@ -72,7 +72,10 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/{digest}",
     response_model=BlobReceipt,
     status_code=201,
-    responses={200: {"model": BlobReceipt, "description": "Already yours."}, **_errors(413)},
+    responses={
+        200: {"model": BlobReceipt, "description": "Already yours."},
+        **_errors(413, 429),
+    },
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a blob",
 )
@@ -81,7 +84,9 @@ async def put_blob(
 ) -> BlobReceipt:
     """Store the body under ``digest`` and make the caller an owner: 201, or 200 when the
     caller had uploaded it before. 400 (DigestMismatchError) when the bytes hash to
-    another digest, 413 over `max_upload_bytes`; either way nothing is stored."""
+    another digest, 413 over `max_upload_bytes`, 429 (QuotaExceededError) when the
+    caller's uploads would pass `tenant_max_upload_bytes`; in each case nothing is
+    recorded."""
     upload = await state.control.blob_access.upload(
         tenant,
         digest,

@@ -36,7 +36,7 @@ from flowmesh_core.hashing import validate_digest
 from flowmesh_core.models.api import BlobGrant, Tenant
 from flowmesh_core.results import ResultReader
 from flowmesh_core.store import Store
-from flowmesh_core.store.rights import ReadRight
+from flowmesh_core.store.rights import ReadRight, upload_quota_error
 
 __all__ = ["BlobAccess", "Upload"]
 
@@ -66,12 +66,14 @@ class BlobAccess:
         results: ResultReader,
         max_upload_bytes: int,
         max_grants: int = 0,
+        tenant_max_upload_bytes: int = 0,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.results = results
         self.max_upload_bytes = max_upload_bytes
         self.max_grants = max_grants
+        self.tenant_max_upload_bytes = tenant_max_upload_bytes
 
     async def upload(
         self,
@@ -85,15 +87,21 @@ class BlobAccess:
         """Store ``body`` under ``digest`` and make ``tenant`` one of its owners.
 
         InvalidDigestError for a malformed digest, InputTooLargeError (413) for a body
-        over ``max_upload_bytes`` (the declared ``length`` is checked before reading),
-        DigestMismatchError (400) when the bytes hash to another digest.
+        over ``max_upload_bytes``, QuotaExceededError (429) for one that would take the
+        tenant's uploads past ``tenant_max_upload_bytes`` (the declared ``length`` is
+        checked before reading), DigestMismatchError (400) when the bytes hash to
+        another digest.
         """
         digest = validate_digest(digest)
         media = _media_type(media_type)
         limit = self.max_upload_bytes
         if length is not None and length > limit:
             raise _too_large(limit, f" of {length:,} bytes")
-        chunks = _bridge(body, asyncio.get_running_loop(), limit)
+        quota = 0 if tenant.admin else self.tenant_max_upload_bytes
+        left = await self._quota_left(tenant, digest, quota)
+        if left is not None and length is not None and length > left:
+            raise upload_quota_error(quota)
+        chunks = _bridge(body, asyncio.get_running_loop(), limit, _QuotaLeft(quota, left))
         try:
             put = await asyncio.to_thread(self.blobs.put_stream, chunks, expected_digest=digest)
         except CorruptBlobError as exc:
@@ -101,8 +109,16 @@ class BlobAccess:
                 f"the uploaded bytes do not hash to {digest}; nothing was stored (send the "
                 "exact bytes whose sha256 is the digest, as `flowmesh cas put` does)"
             ) from exc
-        new_owner = await self.store.record_upload(tenant.name, digest, put.size, media)
+        new_owner = await self.store.record_upload(tenant.name, digest, put.size, media, quota)
         return Upload(put.digest, put.size, new_owner)
+
+    async def _quota_left(self, tenant: Tenant, digest: str, quota: int) -> int | None:
+        """How many more bytes ``tenant`` may upload (None: no limit for this upload,
+        also when it owns ``digest`` already: uploading it again counts nothing)."""
+        if not quota:
+            return None
+        owns, used = await self.store.upload_state(tenant.name, digest)
+        return None if owns else max(quota - used, 0)
 
     async def stat(self, tenant: Tenant, digest: str) -> BlobInfo:
         """The size of a blob ``tenant`` may read (NotFoundError otherwise)."""
@@ -201,11 +217,20 @@ def _media_type(value: str | None) -> str:
     return media
 
 
+@dataclass(frozen=True)
+class _QuotaLeft:
+    """The tenant's upload quota (bytes) and how much of it is left (None: no limit)."""
+
+    quota: int
+    left: int | None
+
+
 def _bridge(
-    body: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop, limit: int
+    body: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop, limit: int, quota: _QuotaLeft
 ) -> Iterator[bytes]:
     """The body's chunks for a blob store running in a worker thread, each fetched from
-    the event loop as the store asks for it; InputTooLargeError once past ``limit``."""
+    the event loop as the store asks for it; InputTooLargeError once past ``limit``,
+    QuotaExceededError once past what is left of the tenant's quota."""
 
     async def next_chunk() -> bytes | None:
         return await anext(body, None)
@@ -218,4 +243,6 @@ def _bridge(
         size += len(chunk)
         if size > limit:
             raise _too_large(limit, "")
+        if quota.left is not None and size > quota.left:
+            raise upload_quota_error(quota.quota)
         yield chunk

@@ -92,6 +92,7 @@ class ControlPlane:
             self.results,
             settings.max_upload_bytes,
             settings.max_grants_per_tenant,
+            settings.tenant_max_upload_bytes,
         )
         self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"

@@ -40,6 +40,7 @@ SCRIPTS = (
     "tenant_tokens",
     "tenant_record",
     "grant_blob",
+    "record_upload",
     "revoke_blob_grant",
     "ensure_group",
     "heartbeat",

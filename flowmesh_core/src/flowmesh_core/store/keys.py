@@ -77,7 +77,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:quota:{tenant}                 HASH    in_flight (items requested and not settled,
                                                plus root items of admitted submissions not
                                                yet started), tokens and at (the submission
-                                               rate's token bucket)
+                                               rate's token bucket), upload_bytes (the sizes
+                                               of the blobs the tenant owns)
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
 
@@ -327,6 +328,9 @@ class KeySpace:
             "node": self.node(s, s),
             "tenant_stats": self.tenant_stats(s),
             "tenant_results": self.tenant_results(s),
+            "tenant_uploads": self.tenant_uploads(s),
+            "blob": self.blob(s),
+            "blob_owners": self.blob_owners(s),
             "tenant_granted": self.tenant_granted(s),
             "tenant_grants": self.tenant_grants(s),
             "grant_member": self.grant_member(s, s),

@@ -20,10 +20,19 @@ import time
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
+from flowmesh_core.errors import QuotaExceededError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.store._base import StoreBase
 
-__all__ = ["ReadRight", "RightsMixin"]
+__all__ = ["ReadRight", "RightsMixin", "upload_quota_error"]
+
+
+def upload_quota_error(limit: int) -> QuotaExceededError:
+    """The one answer to an upload that would take its tenant past ``limit`` bytes."""
+    return QuotaExceededError(
+        f"quota: the blobs this tenant uploaded may hold at most {limit:,} bytes "
+        "(tenant_max_upload_bytes), and this upload would pass it; nothing was recorded"
+    )
 
 
 class ReadRight(StrEnum):
@@ -37,22 +46,30 @@ class ReadRight(StrEnum):
 class RightsMixin(StoreBase):
     """Blob owners, and the one question every read asks: which digests may a tenant read."""
 
-    async def record_upload(self, tenant: str, digest: str, size: int, media_type: str) -> bool:
+    async def record_upload(
+        self, tenant: str, digest: str, size: int, media_type: str, limit: int = 0
+    ) -> bool:
         """Make ``tenant`` an owner of the stored blob ``digest`` and index the blob; True
-        if it was not an owner before.
+        if it was not an owner before. Its size counts against ``tenant``'s upload bytes;
+        QuotaExceededError (nothing changed) if that would pass ``limit`` (0: no limit).
 
-        One MULTI/EXEC: the owner sets and the blob index change together or not at all.
-        Idempotent: the index keeps what the first upload recorded."""
+        One Lua step (``record_upload.lua``): the owner sets, the blob index and the count
+        change together or not at all. Idempotent: the index keeps what the first upload
+        recorded, and an owner is counted once."""
         validate_digest(digest)
-        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
-            key = self.keys.blob(digest)
-            pipe.hsetnx(key, "size", size)
-            pipe.hsetnx(key, "media_type", media_type)  # the first uploader's stays
-            pipe.hsetnx(key, "created_at", repr(time.time()))
-            pipe.sadd(self.keys.blob_owners(digest), tenant)
-            pipe.sadd(self.keys.tenant_uploads(tenant), digest)
-            *_, added = await pipe.execute()
-        return bool(added)
+        args = [tenant, digest, size, media_type, repr(time.time()), limit]
+        added = int(await self.run_script("record_upload", [], args))
+        if added < 0:
+            raise upload_quota_error(limit)
+        return added == 1
+
+    async def upload_state(self, tenant: str, digest: str) -> tuple[bool, int]:
+        """(whether ``tenant`` owns ``digest``, the bytes of the blobs it owns)."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(self.keys.tenant_uploads(tenant), digest)
+            pipe.hget(self.keys.quota(tenant), "upload_bytes")
+            owns, used = await pipe.execute()
+        return bool(owns), int(used or 0)
 
     async def blob_owners(self, digest: str) -> set[str]:
         """The tenants that uploaded ``digest`` (for operators of the fabric, never shown
