@@ -11,12 +11,14 @@ because someone uploaded it.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
 import pytest
 
 from flowmesh_core.blobs import open_blob_store
+from flowmesh_core.checkpoint import build_tree
 from flowmesh_core.client import AsyncClient
 from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import digest_bytes
@@ -102,8 +104,9 @@ async def _tenants(harness: Harness, *, worker: bool = False, **settings: Any) -
 
 
 async def test_a_grant_lets_the_grantee_read_until_revoked_then_it_is_unknown_again(
-    harness: Harness,
+    harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="flowmesh.blobs")
     t = await _tenants(harness)
     rows = b'["team A rows to share"]'
     digest = await t.upload(t.a, rows)
@@ -122,8 +125,10 @@ async def test_a_grant_lets_the_grantee_read_until_revoked_then_it_is_unknown_ag
     listed = await t.a.get(f"/v1/blobs/{digest}/grants")
     assert listed.json() == {"digest": digest, "grants": [granted.json()]}
 
+    assert f"blob grant: team-a lets team-b read {digest}" in caplog.text  # the audit trail
     revoked = await t.revoke(t.a, digest, "team-b")
     assert revoked.status_code == 204, revoked.text
+    assert f"team-a no longer lets team-b read {digest}" in caplog.text
     assert (await t.revoke(t.a, digest, "team-b")).status_code == 204  # idempotent
     assert (await t.a.get(f"/v1/blobs/{digest}/grants")).json()["grants"] == []
     for method in ("HEAD", "GET"):
@@ -349,3 +354,22 @@ async def test_the_async_client_grants_lists_and_revokes(harness: Harness) -> No
             await b.get_blob(digest)
         with pytest.raises(InvalidInputError, match="tenant"):
             await a.revoke_blob_grant(digest, "")
+
+
+async def test_a_granted_uploaded_checkpoint_is_a_model_only_with_its_files(
+    harness: Harness,
+) -> None:
+    """A checkpoint tree someone uploaded vouches for none of its files, granted or not
+    (docs/training.md, "Rights and dedup"): B may name A's uploaded tree as a model only
+    once it may read every file the tree lists."""
+    t = await _tenants(harness)
+    config = await t.upload(t.a, b'{"model_type": "bert"}')
+    tree = await t.upload(t.a, build_tree({"config.json": config}, format="full", base=None))
+    assert (await t.grant(t.a, tree, "team-b")).status_code == 201
+    doc = {**_embed(["x"]), "model": tree}
+    refused = await t.b.post("/v1/operators", json=doc)
+    assert refused.status_code == 404, refused.text
+    assert f"no blob {config} for this tenant" in refused.text
+    assert (await t.grant(t.a, config, "team-b")).status_code == 201
+    accepted = await t.b.post("/v1/operators", json=doc)
+    assert accepted.status_code == 201, accepted.text
