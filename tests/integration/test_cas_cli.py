@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import subprocess
 import uuid
@@ -202,6 +203,36 @@ def test_the_client_grants_lists_and_revokes(served: Served) -> None:
             b.get_blob(digest)
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
             b.grant_blob(digest, "team-c")
+
+
+async def test_a_real_worker_computes_on_a_granted_blob_for_the_grantee(
+    served: Served, tmp_path: Path
+) -> None:
+    """End to end: a ``flowmesh worker`` process reads A's blob for B's workflow once A
+    granted it, and B's result holds A's rows; without the grant B's submission is
+    refused like an unknown digest."""
+    rows = [f"granted-row-{uuid.uuid4().hex[:8]}", "shared", "shared"]
+    doc = {"kind": "data.dedup", "inputs": {"items": {"blob": "D"}}}
+    procs = Procs(tmp_path / "logs", served.env)
+    try:
+        procs.worker("w-grants")
+        with (
+            Client(served.url, served.a["FLOWMESH_TOKEN"]) as a,
+            Client(served.url, served.b["FLOWMESH_TOKEN"]) as b,
+        ):
+            digest = a.put_blob(json.dumps(rows).encode(), media_type="application/json")
+            op = {**doc, "inputs": {"items": {"blob": digest}}}
+            with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+                b.submit_operator(op)
+            a.grant_blob(digest, "team-b")
+            submitted = b.submit_operator(op)
+            status = b.wait(submitted.workflow_id, timeout=120)
+            assert status.state == "done", (status, procs.logs())
+            (node,) = status.nodes
+            assert node.result_digest is not None
+            assert b.result_value(node.result_digest) == [rows[0], "shared"]
+    finally:
+        procs.close()
 
 
 @pytest.mark.parametrize(
