@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from flowmesh_prefect import FlowMeshCredentials, FlowMeshRef, flowmesh_task
+from flowmesh_prefect import FlowMeshRef, computed_on_flowmesh, flowmesh_task
 
 PROMPTS = [
     "Explain what a content-addressable store is, in one sentence.",
@@ -48,6 +48,7 @@ RETRY = {"retries": 2, "retry_delay_seconds": 5}
 )
 def generate(prompts: list[str], model: str, max_new_tokens: int) -> FlowMeshRef:
     """A completion per prompt: ``{prompt, completion, tokens}``."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -59,6 +60,7 @@ def generate(prompts: list[str], model: str, max_new_tokens: int) -> FlowMeshRef
 )
 def score(pairs: FlowMeshRef, model: str) -> FlowMeshRef:
     """A reward in (0, 1) per {prompt, completion} pair (generate's items are such pairs)."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -66,6 +68,7 @@ def score(pairs: FlowMeshRef, model: str) -> FlowMeshRef:
 )
 def keep(items: FlowMeshRef, scores: FlowMeshRef, min_score: float) -> FlowMeshRef:
     """The items whose score is at least ``min_score``."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -77,13 +80,13 @@ def keep(items: FlowMeshRef, scores: FlowMeshRef, min_score: float) -> FlowMeshR
 )
 def embed(texts: FlowMeshRef, model: str) -> FlowMeshRef:
     """An embedding of each kept item's completion."""
+    return computed_on_flowmesh()
 
 
 @task
 def report(generated: FlowMeshRef, kept: FlowMeshRef, embedded: FlowMeshRef) -> str:
     """Read the kept pairs back (small); the embeddings stay in FlowMesh's CAS."""
-    with FlowMeshCredentials.from_settings().get_client() as client:
-        pairs = client.result_json(kept.digest)
+    pairs = kept.load()  # the value, read with the same FLOWMESH_* settings
     line = (
         f"kept {len(pairs)} of {generated.items} completions; {embedded.items} embeddings "
         f"at {embedded.digest} (generate: {generated.satisfied_by}, embed: "

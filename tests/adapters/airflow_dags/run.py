@@ -11,7 +11,8 @@ fired and every resume of FlowMeshOperator (the classes are wrapped here, callin
 to the real methods). It also records what
 Airflow's ProvidersManager found through the entry point, and what FlowMeshHook makes of
 the connections in ``$FM_HOOK_CASES`` (JSON: name -> Connection fields), and how the
-example DAGs in ``$FM_EXAMPLE_DAGS`` parse.
+example DAGs in ``$FM_EXAMPLE_DAGS`` parse. ``$FM_DAG_CONF`` (JSON: DAG id -> conf) gives
+a DAG's run its ``dag_run.conf``.
 """
 
 from __future__ import annotations
@@ -173,10 +174,11 @@ def main(out: str, dag_ids: list[str]) -> None:
     _install_recorders(calls)
     bag = DagBag(dag_folder=DAGS_FOLDER)
     report: dict[str, Any] = {"import_errors": dict(bag.import_errors), "dags": {}}
+    confs = json.loads(os.environ.get("FM_DAG_CONF", "{}"))
     for dag_id in dag_ids:
         calls.clear()
         t0 = time.monotonic()
-        run = bag.dags[dag_id].test()
+        run = bag.dags[dag_id].test(run_conf=confs.get(dag_id))
         record = _run_record(dag_id, run)
         record.update(calls=list(calls), seconds=round(time.monotonic() - t0, 2))
         report["dags"][dag_id] = record
