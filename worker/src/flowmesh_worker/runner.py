@@ -187,7 +187,23 @@ class BatchRunner:
         path = resolve_model(
             model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
         )
-        return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
+
+        def load() -> Loaded:  # only on a miss: a warm model reports nothing
+            self._phase(assignment, {"phase": "loading", "model": model.name or model.digest})
+            return executor.load(path, model)
+
+        loaded, seconds = self.cache.get(assignment.kind, model, load)
+        if seconds:
+            self._phase(assignment, {"phase": "running"})
+        return loaded, seconds
+
+    def _phase(self, assignment: Assignment, progress: Mapping[str, Any]) -> None:
+        """Say what the batch's items wait on (a model load; then running), so a status
+        can tell a requester (docs/architecture.md, "What a status says")."""
+        for assigned in assignment.items:
+            report = self._reporter(assigned.domain, assigned.op_key)
+            if report is not None:
+                report(progress)
 
     def _execute(
         self, executor: Executor, assignment: Assignment, loaded: Loaded | None, source: ByteSource

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from flowmesh_core.client import Client
+from flowmesh_core.client import Client, progress_summary
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
@@ -131,7 +131,13 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         with self._failures(), self._client() as client, self._failures(client):
             try:
                 status = client.wait(
-                    submission.workflow_id, timeout=self.wait_timeout_s, lineage=True
+                    submission.workflow_id,
+                    timeout=self.wait_timeout_s,
+                    lineage=True,
+                    # A run log line per long-poll saying what the work waits on.
+                    progress=lambda st: op_context(context).log.info(
+                        f"FlowMesh workflow {submission.workflow_id} {progress_summary(st)}"
+                    ),
                 )
             except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
                 # The run was terminated: FlowMesh drops this request (items others also
