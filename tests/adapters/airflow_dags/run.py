@@ -12,7 +12,8 @@ to the real methods). It also records what
 Airflow's ProvidersManager found through the entry point, and what FlowMeshHook makes of
 the connections in ``$FM_HOOK_CASES`` (JSON: name -> Connection fields), and how the
 example DAGs in ``$FM_EXAMPLE_DAGS`` parse. ``$FM_DAG_CONF`` (JSON: DAG id -> conf) gives
-a DAG's run its ``dag_run.conf``.
+a DAG's run its ``dag_run.conf``; ``$FM_POLL_SLICE_S`` shortens the trigger's long-poll
+(and so the interval of its progress lines).
 """
 
 from __future__ import annotations
@@ -170,6 +171,10 @@ def main(out: str, dag_ids: list[str]) -> None:
 
     started = time.monotonic()
     db.initdb()
+    if os.environ.get("FM_POLL_SLICE_S"):  # progress lines sooner than every 30 s
+        from flowmesh_airflow import triggers
+
+        triggers.POLL_SLICE_S = float(os.environ["FM_POLL_SLICE_S"])
     calls: list[dict[str, Any]] = []
     _install_recorders(calls)
     bag = DagBag(dag_folder=DAGS_FOLDER)
