@@ -292,6 +292,14 @@ def test_a_retry_after_a_flowmesh_failure_submits_afresh(live: Live, runs: Runs)
         assert [r.satisfied_by for r in client.lineage(workflows[1])] == ["executed"]
 
 
+def test_rejected_work_says_what_to_fix_and_blames_no_connection(runs: Runs) -> None:
+    assert runs.task("fm_failure", "rejected")["state"] == "failed"
+    error = json.loads((runs.out / "failure-fm_failure-rejected-1.json").read_text())["error"]
+    assert error.startswith("FlowMesh refused the request: "), error
+    assert "template" in error
+    assert "Airflow connection" not in error
+
+
 def test_an_unreachable_control_plane_names_the_url_it_tried(runs: Runs) -> None:
     task = runs.task("fm_unreachable", "unreachable")
     assert task["state"] == "failed"
