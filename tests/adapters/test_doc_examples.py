@@ -67,6 +67,13 @@ def test_every_python_block_runs_or_says_why_not() -> None:
         assert any(e.marker == "run" for e in found), f"{page}: no block runs"
 
 
+def test_each_adapter_page_links_the_kinds_reference() -> None:
+    """Params and inputs are the kinds' (docs/kinds.md, generated from the registry):
+    each adapter page sends its reader there rather than keep a copy that drifts."""
+    for page in ("airflow", "prefect", "dagster"):
+        assert "](kinds.md)" in PAGES[page].read_text(), page
+
+
 # The page's async flow: Prefect 3.7's async flow engine leaves a sync API client of its
 # own unclosed (see test_prefect.py's async test); ignored here only, and collected here.
 @pytest.mark.filterwarnings(
