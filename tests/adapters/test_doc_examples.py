@@ -97,13 +97,15 @@ def test_the_prefect_example_runs(settings: None, prefect_server: None) -> None:
 
 def _materialize(live: Live, token: str) -> Any:
     """``materialize(*assets_and_checks)`` for the Dagster page's markers: a run on an
-    ephemeral instance with the page's resources, which must succeed, checks included."""
+    ephemeral instance with the page's resources (``options``: ``partition_key``, ...),
+    which must succeed, checks included."""
 
-    def materialize(*definitions: Any) -> dg.ExecuteInProcessResult:
+    def materialize(*definitions: Any, **options: Any) -> dg.ExecuteInProcessResult:
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(
                 list(definitions),
                 instance=instance,
+                **options,
                 resources={
                     "flowmesh": FlowMeshResource(server_url=live.url, token=token),
                     "io_manager": FlowMeshIOManager(server_url=live.url, token=token),
@@ -121,7 +123,7 @@ def test_the_dagster_page_runs(live: Live, token: str) -> None:
     ran = run_page(
         "dagster", {"__name__": "docs_dagster", "materialize": _materialize(live, token)}
     )
-    assert len(ran) == 2
+    assert len(ran) == 3
 
 
 def test_the_dagster_example_runs(settings: None) -> None:
