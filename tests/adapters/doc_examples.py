@@ -1,7 +1,8 @@
 """The python blocks of the adapters' docs, each one run or marked with why it is not.
 
 The line right before a python block of docs/airflow.md, docs/prefect.md,
-docs/dagster.md and the README says what the tests do with it (an HTML comment, so
+docs/dagster.md, the README and integrations/prefect/README.md says what the tests do
+with it (an HTML comment, so
 readers never see it):
 
 - ``<!-- test: run -->``: the block runs, for real, against a live FlowMesh inside its
@@ -30,6 +31,7 @@ PAGES = {
     "prefect": ROOT / "docs" / "prefect.md",
     "dagster": ROOT / "docs" / "dagster.md",
     "readme": ROOT / "README.md",
+    "prefect-readme": ROOT / "integrations" / "prefect" / "README.md",  # the package's page
 }
 _MARK = re.compile(r"<!-- test: (run|not run)(?:: (.*?))? -->")
 

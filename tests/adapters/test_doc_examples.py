@@ -1,14 +1,14 @@
 """The adapters' docs and examples, run for real so they cannot be wrong again.
 
-Every python block of docs/airflow.md, docs/prefect.md, docs/dagster.md and the README
-carries a marker (``tests/adapters/doc_examples.py``): it runs, or it says why not. Here
-the Prefect page's blocks run as flows under a temporary Prefect server, the Dagster
-page's are materialized, and the README's client snippet runs; each against the live
-FlowMesh of ``conftest.live`` (real ``flowmesh serve`` and ``flowmesh worker``
-processes, real Redis), on the models the docs name (the tiny random-weight ones every
-worker builds, and all-MiniLM-L6-v2). examples/prefect/ and examples/dagster/ run the
-same way. docs/airflow.md's blocks and examples/airflow/ run inside Airflow, in
-test_airflow.py (``test_the_documented_dags_and_the_example_run``).
+Every python block of docs/airflow.md, docs/prefect.md, docs/dagster.md, the README and
+the Prefect package's README carries a marker (``tests/adapters/doc_examples.py``): it
+runs, or it says why not. Here the Prefect pages' blocks run as flows under a temporary
+Prefect server, the Dagster page's are materialized, and the README's client snippet
+runs; each against the live FlowMesh of ``conftest.live`` (real ``flowmesh serve`` and
+``flowmesh worker`` processes, real Redis), on the models the docs name (the tiny
+random-weight ones every worker builds, and all-MiniLM-L6-v2). examples/prefect/ and
+examples/dagster/ run the same way. docs/airflow.md's blocks and examples/airflow/ run
+inside Airflow, in test_airflow.py (``test_the_documented_dags_and_the_example_run``).
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ def test_the_prefect_page_runs(
     # The page names a saved block "team-a"; a reader saves theirs as its first block shows.
     FlowMeshCredentials(server_url=live.url, token=token).save("team-a", overwrite=True)
     ran = run_page("prefect", {"__name__": "docs_prefect"})
+    ran += run_page("prefect-readme", {"__name__": "prefect_readme"})
     gc.collect()
-    assert len(ran) == 4
+    assert len(ran) == 5
 
 
 def test_the_prefect_example_runs(settings: None, prefect_server: None) -> None:
