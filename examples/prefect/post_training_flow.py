@@ -20,6 +20,7 @@ flow parameters for real text. See README.md beside this file to run it.
 from __future__ import annotations
 
 from prefect import flow, task
+from prefect.tasks import TaskOptions
 
 from flowmesh_prefect import FlowMeshRef, computed_on_flowmesh, flowmesh_task
 
@@ -37,7 +38,7 @@ PROMPTS = [
 # No credentials= below: the tasks read FLOWMESH_SERVER_URL and FLOWMESH_TOKEN (what
 # `flowmesh up` prints). Pass credentials="my-block" to use a saved FlowMeshCredentials.
 # A retry re-attaches to the submission its task run already made, so retrying is cheap.
-RETRY = {"retries": 2, "retry_delay_seconds": 5}
+RETRY: TaskOptions = {"retries": 2, "retry_delay_seconds": 5}
 
 
 @flowmesh_task(
@@ -108,10 +109,11 @@ def post_training(
     min_score: float = 0.48892,
 ) -> str:
     """generate -> score -> filter -> embed on FlowMesh, then a one-line report."""
-    completions = generate.submit(prompts, model=generator, max_new_tokens=max_new_tokens)
-    rewards = score.submit(completions, model=reward_model)
-    kept = keep.submit(completions, rewards, min_score=min_score)
-    vectors = embed.submit(kept, model=embedder)
+    # Each step needs the one before: plain calls (a task run each) chain the references.
+    completions = generate(prompts, model=generator, max_new_tokens=max_new_tokens)
+    rewards = score(completions, model=reward_model)
+    kept = keep(completions, rewards, min_score=min_score)
+    vectors = embed(kept, model=embedder)
     return report(completions, kept, vectors)
 
 
