@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
 ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+PHASE_RENEW_S = 10.0
+"""How often a phase (a model load) is reported again while it lasts; the progress key
+lives at least 30 s (``Worker._progress_sink``), so it never lapses mid-load."""
 """Takes (domain, op key, progress) of a running item; set by the worker loop."""
 
 
@@ -189,13 +193,33 @@ class BatchRunner:
         )
 
         def load() -> Loaded:  # only on a miss: a warm model reports nothing
-            self._phase(assignment, {"phase": "loading", "model": model.name or model.digest})
-            return executor.load(path, model)
+            loading = {"phase": "loading", "model": model.name or model.digest}
+            with self._reporting(assignment, loading):
+                return executor.load(path, model)
 
         loaded, seconds = self.cache.get(assignment.kind, model, load)
         if seconds:
             self._phase(assignment, {"phase": "running"})
         return loaded, seconds
+
+    @contextmanager
+    def _reporting(self, assignment: Assignment, progress: Mapping[str, Any]) -> Iterator[None]:
+        """Report ``progress`` now and again every PHASE_RENEW_S until the block ends, so
+        a load longer than the progress key's life (a big model) still shows."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(PHASE_RENEW_S):
+                self._phase(assignment, progress)
+
+        self._phase(assignment, progress)
+        renewer = threading.Thread(target=renew, name="phase-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
 
     def _phase(self, assignment: Assignment, progress: Mapping[str, Any]) -> None:
         """Say what the batch's items wait on (a model load; then running), so a status
