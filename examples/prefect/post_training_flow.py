@@ -20,8 +20,9 @@ flow parameters for real text. See README.md beside this file to run it.
 from __future__ import annotations
 
 from prefect import flow, task
+from prefect.tasks import TaskOptions
 
-from flowmesh_prefect import FlowMeshCredentials, FlowMeshRef, flowmesh_task
+from flowmesh_prefect import FlowMeshRef, computed_on_flowmesh, flowmesh_task
 
 PROMPTS = [
     "Explain what a content-addressable store is, in one sentence.",
@@ -37,7 +38,7 @@ PROMPTS = [
 # No credentials= below: the tasks read FLOWMESH_SERVER_URL and FLOWMESH_TOKEN (what
 # `flowmesh up` prints). Pass credentials="my-block" to use a saved FlowMeshCredentials.
 # A retry re-attaches to the submission its task run already made, so retrying is cheap.
-RETRY = {"retries": 2, "retry_delay_seconds": 5}
+RETRY: TaskOptions = {"retries": 2, "retry_delay_seconds": 5}
 
 
 @flowmesh_task(
@@ -48,6 +49,7 @@ RETRY = {"retries": 2, "retry_delay_seconds": 5}
 )
 def generate(prompts: list[str], model: str, max_new_tokens: int) -> FlowMeshRef:
     """A completion per prompt: ``{prompt, completion, tokens}``."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -59,6 +61,7 @@ def generate(prompts: list[str], model: str, max_new_tokens: int) -> FlowMeshRef
 )
 def score(pairs: FlowMeshRef, model: str) -> FlowMeshRef:
     """A reward in (0, 1) per {prompt, completion} pair (generate's items are such pairs)."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -66,6 +69,7 @@ def score(pairs: FlowMeshRef, model: str) -> FlowMeshRef:
 )
 def keep(items: FlowMeshRef, scores: FlowMeshRef, min_score: float) -> FlowMeshRef:
     """The items whose score is at least ``min_score``."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -77,13 +81,13 @@ def keep(items: FlowMeshRef, scores: FlowMeshRef, min_score: float) -> FlowMeshR
 )
 def embed(texts: FlowMeshRef, model: str) -> FlowMeshRef:
     """An embedding of each kept item's completion."""
+    return computed_on_flowmesh()
 
 
 @task
 def report(generated: FlowMeshRef, kept: FlowMeshRef, embedded: FlowMeshRef) -> str:
     """Read the kept pairs back (small); the embeddings stay in FlowMesh's CAS."""
-    with FlowMeshCredentials.from_settings().get_client() as client:
-        pairs = client.result_json(kept.digest)
+    pairs = kept.load()  # the value, read with the same FLOWMESH_* settings
     line = (
         f"kept {len(pairs)} of {generated.items} completions; {embedded.items} embeddings "
         f"at {embedded.digest} (generate: {generated.satisfied_by}, embed: "
@@ -105,10 +109,11 @@ def post_training(
     min_score: float = 0.48892,
 ) -> str:
     """generate -> score -> filter -> embed on FlowMesh, then a one-line report."""
-    completions = generate.submit(prompts, model=generator, max_new_tokens=max_new_tokens)
-    rewards = score.submit(completions, model=reward_model)
-    kept = keep.submit(completions, rewards, min_score=min_score)
-    vectors = embed.submit(kept, model=embedder)
+    # Each step needs the one before: plain calls (a task run each) chain the references.
+    completions = generate(prompts, model=generator, max_new_tokens=max_new_tokens)
+    rewards = score(completions, model=reward_model)
+    kept = keep(completions, rewards, min_score=min_score)
+    vectors = embed(kept, model=embedder)
     return report(completions, kept, vectors)
 
 

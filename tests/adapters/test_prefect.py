@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from prefect import flow, unmapped
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -422,6 +422,7 @@ def test_public_api() -> None:
     assert flowmesh_prefect.__all__ == [
         "FlowMeshCredentials",
         "FlowMeshRef",
+        "FlowMeshTask",
         "OperatorFailedError",
         "OperatorTimeoutError",
         "TenantCachePolicy",
@@ -434,20 +435,34 @@ def test_public_api() -> None:
 # -- caching, events, artifacts -------------------------------------------------------
 
 
-def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
-    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
-    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+def _cached_tasks(live: Live, how: str) -> tuple[Any, Any, dict[str, str]]:
+    """``ops.echo`` as tenant B's and tenant D's task, with a Prefect cache policy on the
+    inputs given ``how``: to the decorator, through ``with_options(cache_policy=)``, or
+    through ``with_options(cache_key_fn=)``."""
     tokens = {name: live.tenant(name)[1] for name in ("tenant-b", "tenant-d")}
-    options: Any = {"cache_policy": INPUTS + TASK_SOURCE}
-    words = [f"cached-{tag()}"]
+    policy: Any = INPUTS + TASK_SOURCE
 
     def echo_as(name: str) -> Any:
         creds = FlowMeshCredentials(server_url=live.url, token=tokens[name])
-        return flowmesh_task(
+        options: Any = {"cache_policy": policy} if how == "decorator" else {}
+        task = flowmesh_task(
             kind="python", credentials=creds, returns="reference", task_options=options
         )(ops.echo)
+        if how == "with_options":
+            return task.with_options(cache_policy=policy, retries=0)
+        if how == "cache_key_fn":
+            return task.with_options(cache_key_fn=lambda _ctx, inputs: repr(inputs["x"]))
+        return task
 
-    echo_b, echo_d = echo_as("tenant-b"), echo_as("tenant-d")
+    return echo_as("tenant-b"), echo_as("tenant-d"), tokens
+
+
+@pytest.mark.parametrize("how", ["decorator", "with_options", "cache_key_fn"])
+def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live, how: str) -> None:
+    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
+    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+    echo_b, echo_d, tokens = _cached_tasks(live, how)
+    words = [f"cached-{tag()}"]
 
     @flow
     def twice() -> tuple[FlowMeshRef, FlowMeshRef, FlowMeshRef]:
@@ -462,6 +477,20 @@ def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
         with pytest.raises(NotFoundError):
             client.status(first_b.workflow_id)  # B's is not D's to see
     assert first_d.digest == first_b.digest  # the same work, shared by FlowMesh itself
+
+
+def test_with_options_keeps_the_flowmesh_task_and_its_no_cache_default() -> None:
+    task = flowmesh_task(kind="python")(ops.echo)
+    copy = task.with_options(retries=2, tags=["nightly"])
+    assert isinstance(copy, flowmesh_prefect.FlowMeshTask)
+    assert copy.cache_policy is NO_CACHE
+    assert copy.retries == 2
+    assert {"flowmesh", "flowmesh:python", "nightly"} <= copy.tags
+    cached = copy.with_options(cache_policy=INPUTS)
+    assert isinstance(cached, flowmesh_prefect.FlowMeshTask)
+    assert any(
+        isinstance(p, flowmesh_prefect.TenantCachePolicy) for p in cached.cache_policy.policies
+    )
 
 
 def test_events_on_submit_and_finish_and_a_keyed_artifact(

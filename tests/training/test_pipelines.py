@@ -262,7 +262,8 @@ async def test_a_running_training_shows_its_progress_in_workflow_status(
     for _ in range(int(WAIT_S / 0.1)):
         status = await plane.status(tenant, submitted.workflow_id, with_lineage=False)
         (sft,) = status.nodes
-        if sft.progress is not None:
+        # A cold worker first reports its model load (phase loading, then running).
+        if sft.progress is not None and "step" in sft.progress:
             seen.append(sft.progress)
         if status.state in (NodeState.DONE, NodeState.FAILED) or len(seen) >= 3:
             break

@@ -23,6 +23,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
 ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+PHASE_RENEW_S = 10.0
+"""How often a phase (a model load) is reported again while it lasts; the progress key
+lives at least 30 s (``Worker._progress_sink``), so it never lapses mid-load."""
 """Takes (domain, op key, progress) of a running item; set by the worker loop."""
 
 
@@ -187,7 +191,43 @@ class BatchRunner:
         path = resolve_model(
             model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
         )
-        return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
+
+        def load() -> Loaded:  # only on a miss: a warm model reports nothing
+            loading = {"phase": "loading", "model": model.name or model.digest}
+            with self._reporting(assignment, loading):
+                return executor.load(path, model)
+
+        loaded, seconds = self.cache.get(assignment.kind, model, load)
+        if seconds:
+            self._phase(assignment, {"phase": "running"})
+        return loaded, seconds
+
+    @contextmanager
+    def _reporting(self, assignment: Assignment, progress: Mapping[str, Any]) -> Iterator[None]:
+        """Report ``progress`` now and again every PHASE_RENEW_S until the block ends, so
+        a load longer than the progress key's life (a big model) still shows."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(PHASE_RENEW_S):
+                self._phase(assignment, progress)
+
+        self._phase(assignment, progress)
+        renewer = threading.Thread(target=renew, name="phase-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
+    def _phase(self, assignment: Assignment, progress: Mapping[str, Any]) -> None:
+        """Say what the batch's items wait on (a model load; then running), so a status
+        can tell a requester (docs/architecture.md, "What a status says")."""
+        for assigned in assignment.items:
+            report = self._reporter(assigned.domain, assigned.op_key)
+            if report is not None:
+                report(progress)
 
     def _execute(
         self, executor: Executor, assignment: Assignment, loaded: Loaded | None, source: ByteSource

@@ -8,7 +8,7 @@ blocking client would then lack, and must never block the event loop on the netw
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -114,14 +114,17 @@ class AsyncClient:
         *,
         timeout: float | None = None,  # noqa: ASYNC109
         lineage: bool = False,
+        progress: Callable[[WorkflowStatus], object] | None = None,
     ) -> WorkflowStatus:
         """Wait until the workflow is done, failed or cancelled, or ``timeout`` seconds pass.
 
         Never raises for a timeout: it returns the last status seen, so check ``.state``
         (``NodeState.DONE``, ``FAILED``, ``CANCELLED``, or still running).
-        ``timeout=None`` waits forever.
+        ``timeout=None`` waits forever. ``progress``, when given, is called with each
+        status that is not final, about every ``PROGRESS_EVERY_S`` seconds (pass
+        ``lineage=True`` for item counts; ``progress_summary`` makes it one line).
         """
-        loop = s.WaitLoop(workflow_id, timeout, lineage)
+        loop = s.WaitLoop(workflow_id, timeout, lineage, progress=progress)
         while (call := loop.next_call()) is not None:
             loop.feed(await self._call(call))
         return loop.last

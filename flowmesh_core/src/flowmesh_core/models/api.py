@@ -102,6 +102,9 @@ class NodeStatus(ReplyModel):
 
     ``progress``, while a training item runs: ``step``, ``steps``, ``loss``, ``eta_s``
     (seconds left), ``worker`` and ``at`` (when reported), as its worker last wrote them.
+    While a worker loads the model for the node's items (a cold start): ``phase``
+    ``loading``, ``model``, ``worker`` and ``at`` (when the load began); after it,
+    ``phase`` ``running``. A split node shows one running item's, a model load first.
     """
 
     node: str
