@@ -71,6 +71,7 @@ def cand(
     input_bytes: float = 0.0,
     local: Mapping[str, float] | None = None,
     kind: str = "embed",
+    batch_bytes: float = 0.0,
 ) -> BatchCandidate:
     return BatchCandidate(
         signature=signature,
@@ -81,6 +82,7 @@ def cand(
         tenant_items=tenants or {},
         input_bytes_per_item=input_bytes,
         local_fraction=local or {},
+        batch_input_bytes=batch_bytes,
     )
 
 
@@ -329,6 +331,22 @@ def test_locality_belongs_to_the_candidate_whose_inputs_are_there() -> None:
     assert d == brute_force([a, b], workers, tp=tp, weights=DEFAULT, usage={})
 
 
+def test_batch_bytes_are_moved_once_per_batch_and_not_to_their_holder() -> None:
+    # A checkpoint model of 1e7 bytes at 1e7 bytes/s: one second to fetch, whatever the
+    # batch size, and nothing on "h", which holds it on disk.
+    c = cand(ready=8, batch_bytes=1e7, local={"h": 1.0})
+    g, h = worker("g", bandwidth=1e7), worker("h", bandwidth=1e7)
+    tp = tp_default()
+    on_g = [score(c, g, n, throughput=tp, weights=DEFAULT, usage={}).seconds for n in (1, 8)]
+    on_h = [score(c, h, n, throughput=tp, weights=DEFAULT, usage={}).seconds for n in (1, 8)]
+    assert on_g[0] - on_h[0] == pytest.approx(1.0)
+    assert on_g[1] - on_h[1] == pytest.approx(1.0)
+    d = pick([c], [g, h], tp=tp)
+    assert d is not None
+    assert d.worker_id == "h"
+    assert d == brute_force([c], [g, h], tp=tp, weights=DEFAULT, usage={})
+
+
 def test_nothing_positive_gives_none() -> None:
     worthless = UtilityWeights(value_per_item=1e-12)
     assert pick([cand(ready=64)], [worker(), worker("x", acc="gpu")], weights=worthless) is None
@@ -451,6 +469,7 @@ def candidate_lists(draw: st.DrawFn, worker_ids: list[str]) -> list[BatchCandida
             tenant_items=draw(st.dictionaries(st.sampled_from("abc"), st.integers(0, 9))),
             input_bytes_per_item=draw(st.sampled_from([0.0, 1e3, 1e7])),
             local_fraction=draw(local),
+            batch_input_bytes=draw(st.sampled_from([0.0, 0.0, 5e6])),
             item_weight=draw(st.sampled_from([1.0, 1.0, 7.5, 400.0])),
         )
         for i in range(draw(st.integers(1, 5)))

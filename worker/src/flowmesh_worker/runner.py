@@ -38,13 +38,24 @@ from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
 from flowmesh_worker.weights.checkpoints import hash_directory
 
-__all__ = ["BatchRunner", "Executed"]
+__all__ = ["BatchRunner", "Executed", "StoredTree"]
 
 log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
 ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
 """Takes (domain, op key, progress) of a running item; set by the worker loop."""
+
+
+@dataclass(frozen=True)
+class StoredTree:
+    """A checkpoint tree a batch produced: its digest and size, its files' digests and
+    their total bytes (what the worker indexes: ``Store.record_checkpoint``)."""
+
+    digest: str
+    size: int
+    files: tuple[str, ...]
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Executed:
     files: tuple[tuple[Path, str], ...] = ()
     trees: frozenset[int] = frozenset()
     scratch: tuple[Path, ...] = ()
+    checkpoints: tuple[StoredTree, ...] = ()
 
 
 class BatchRunner:
@@ -126,6 +138,7 @@ class BatchRunner:
             files=tuple(packed.files),
             trees=frozenset(packed.trees),
             scratch=tuple(packed.scratch),
+            checkpoints=tuple(packed.checkpoints),
         )
 
     def store(self, executed: Executed) -> Completion:
@@ -290,6 +303,7 @@ class _Packed:
         self.files: list[tuple[Path, str]] = []
         self.trees: list[int] = []
         self.scratch: list[Path] = []
+        self.checkpoints: list[StoredTree] = []
 
     def encode(self, index: int, outcome: Any) -> bytes | ItemError:
         if not isinstance(outcome, Checkpoint):
@@ -300,10 +314,13 @@ class _Packed:
             tree = build_tree(
                 files, format=outcome.format, base=outcome.base, metrics=outcome.metrics
             )
+            nbytes = sum((outcome.directory / rel).stat().st_size for rel in files)
         except (OSError, FlowMeshError) as exc:
             return ItemError(f"cannot store the checkpoint: {_describe(exc)}")
         self.files += [(outcome.directory / rel, digest) for rel, digest in files.items()]
         self.trees.append(index)
+        stored = StoredTree(digest_bytes(tree), len(tree), tuple(files.values()), nbytes)
+        self.checkpoints.append(stored)
         return tree
 
 

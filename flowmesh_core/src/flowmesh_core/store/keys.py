@@ -24,6 +24,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
+                                               tree's readers may read its files); a tree's
+                                               own {p}:blob hash holds tree_bytes, the sum
+                                               of its files' sizes (what a worker fetches)
     {p}:blob:{digest}:owners           SET     tenants that uploaded the blob (PUT /v1/blobs)
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
     {p}:wf:{wf_id}:nodes               HASH    node -> status
@@ -43,7 +47,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:sig:{signature}                HASH    kind, version, model, params: what it means
     {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
     {p}:workers                        ZSET    worker id -> last heartbeat
-    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), inflight, heartbeat
+    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), held (JSON: the
+                                               checkpoint digests it keeps on local disk,
+                                               most recent first), inflight, heartbeat
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
@@ -164,6 +170,9 @@ class KeySpace:
 
     def blob_owners(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:owners"
+
+    def blob_trees(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:trees"
 
     def workflow(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}"
@@ -292,6 +301,7 @@ class KeySpace:
         return {
             "action": self.action(s, s),
             "inline": self.inline(s),
+            "blob": self.blob(s),
             "op": self.op(s, s),
             "waiters": self.waiters(s, s),
             "inflight": self.inflight(),

@@ -20,6 +20,7 @@ directory that is not complete and verified.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -40,11 +41,15 @@ from flowmesh_core.errors import (
 from flowmesh_core.hashing import hex_of
 from flowmesh_core.models import ModelRef
 
-__all__ = ["checkpoint_dir", "fetch_tree", "hash_directory", "materialise"]
+__all__ = ["HELD_REPORTED", "checkpoint_dir", "fetch_tree", "hash_directory", "held", "materialise"]
 
 log = logging.getLogger(__name__)
 
 ResolveBase = Callable[[ModelRef], Path]
+
+HELD_REPORTED = 32
+"""How many materialised checkpoints a worker reports in its heartbeat (the most recent)."""
+_PREFIX = "ckpt-"
 
 
 def hash_directory(directory: Path) -> dict[str, str]:
@@ -64,7 +69,23 @@ def hash_directory(directory: Path) -> dict[str, str]:
 
 def checkpoint_dir(digest: str, model_dir: Path) -> Path:
     """Where the checkpoint ``digest`` lives on this worker once materialised."""
-    return model_dir / f"ckpt-{hex_of(digest)}"
+    return model_dir / f"{_PREFIX}{hex_of(digest)}"
+
+
+def held(model_dir: Path, limit: int = HELD_REPORTED) -> list[str]:
+    """The digests of the checkpoints materialised under ``model_dir``, most recently
+    used first, at most ``limit`` (what the worker reports for the scheduler's locality
+    term: docs/architecture.md, "Data locality")."""
+    try:
+        found = [
+            (entry.stat().st_mtime, entry.name.removeprefix(_PREFIX))
+            for entry in model_dir.iterdir()
+            if entry.name.startswith(_PREFIX) and entry.is_dir()
+        ]
+    except OSError:  # no model directory yet
+        return []
+    found.sort(reverse=True)
+    return [f"sha256:{hex_}" for _, hex_ in found[:limit]]
 
 
 def materialise(
@@ -79,6 +100,8 @@ def materialise(
     """
     target = checkpoint_dir(digest, model_dir)
     if target.is_dir():
+        with contextlib.suppress(OSError):  # its use makes it the most recent (``held``)
+            os.utime(target)
         return target
     tree = _read(digest, blobs)
     model_dir.mkdir(parents=True, exist_ok=True)
