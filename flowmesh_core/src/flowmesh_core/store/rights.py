@@ -2,8 +2,12 @@
 
 A tenant may read a digest that its own lineage holds (a result of one of its workflows,
 ``{p}:tenant:{t}:results``, written by the ledger) or that it uploaded itself
-(``{p}:tenant:{t}:uploads``). Owners are a set: two tenants that upload the same bytes
-both own them, and neither learns of the other. See docs/isolation.md.
+(``{p}:tenant:{t}:uploads``), and the files of a checkpoint tree its lineage holds
+(``{p}:blob:{d}:trees``, written when a worker stores the tree): a checkpoint's files are
+covered by the tree's rights, and only by them. Uploading a tree's bytes grants nothing
+over the files it lists: whoever knows a tree's bytes knows its files' digests, and
+knowing a digest is never a right. Owners are a set: two tenants that upload
+the same bytes both own them, and neither learns of the other. See docs/isolation.md.
 
 This module must never grant a right without the bytes: ``record_upload`` is called only
 after the blob store has verified that the uploaded bytes hash to the digest.
@@ -50,10 +54,27 @@ class RightsMixin(StoreBase):
 
     async def unreadable_for(self, tenant: str, digests: Sequence[str]) -> list[str]:
         """Those of ``digests`` that ``tenant`` neither holds in its lineage nor uploaded,
-        in the order given (one round trip)."""
+        nor reads as a file of a checkpoint tree its lineage holds, in the order given
+        (one round trip, and two more only when some digest is neither held nor owned)."""
         if not digests:
             return []
-        wanted = list(digests)
+        missing = await self._not_held(tenant, list(digests))
+        if not missing:
+            return []
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for digest in missing:
+                pipe.smembers(self.keys.blob_trees(digest))
+            trees = [sorted(str(t) for t in ts) for ts in await pipe.execute()]
+        listing = sorted({t for ts in trees for t in ts})
+        held: set[str] = set()
+        if listing:
+            async with self.guard():
+                flags = await self._redis.smismember(self.keys.tenant_results(tenant), listing)
+            held = {t for t, h in zip(listing, flags, strict=True) if h}
+        return [d for d, ts in zip(missing, trees, strict=True) if held.isdisjoint(ts)]
+
+    async def _not_held(self, tenant: str, wanted: list[str]) -> list[str]:
+        """Those of ``wanted`` neither in ``tenant``'s lineage nor among its uploads."""
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
             pipe.smismember(self.keys.tenant_results(tenant), wanted)
             pipe.smismember(self.keys.tenant_uploads(tenant), wanted)
