@@ -450,12 +450,12 @@ class FleetMixin(StoreBase):
 
     async def set_resume_point(
         self, domain: str, op_key: str, point: Mapping[str, Any], ttl_s: float
-    ) -> None:
-        """Record a running item's latest intermediate checkpoint (one SET; it outlives
-        its worker by ``ttl_s`` so that a reclaimed run finds it)."""
-        key = self.keys.resume(domain, op_key)
-        async with self.guard():
-            await self._redis.set(key, json.dumps(dict(point)), px=max(1, int(ttl_s * 1000)))
+    ) -> bool:
+        """Record a running item's latest intermediate checkpoint (it outlives its worker
+        by ``ttl_s`` so that a reclaimed run finds it); False, and nothing written, when
+        the op is no longer in flight (``set_resume.lua``)."""
+        args = [domain, op_key, json.dumps(dict(point)), max(1, int(ttl_s * 1000))]
+        return bool(await self.run_script("set_resume", [], args))
 
     async def resume_point(self, domain: str, op_key: str) -> dict[str, Any] | None:
         """The latest intermediate checkpoint recorded for an item, or None."""

@@ -12,7 +12,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                worker; expires when no longer refreshed
     {p}:resume:{domain}:{op_key}       STRING  a training item's latest intermediate
                                                checkpoint (JSON: digest, step, worker, at);
-                                               a reclaimed run resumes from it
+                                               a reclaimed run resumes from it. Written only
+                                               while the op is in flight, deleted with it
+                                               (complete, fail, cancel, a dropped requeue)
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
     {p}:outbox                         STREAM  the ledger's outbox: one typed entry per node
@@ -303,6 +305,7 @@ class KeySpace:
             "inline": self.inline(s),
             "blob": self.blob(s),
             "op": self.op(s, s),
+            "resume": self.resume(s, s),
             "waiters": self.waiters(s, s),
             "inflight": self.inflight(),
             "inflight_member": self.inflight_member(s, s),
