@@ -41,7 +41,15 @@ from flowmesh_core.errors import (
 from flowmesh_core.hashing import hex_of
 from flowmesh_core.models import ModelRef
 
-__all__ = ["HELD_REPORTED", "checkpoint_dir", "fetch_tree", "hash_directory", "held", "materialise"]
+__all__ = [
+    "HELD_REPORTED",
+    "checkpoint_dir",
+    "fetch_tree",
+    "hash_directory",
+    "held",
+    "materialise",
+    "merge_adapter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +119,7 @@ def materialise(
         _fetch_files(digest, tree, blobs, files_at)
         if tree.format == "lora":
             assert tree.base is not None  # parse_tree refuses a LoRA tree without one
-            _merge(resolve_base(tree.base), files_at, staging)
+            merge_adapter(resolve_base(tree.base), files_at, staging)
             shutil.rmtree(files_at)
         _publish(staging, target)
     finally:
@@ -151,7 +159,7 @@ def _fetch_files(digest: str, tree: Tree, blobs: BlobStore, into: Path) -> None:
             ) from exc
 
 
-def _merge(base: Path, adapter: Path, out: Path) -> None:
+def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     """Save ``base`` with the LoRA ``adapter`` merged in, and the adapter's tokenizer."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
