@@ -691,17 +691,24 @@ def test_unworkable_weights_are_a_config_error(weights: dict[str, float]) -> Non
         UtilityWeights(**weights)
 
 
-def test_an_item_that_stands_for_much_work_runs_at_once_where_a_plain_one_waits() -> None:
-    """A training run over 1,000 examples is one item; valued as one unit of work it costs
-    more than it is worth on every worker and would wait for aging (the simulator found
-    DPO runs waiting ~80 s for that). Its weight makes it worth its work."""
-    slow = ThroughputModel(seeds={("gpu", "train"): 0.01})  # 100 s per item
+def test_an_item_that_stands_for_much_work_is_priced_per_unit_of_it() -> None:
+    """A training run over 1,000 examples is one item worth 1,000 units of work, and the
+    throughput model knows the kind per unit (examples per second on that accelerator):
+    the run is expected to take 1,000 units' time, so whether it runs is what one unit
+    costs and earns there, whatever the size of the run."""
+    fast = ThroughputModel(seeds={("gpu", "train"): 10.0})  # 10 examples/s
+    slow = ThroughputModel(seeds={("gpu", "train"): 0.01})  # 100 s per example
     costly = worker(acc="gpu", price=4.0, warm=())
     plain = cand(kind="train", ready=1, model=None)
     heavy = BatchCandidate("s", "train", None, 1, 0.0, {}, item_weight=1000.0)
-    assert pick([plain], [costly], tp=slow) is None
-    decision = pick([heavy], [costly], tp=slow)
-    assert decision is not None
-    expected = score(heavy, costly, 1, throughput=slow, weights=DEFAULT, usage={})
-    assert decision.score == expected
-    assert expected.value == pytest.approx(1000 * DEFAULT.value_per_item)
+    one = score(plain, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+    many = score(heavy, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+    assert many.seconds == pytest.approx(1000 * one.seconds)
+    assert many.value == pytest.approx(1000 * one.value)
+    assert many.rate == pytest.approx(one.rate)  # what a second of the worker earns
+    for candidate in (plain, heavy):
+        decision = pick([candidate], [costly], tp=fast)
+        assert decision is not None
+        expected = score(candidate, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+        assert decision.score == expected
+        assert pick([candidate], [costly], tp=slow) is None  # a unit costs more than it earns

@@ -255,15 +255,17 @@ def score(
         f       = c.local_fraction.get(w.worker_id, 0)
         xfer    = c.input_bytes_per_item * (1 - f) / w.bandwidth_bytes_s
         fetch   = c.batch_input_bytes * (1 - f) / w.bandwidth_bytes_s
-        T       = throughput.batch_seconds(w.accelerator, c.kind, c.model, n)
+        T       = u * throughput.batch_seconds(w.accelerator, c.kind, c.model, n)
                   + load + fetch + n * xfer             (expected seconds)
         value   = n * u * (v * (1 + a * c.oldest_wait_s) + phi * v * fairness(c, usage))
         utility = value - (kc * w.price_per_hour / 3600 + ke * w.watts / 3600 + kt) * T
         rate    = utility / T
 
     with ``u = c.item_weight``, the units of work one item stands for (1 for an item of a
-    split list; a training run's examples), so that an item worth many units is not left
-    waiting because running it costs more than one unit is worth. That is,
+    split list; a training run's examples times epochs): such an item is worth that many
+    units and takes as long as that many (the throughput model learns per unit, see
+    ``throughput``), so it is weighed by what one unit of it costs and earns, whatever
+    the size of the run. That is,
     ``utility = value - kc * cost - ke * energy - kt * T`` with
     ``cost = w.price_per_hour * T / 3600`` ($) and ``energy = w.watts * T / 3600`` (Wh),
     the two reported in the Score. ``fairness`` (in [-1, 1]) is defined in its docstring.
@@ -281,7 +283,8 @@ def score(
     fair = _fairness(candidate.tenant_items, _fair_share(usage), usage)
     fraction = candidate.local_fraction.get(worker.worker_id, 0.0)
     seconds = (
-        throughput.batch_seconds(worker.accelerator, candidate.kind, candidate.model, size)
+        candidate.item_weight
+        * throughput.batch_seconds(worker.accelerator, candidate.kind, candidate.model, size)
         + _load_seconds(candidate, worker, throughput, weights)
         + _transfer_per_batch(candidate, fraction, worker)
         + size * _transfer_per_item(candidate, fraction, worker)
@@ -397,12 +400,13 @@ def _best_for(
 ) -> _Best:
     """``best`` improved by any (worker, ladder size) of ``options`` for candidate ``c``."""
     ladders: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    weight = c.item_weight
     for worker, fraction in options:
         limit = min(c.ready, worker.max_batch)
         ladder = ladders.get((worker.accelerator, limit))
         if ladder is None:
             ladder = ladders[(worker.accelerator, limit)] = [
-                (n, throughput.batch_seconds(worker.accelerator, c.kind, c.model, n))
+                (n, weight * throughput.batch_seconds(worker.accelerator, c.kind, c.model, n))
                 for n in size_ladder(limit)
             ]
         load_s = _load_seconds(c, worker, throughput, weights)
