@@ -8,6 +8,7 @@ fetch its files first; and without a holder the tie goes where it always did.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -65,6 +66,11 @@ async def test_a_batch_on_a_checkpoint_goes_to_the_worker_that_holds_it(
     assert await assignment_entries(store, "w0") == []
     (entry,) = await assignment_entries(store, "w1")
     assert entry["signature"] == "c" * 64
+    # The batch log says why: the checkpoint's bytes, all of them on the chosen worker.
+    batch = await store.batch_record(entry["batch_id"])
+    assert batch["worker"] == "w1"
+    terms = json.loads(await store.redis.hget(store.keys.batch_log(entry["batch_id"]), "terms"))
+    assert (terms["input_bytes"], terms["input_local"]) == (CHECKPOINT_BYTES, 1.0)
 
 
 async def test_without_a_holder_the_tie_goes_to_the_first_worker(
