@@ -28,7 +28,7 @@ from flowmesh_core.registry import Registry
 from flowmesh_worker.executors import create_executor
 from flowmesh_worker.runner import BatchRunner
 from flowmesh_worker.weights import TINY_GPT, WarmCache, resolve_model
-from flowmesh_worker.weights.checkpoints import materialise
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, held, materialise
 
 # The first test in a process imports torch, transformers, TRL and PEFT (tens of seconds
 # of CPU on a loaded machine); each test after that trains in seconds.
@@ -97,6 +97,14 @@ def test_a_trained_checkpoint_round_trips_through_the_cas(tmp_path: Path, model_
     assert all(blobs.exists(d) for d in tree.digests)
     assert tree.metrics["nll_after"] < tree.metrics["nll_before"]
     assert tree.metrics["examples"] == len(SFT_ROWS) * FAST["epochs"]
+
+    # The worker that trained it keeps its own output as its local copy, and says so.
+    kept = checkpoint_dir(digest, model_dir)
+    assert digest in held(model_dir)
+    for rel, file_digest in tree.files.items():
+        assert blobs.stat(file_digest).size == (kept / rel).stat().st_size
+    nothing = open_blob_store(f"file://{tmp_path / 'nothing'}")
+    assert resolve_model(ModelRef(digest=digest), model_dir=model_dir, blobs=nothing) == kept
 
     # Another worker, with nothing on its disk: the digest is a model it can load.
     elsewhere = tmp_path / "other-worker"

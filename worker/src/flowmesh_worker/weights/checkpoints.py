@@ -11,7 +11,9 @@ verified against its digest on the way (a corrupt file is a CorruptBlobError nam
 checkpoint and the file, never weights), then the directory is published with one
 ``os.rename`` under the checkpoint's digest, where later batches find it without another
 download. A LoRA checkpoint is materialised as its base with the adapter merged in, so
-every executor (transformers or vLLM) loads it like any full model.
+every executor (transformers or vLLM) loads it like any full model. A worker that trained
+a full checkpoint publishes its own output directory there the same way once stored
+(``BatchRunner.store``), so it holds what it trained without fetching it back.
 
 This module reads only what the tree lists, and only after the control plane checked the
 requester's right to the checkpoint (docs/training.md). It must never publish a
@@ -49,6 +51,7 @@ __all__ = [
     "held",
     "materialise",
     "merge_adapter",
+    "publish",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,7 +124,7 @@ def materialise(
             assert tree.base is not None  # parse_tree refuses a LoRA tree without one
             merge_adapter(resolve_base(tree.base), files_at, staging)
             shutil.rmtree(files_at)
-        _publish(staging, target)
+        publish(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -175,7 +178,10 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(str(adapter), local_files_only=True).save_pretrained(str(out))
 
 
-def _publish(staging: Path, target: Path) -> None:
+def publish(staging: Path, target: Path) -> None:
+    """Move the complete directory ``staging`` to ``target`` in one rename (its files
+    synced first); a ``target`` another process published first is kept. OSError when
+    the rename is impossible (another filesystem)."""
     for path in staging.rglob("*"):
         if path.is_file():
             with path.open("rb") as handle:
