@@ -46,6 +46,7 @@ def test_the_op_key_covers_base_dataset_hyperparameters_and_seed() -> None:
         sft(params={"epochs": 4, "seed": 1}),
         sft(params={"epochs": 3, "seed": 1, "learning_rate": 1e-3}),
         sft(kind="train.lora"),
+        sft(kind="train.lora", params={"epochs": 3, "seed": 1, "merge": True}),
     ]
     assert len({key, *(o.op_key for o in others)}) == len(others) + 1
 

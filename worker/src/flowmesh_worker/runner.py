@@ -13,7 +13,9 @@ keeps it in Redis with its action-cache entry (no blob file, no fsync).
 A training item's outcome is a checkpoint directory: ``execute`` hashes its files into a
 tree (``flowmesh_core.checkpoint``), ``store`` streams each file into the CAS and then
 the tree, which is always a blob (never inline: workers read it from the CAS when the
-checkpoint is used as a model). The directory is deleted once stored.
+checkpoint is used as a model). Once stored, a full model's directory becomes this
+worker's local copy of the checkpoint (as if materialised: it holds what it trained, and
+reports it); anything else is deleted.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from flowmesh_worker.executors import Batch, Checkpoint, Executor, ItemError, Lo
 from flowmesh_worker.inputs import ByteSource, resolve_inputs
 from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
-from flowmesh_worker.weights.checkpoints import hash_directory
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, hash_directory, publish
 
-__all__ = ["BatchRunner", "Executed"]
+__all__ = ["BatchRunner", "Executed", "StoredTree"]
 
 log = logging.getLogger("flowmesh.worker")
 
@@ -49,6 +51,20 @@ PHASE_RENEW_S = 10.0
 """How often a phase (a model load) is reported again while it lasts; the progress key
 lives at least 30 s (``Worker._progress_sink``), so it never lapses mid-load."""
 """Takes (domain, op key, progress) of a running item; set by the worker loop."""
+
+
+@dataclass(frozen=True)
+class StoredTree:
+    """A checkpoint tree a batch produced: its digest and size, its files' digests and
+    their total bytes (what the worker indexes: ``Store.record_checkpoint``), and the
+    directory of a full model to keep as that checkpoint once stored (None for an
+    adapter, which is kept merged: ``weights.checkpoints.materialise``)."""
+
+    digest: str
+    size: int
+    files: tuple[str, ...]
+    nbytes: int
+    directory: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class Executed:
     files: tuple[tuple[Path, str], ...] = ()
     trees: frozenset[int] = frozenset()
     scratch: tuple[Path, ...] = ()
+    checkpoints: tuple[StoredTree, ...] = ()
 
 
 class BatchRunner:
@@ -130,6 +147,7 @@ class BatchRunner:
             files=tuple(packed.files),
             trees=frozenset(packed.trees),
             scratch=tuple(packed.scratch),
+            checkpoints=tuple(packed.checkpoints),
         )
 
     def store(self, executed: Executed) -> Completion:
@@ -158,6 +176,7 @@ class BatchRunner:
                 assignment.items, executed.outcomes, as_blob, strict=True
             )
         ]
+        self._keep(executed)
         self.discard(executed)
         return Completion(
             batch_id=assignment.batch_id,
@@ -168,6 +187,21 @@ class BatchRunner:
             load_seconds=executed.load_seconds,
             results=results,
         )
+
+    def _keep(self, executed: Executed) -> None:
+        """Publish each full checkpoint ``executed`` trained as this worker's local copy
+        (``checkpoint_dir``), so the worker holds it (and reports it) without fetching
+        it back. Only a courtesy: when it cannot be moved it is deleted with the rest."""
+        for tree in executed.checkpoints:
+            if tree.directory is None:
+                continue
+            target = checkpoint_dir(tree.digest, self.model_dir)
+            try:
+                self.model_dir.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    publish(tree.directory, target)
+            except OSError as exc:
+                log.info("checkpoint %s not kept locally: %s", tree.digest, exc)
 
     def discard(self, executed: Executed) -> None:
         """Delete the local files ``executed``'s checkpoints left (once stored, or when
@@ -330,6 +364,7 @@ class _Packed:
         self.files: list[tuple[Path, str]] = []
         self.trees: list[int] = []
         self.scratch: list[Path] = []
+        self.checkpoints: list[StoredTree] = []
 
     def encode(self, index: int, outcome: Any) -> bytes | ItemError:
         if not isinstance(outcome, Checkpoint):
@@ -340,10 +375,14 @@ class _Packed:
             tree = build_tree(
                 files, format=outcome.format, base=outcome.base, metrics=outcome.metrics
             )
+            nbytes = sum((outcome.directory / rel).stat().st_size for rel in files)
         except (OSError, FlowMeshError) as exc:
             return ItemError(f"cannot store the checkpoint: {_describe(exc)}")
         self.files += [(outcome.directory / rel, digest) for rel, digest in files.items()]
         self.trees.append(index)
+        keep = outcome.directory if outcome.format == "full" else None
+        stored = StoredTree(digest_bytes(tree), len(tree), tuple(files.values()), nbytes, keep)
+        self.checkpoints.append(stored)
         return tree
 
 

@@ -47,6 +47,7 @@ SCRIPTS = (
     "lease",
     "release_lease",
     "round_view",
+    "set_resume",
 )
 
 _ENUMS: dict[str, type[StrEnum]] = {

@@ -12,7 +12,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                worker; expires when no longer refreshed
     {p}:resume:{domain}:{op_key}       STRING  a training item's latest intermediate
                                                checkpoint (JSON: digest, step, worker, at);
-                                               a reclaimed run resumes from it
+                                               a reclaimed run resumes from it. Written only
+                                               while the op is in flight, deleted with it
+                                               (complete, fail, cancel, a dropped requeue)
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
     {p}:outbox                         STREAM  the ledger's outbox: one typed entry per node
@@ -24,6 +26,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
+                                               tree's readers may read its files); a tree's
+                                               own {p}:blob hash holds tree_bytes, the sum
+                                               of its files' sizes (what a worker fetches)
     {p}:blob:{digest}:owners           SET     tenants that uploaded the blob (PUT /v1/blobs)
     {p}:blob:{digest}:grant:{grantee}  SET     tenants that granted the blob to grantee
                                                (POST /v1/blobs/{digest}/grants)
@@ -46,7 +52,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:sig:{signature}                HASH    kind, version, model, params: what it means
     {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
     {p}:workers                        ZSET    worker id -> last heartbeat
-    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), inflight, heartbeat
+    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), held (JSON: the
+                                               checkpoint digests it keeps on local disk,
+                                               most recent first), inflight, heartbeat
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
@@ -177,6 +185,9 @@ class KeySpace:
 
     def blob_grantees(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:grantees"
+
+    def blob_trees(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:trees"
 
     def workflow(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}"
@@ -316,7 +327,9 @@ class KeySpace:
         return {
             "action": self.action(s, s),
             "inline": self.inline(s),
+            "blob": self.blob(s),
             "op": self.op(s, s),
+            "resume": self.resume(s, s),
             "waiters": self.waiters(s, s),
             "inflight": self.inflight(),
             "inflight_member": self.inflight_member(s, s),
@@ -329,7 +342,6 @@ class KeySpace:
             "tenant_stats": self.tenant_stats(s),
             "tenant_results": self.tenant_results(s),
             "tenant_uploads": self.tenant_uploads(s),
-            "blob": self.blob(s),
             "blob_owners": self.blob_owners(s),
             "tenant_granted": self.tenant_granted(s),
             "tenant_grants": self.tenant_grants(s),

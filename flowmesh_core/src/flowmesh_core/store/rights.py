@@ -2,10 +2,13 @@
 
 A tenant may read a digest that its own lineage holds (a result of one of its workflows,
 ``{p}:tenant:{t}:results``, written by the ledger), that it uploaded itself
-(``{p}:tenant:{t}:uploads``), or that another tenant granted it
-(``{p}:tenant:{t}:granted``, written by ``grants.py``). Owners are a set: two tenants
-that upload the same bytes both own them, and neither learns of the other. See
-docs/isolation.md.
+(``{p}:tenant:{t}:uploads``), that another tenant granted it (``{p}:tenant:{t}:granted``,
+written by ``grants.py``), and the files of a checkpoint tree it may trust
+(``{p}:blob:{d}:trees``, written when a worker stores the tree): a checkpoint's files are
+covered by the tree's rights, and only by them. Uploading a tree's bytes grants nothing
+over the files it lists: whoever knows a tree's bytes knows its files' digests, and
+knowing a digest is never a right. Owners are a set: two tenants that upload the same
+bytes both own them, and neither learns of the other. See docs/isolation.md.
 
 This module must never grant a right without the bytes: ``record_upload`` is called only
 after the blob store has verified that the uploaded bytes hash to the digest. And it
@@ -81,7 +84,8 @@ class RightsMixin(StoreBase):
 
     async def unreadable_for(self, tenant: str, digests: Sequence[str]) -> list[str]:
         """Those of ``digests`` that ``tenant`` neither holds in its lineage, nor uploaded,
-        nor was granted, in the order given (one round trip)."""
+        nor was granted, nor reads as a file of a checkpoint tree it may trust, in the
+        order given (one round trip, more only when some digest has no right of its own)."""
         if not digests:
             return []
         wanted = list(digests)
@@ -94,6 +98,14 @@ class RightsMixin(StoreBase):
         return right
 
     async def _rights(self, tenant: str, digests: list[str]) -> list[ReadRight | None]:
+        """Per digest, why ``tenant`` may read it: its own right on the digest, else a
+        right through a checkpoint tree that lists it (``_tree_rights``)."""
+        rights = await self._own_rights(tenant, digests)
+        missing = [d for d, right in zip(digests, rights, strict=True) if right is None]
+        by_tree = await self._tree_rights(tenant, missing)
+        return [right or by_tree.get(d) for d, right in zip(digests, rights, strict=True)]
+
+    async def _own_rights(self, tenant: str, digests: list[str]) -> list[ReadRight | None]:
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
             pipe.smismember(self.keys.tenant_results(tenant), digests)
             pipe.smismember(self.keys.tenant_uploads(tenant), digests)
@@ -104,6 +116,32 @@ class RightsMixin(StoreBase):
             next((why for why, held in zip(reasons, flags, strict=True) if held), None)
             for flags in zip(results, uploads, granted, strict=True)
         ]
+
+    async def _tree_rights(self, tenant: str, files: list[str]) -> dict[str, ReadRight]:
+        """Those of ``files`` that ``tenant`` reads through a checkpoint tree listing them:
+        LINEAGE when its own lineage holds such a tree, GRANT when a tree is granted to it
+        by a tenant whose lineage holds it (``trusted_listings``). A tree it only uploaded,
+        or was granted as an upload, gives no right over its files."""
+        if not files:
+            return {}
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for digest in files:
+                pipe.smembers(self.keys.blob_trees(digest))
+            trees = [{str(t) for t in ts} for ts in await pipe.execute()]
+        listing = sorted(set().union(*trees))
+        if not listing:
+            return {}
+        async with self.guard():
+            flags = await self._redis.smismember(self.keys.tenant_results(tenant), listing)
+        own = {t for t, held in zip(listing, flags, strict=True) if held}
+        granted = await self.trusted_listings(tenant, [t for t in listing if t not in own])
+        rights: dict[str, ReadRight] = {}
+        for digest, ts in zip(files, trees, strict=True):
+            if not own.isdisjoint(ts):
+                rights[digest] = ReadRight.LINEAGE
+            elif not granted.isdisjoint(ts):
+                rights[digest] = ReadRight.GRANT
+        return rights
 
     async def trusted_listings(self, tenant: str, digests: Iterable[str]) -> set[str]:
         """Those of ``digests`` (manifests, checkpoint trees) whose listed digests
