@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.tenancy.errors import BenchError, UsageError
 from bench.tenancy.options import Options, parse_options
 from bench.tenancy.report import Pricing, show, write_csv, write_png
-from bench.tenancy.session import Board, measure
+from bench.tenancy.session import Board, measure, training_variants
 from bench.tenancy.variants import VariantResult
 from bench.tenancy.workers import ONE_THREAD, WorkerPool
 from flowmesh_core.errors import FlowMeshError
@@ -88,7 +88,8 @@ def _run(options: Options, console: Console) -> int:
     machine = _Machine()
     if not options.quick and (others := machine.others(1.0)) > 0.3:
         console.print(f"[yellow]warning: other processes keep {others:.1f} cores busy[/yellow]")
-    steps = len(options.overlaps) * len(options.variants)
+    steps = len(options.overlaps) * len(options.variants) if "data" in options.stages else 0
+    steps += len(training_variants(options)) if "training" in options.stages else 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     quiet = not console.is_terminal
     progress = Progress(*columns, TimeElapsedColumn(), console=console, disable=quiet)
@@ -120,7 +121,12 @@ def _report(
     title = (f"{options.tenants} tenants x {options.prompts} prompts, {options.workers} "
              f"worker(s), {header['nproc']} cores, {header['date']}")  # fmt: skip
     write_png(options.png, results, pricing, title)
-    console.print(f"wrote {options.csv} and {options.png}")
+    plot = (
+        f" and {options.png}"
+        if "data" in options.stages
+        else " (no plot: the data stage did not run)"
+    )
+    console.print(f"wrote {options.csv}{plot}")
 
 
 async def _probe(url: str) -> str:
@@ -159,7 +165,9 @@ def _header(options: Options, redis_version: str, prefix: str, scratch: Path) ->
             f"{','.join(map(str, options.overlaps))}, workers {options.workers} (1 slot, "
             f"max_batch 64), max_new_tokens {options.max_new_tokens}, variants "
             f"{','.join(options.variants)}, oracle batch sizes "
-            f"{','.join(map(str, options.oracle_sizes))}{', quick' if options.quick else ''}"
+            f"{','.join(map(str, options.oracle_sizes))}, stages {','.join(options.stages)}, "
+            f"training prompts {options.training_prompts} per tenant"
+            f"{', quick' if options.quick else ''}"
         ),
         "blobs": f"file:// in {scratch} (fsync per blob)",
     }
