@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.util
 import inspect
 import time
 import uuid
@@ -547,3 +548,48 @@ def test_a_multi_node_workflow_runs_as_one_task(creds: FlowMeshCredentials) -> N
         return run(failing, return_state=True).message
 
     assert f"refusing '{bad}'" in (doomed() or "")
+
+
+# -- the example's SFT flow -----------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "prefect" / "post_training_flow.py"
+
+
+@pytest.mark.timeout(300)  # the worker imports TRL on its first training batch
+def test_the_example_sft_flow_trains_once_and_generates_with_its_checkpoint(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/prefect/post_training_flow.py's ``sft`` flow, as its README runs it (the
+    credentials from the environment): generate -> score -> top k -> train.sft ->
+    generate with the checkpoint, on the live worker. Run again, it trains nothing."""
+    spec = importlib.util.spec_from_file_location("post_training_flow", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    _name, token = live.tenant("prefect-sft")
+    monkeypatch.setenv("FLOWMESH_SERVER_URL", live.url)
+    monkeypatch.setenv("FLOWMESH_TOKEN", token)
+    prompts = [f"{p} ({tag()})" for p in example.PROMPTS[:4]]
+    fast = {"k": 2, "epochs": 2, "learning_rate": 1e-2, "max_new_tokens": 8}
+
+    state = example.sft(prompts=prompts, **fast, return_state=True)
+    line = state.result()
+    assert line.startswith("fine-tuned on 2 examples (executed)"), line
+    runs = task_runs(state, 6)
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == [
+        "best", "fine_tune", "generate", "generate", "score", "sft_report",
+    ]  # fmt: skip
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    checkpoint = line.split("checkpoint ", 1)[1].split()[0]
+    with Client(live.url, token) as client:
+        tree = client.result_json(checkpoint)
+    assert tree["checkpoint"]["format"] == "full"
+    assert tree["checkpoint"]["base"] == {"name": "flowmesh/tiny-gpt"}
+    assert tree["metrics"]["examples"] == 2 * 2  # the top 2, twice
+    assert tree["metrics"]["nll_after"] < tree["metrics"]["nll_before"]
+    assert "answered 1 prompt(s)" in line
+
+    again = example.sft(prompts=prompts, **fast)
+    assert again.startswith("fine-tuned on 2 examples (cache_hit)"), again
+    assert f"checkpoint {checkpoint} " in again
