@@ -150,10 +150,11 @@ def fine_tune(
 def sft_report(examples: FlowMeshRef, checkpoint: FlowMeshRef, answers: FlowMeshRef) -> str:
     """Read back the checkpoint's metrics and the trained model's answers (small)."""
     with FlowMeshCredentials.from_settings().get_client() as client:
+        dataset = client.result_json(examples.digest)
         metrics = client.result_json(checkpoint.digest)["metrics"]
         replies = client.result_value(answers.digest)
     line = (
-        f"fine-tuned on {examples.items} examples ({checkpoint.satisfied_by}): completion "
+        f"fine-tuned on {len(dataset)} examples ({checkpoint.satisfied_by}): completion "
         f"NLL {metrics['nll_before']:.3f} -> {metrics['nll_after']:.3f}; checkpoint "
         f"{checkpoint.digest} answered {len(replies)} prompt(s), first: "
         f"{replies[0]['completion']!r}"
