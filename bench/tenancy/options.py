@@ -53,11 +53,12 @@ figures (per variant and overlap; workers' figures are differences across the va
 stages:
   data          the post-training data workflow above, at every overlap (the default)
   training      inference -> SFT and inference -> DPO (bench/tenancy/training.py): tenants
-                in pairs ask for the same pipeline, the pairs share half their records;
-                every variant but the oracle, after the data stage. Its table adds the
-                training runs requested and executed (once per pair under flowmesh, once
-                per tenant when isolated or without dedup) and the examples trained per
-                busy second of the train.* nodes
+                in pairs ask for the same pipeline, the pairs share half their records,
+                32 new tokens per generation (not --max-new-tokens); every variant but
+                the oracle, after the data stage. Its table adds the training runs
+                requested and executed (once per pair under flowmesh, once per tenant
+                when isolated or without dedup) and the examples trained per busy
+                second of the train.* nodes
 
 ratios: isolated/flowmesh of $ busy, $ CPU, CPU-s and Wh (what sharing saves), and
 flowmesh/oracle (what the fabric costs over the unique work alone; target <= 1.2).

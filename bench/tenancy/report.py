@@ -213,25 +213,30 @@ def _gap_line(rows: Sequence[VariantResult]) -> str:
 
 
 def _training_lines(rows: Sequence[VariantResult]) -> str:
-    """Training runs executed per variant, and where each variant's busy time went."""
+    """Per variant: training runs executed of requested, each train.* node's examples per
+    busy second (examples x epochs over the executed runs' seconds), and where the busy
+    time went."""
     lines = []
     for row in rows:
         runs = training_runs(row)
         if runs is None:
             continue
+        rates = []
+        for node in (n for n in TRAINING_NODES if n in row.stages):
+            f = row.stages[node]
+            rate = _cell(_div(f.examples, f.busy_s), "{:.1f}")
+            rates.append(
+                f"{node} {f.executed} run(s), {f.examples} examples in {f.busy_s:.2f} s "
+                f"({rate} examples/s)"
+            )
         busy = ", ".join(
             f"{node} {row.stages[node].busy_s:.2f}"
             for node in TRAINING_STAGE_NODES
             if node in row.stages
         )
-        nodes = [row.stages[n] for n in TRAINING_NODES if n in row.stages]
-        trained = sum(n.examples for n in nodes)
-        seconds = sum(n.busy_s for n in nodes)
-        rate = _cell(_div(trained, seconds), "{:.1f}")
         lines.append(
             f"{row.variant}: training runs executed {runs[1]} of {runs[0]} requested; "
-            f"{trained} examples trained in {seconds:.2f} busy s ({rate} examples/s); "
-            f"busy s by node: {busy}"
+            f"{'; '.join(rates)}; busy s by node: {busy}"
         )
     return "\n".join(lines)
 

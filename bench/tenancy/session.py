@@ -175,8 +175,7 @@ async def _warm_up(bench: Bench, board: Board) -> None:
                                       min_score=None, name=f"warm-up-{i}"))  # fmt: skip
             if training:
                 plan = plan_training(1, 4, SALTS["warm-up"], new_nonce())
-                flows.append(training_workflow(plan.sets[0], max_new_tokens=options.max_new_tokens,
-                                               name=f"warm-up-training-{i}"))  # fmt: skip
+                flows.append(training_workflow(plan.sets[0], name=f"warm-up-training-{i}"))
             async with only(bench.store, ids, [worker]):
                 for flow in flows:
                     submitted = await plane.submit_workflow(bench.tenants[0], flow)

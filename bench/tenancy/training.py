@@ -3,7 +3,7 @@
 Each tenant submits one workflow with both pipelines (docs/training.md)::
 
     prompts   data.template   record -> "Explain the ... in one sentence."
-    generate  llm.generate    flowmesh/tiny-gpt, greedy
+    generate  llm.generate    flowmesh/tiny-gpt, greedy, 32 new tokens
     score     score           flowmesh/tiny-reward over each {prompt, completion}
     best      data.top_k      the better-scored half of the generations
     sft       train.sft       flowmesh/tiny-gpt on them (full fine-tune, 1 epoch)
@@ -37,6 +37,7 @@ from flowmesh_core.models.parse import parse_workflow
 
 __all__ = [
     "GROUP_SIZE",
+    "MAX_NEW_TOKENS",
     "NODES",
     "OVERLAP_PCT",
     "SALT_OFFSET",
@@ -56,6 +57,10 @@ SALT_OFFSET = 10
 stage's (both run in one benchmark, on one prefix)."""
 TRAIN_PARAMS: dict[str, Any] = {"epochs": 1, "learning_rate": 5e-4, "batch_size": 4, "seed": 0}
 SAMPLE_SEED = 7
+MAX_NEW_TOKENS = 32
+"""New tokens per generation and sample, as in the example pipelines
+(examples/workflows/): the completions are what the training runs train on, and their
+length sets the runs' cost."""
 
 
 def groups(tenants: int) -> int:
@@ -73,7 +78,7 @@ def plan_training(tenants: int, prompts: int, salt: int, nonce: int) -> PromptPl
 def training_workflow(
     records: tuple[dict[str, str], ...],
     *,
-    max_new_tokens: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     dedup: bool = True,
     name: str = "multitenant-training",
 ) -> Workflow:

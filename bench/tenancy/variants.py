@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection
@@ -46,7 +47,8 @@ SALTS = {"warm-up": 0, "isolated": 1, "no-dedup": 2, "no-batching": 3, "flowmesh
 POLL_S = 0.25
 
 Build = Callable[..., Workflow]
-"""A tenant's workflow from its records: ``build(records, max_new_tokens=, dedup=)``."""
+"""A tenant's workflow from its records: ``build(records, dedup=)``; None: the data
+stage's (``workload.workflow`` at ``--max-new-tokens``)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ async def run_variant(
     variant: str,
     overlap: int,
     plan: PromptPlan,
-    build: Build = workflow,
+    build: Build | None = None,
     trees: Collection[str] = (),
 ) -> VariantResult:
     """One fabric variant over ``plan``'s records, each tenant's workflow from ``build``;
@@ -162,7 +164,7 @@ async def _isolated(
     plane: ControlPlane,
     overlap: int,
     plan: PromptPlan,
-    build: Build,
+    build: Build | None,
     trees: Collection[str],
 ) -> VariantResult:
     """Tenant by tenant, each alone on one worker (round robin over the pool)."""
@@ -212,17 +214,12 @@ async def submit(
     plan: PromptPlan,
     which: range | list[int],
     dedup: bool,
-    build: Build = workflow,
+    build: Build | None = None,
 ) -> list[str]:
     """Tenant ``t``'s workflow over ``plan.sets[t]`` for each ``t`` in ``which``, at once."""
-    limit = bench.options.max_new_tokens
+    make = build or functools.partial(workflow, max_new_tokens=bench.options.max_new_tokens)
     submitted = await asyncio.gather(
-        *(
-            plane.submit_workflow(
-                bench.tenants[t], build(plan.sets[t], max_new_tokens=limit, dedup=dedup)
-            )
-            for t in which
-        )
+        *(plane.submit_workflow(bench.tenants[t], make(plan.sets[t], dedup=dedup)) for t in which)
     )
     return [s.workflow_id for s in submitted]
 
