@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.util
 import inspect
 import time
 import uuid
@@ -576,3 +577,82 @@ def test_a_multi_node_workflow_runs_as_one_task(creds: FlowMeshCredentials) -> N
         return run(failing, return_state=True).message
 
     assert f"refusing '{bad}'" in (doomed() or "")
+
+
+# -- the example's SFT flow -----------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "prefect" / "post_training_flow.py"
+
+
+def example_as_readme_runs_it(live: Live, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """The example module, and a new tenant's token in the environment (as ``flowmesh up``
+    sets it), which the example's tasks read."""
+    spec = importlib.util.spec_from_file_location("post_training_flow", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    _name, token = live.tenant("prefect-example")
+    monkeypatch.setenv("FLOWMESH_SERVER_URL", live.url)
+    monkeypatch.setenv("FLOWMESH_TOKEN", token)
+    return example, token
+
+
+@pytest.mark.timeout(300)  # the worker imports TRL on its first training batch
+def test_the_example_sft_flow_trains_once_and_generates_with_its_checkpoint(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/prefect/post_training_flow.py's ``sft`` flow, as its README runs it (the
+    credentials from the environment): generate -> score -> top k -> train.sft ->
+    generate with the checkpoint, on the live worker. Run again, it trains nothing."""
+    example, token = example_as_readme_runs_it(live, monkeypatch)
+    prompts = [f"{p} ({tag()})" for p in example.PROMPTS[:4]]
+    fast = {"k": 2, "epochs": 2, "learning_rate": 1e-2, "max_new_tokens": 8}
+
+    state = example.sft(prompts=prompts, **fast, return_state=True)
+    line = state.result()
+    assert line.startswith("fine-tuned on 2 examples (executed)"), line
+    runs = task_runs(state, 6)
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == [
+        "best", "fine_tune", "generate", "generate", "score", "sft_report",
+    ]  # fmt: skip
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    checkpoint = line.split("checkpoint ", 1)[1].split()[0]
+    with Client(live.url, token) as client:
+        tree = client.result_json(checkpoint)
+    assert tree["checkpoint"]["format"] == "full"
+    assert tree["checkpoint"]["base"] == {"name": "flowmesh/tiny-gpt"}
+    assert tree["metrics"]["examples"] == 2 * 2  # the top 2, twice
+    assert tree["metrics"]["nll_after"] < tree["metrics"]["nll_before"]
+    assert "answered 1 prompt(s)" in line
+
+    again = example.sft(prompts=prompts, **fast)
+    assert again.startswith("fine-tuned on 2 examples (cache_hit)"), again
+    assert f"checkpoint {checkpoint} " in again
+
+
+@pytest.mark.timeout(300)
+def test_the_example_dpo_flow_moves_the_preference_margin_its_way(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's ``dpo`` flow: two samples per prompt -> score -> data.pairs ->
+    train.dpo; the trained model prefers the chosen completions more than its base did."""
+    example, token = example_as_readme_runs_it(live, monkeypatch)
+    prompts = [f"{p} ({tag()})" for p in example.PROMPTS[:4]]
+
+    state = example.dpo(
+        prompts=prompts, learning_rate=5e-3, max_new_tokens=8, seed=3, return_state=True
+    )
+    line = state.result()
+    assert "(executed)" in line, line
+    runs = task_runs(state, 5)
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == [
+        "dpo_report", "pairs", "preference_tune", "sample", "score",
+    ]  # fmt: skip
+    checkpoint = line.split("checkpoint ", 1)[1].split()[0]
+    with Client(live.url, token) as client:
+        tree = client.result_json(checkpoint)
+    metrics = tree["metrics"]
+    assert tree["checkpoint"]["format"] == "full"
+    assert metrics["examples"] >= 2  # at least one pair, two epochs
+    assert metrics["margin_after"] > metrics["margin_before"]
