@@ -43,6 +43,7 @@ preference optimisation on them, the base model being the frozen reference.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from prefect import flow, task
 from prefect.tasks import TaskOptions
@@ -145,6 +146,7 @@ def post_training(
 @flowmesh_task(kind="data.top_k", returns="reference", call_params=["k"], task_options=RETRY)
 def best(items: FlowMeshRef, scores: FlowMeshRef, k: int) -> FlowMeshRef:
     """The ``k`` items with the highest scores: ``{prompt, completion}`` examples."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -158,15 +160,15 @@ def fine_tune(
     dataset: FlowMeshRef, model: str, epochs: int, learning_rate: float, seed: int
 ) -> FlowMeshRef:
     """Supervised fine-tuning of ``model`` on ``dataset``: a checkpoint tree in the CAS."""
+    return computed_on_flowmesh()
 
 
 @task
 def sft_report(examples: FlowMeshRef, checkpoint: FlowMeshRef, answers: FlowMeshRef) -> str:
     """Read back the checkpoint's metrics and the trained model's answers (small)."""
-    with FlowMeshCredentials.from_settings().get_client() as client:
-        dataset = client.result_json(examples.digest)
-        metrics = client.result_json(checkpoint.digest)["metrics"]
-        replies = client.result_value(answers.digest)
+    # Each value is read with the same FLOWMESH_* settings as the tasks.
+    dataset, replies = examples.load(), answers.load()
+    metrics = checkpoint.load()["metrics"]  # a checkpoint tree is a JSON document
     line = (
         f"fine-tuned on {len(dataset)} examples ({checkpoint.satisfied_by}): completion "
         f"NLL {metrics['nll_before']:.3f} -> {metrics['nll_after']:.3f}; checkpoint "
@@ -214,11 +216,13 @@ def sft(
 )
 def sample(prompts: list[str], model: str, max_new_tokens: int, seed: int) -> FlowMeshRef:
     """Two sampled completions per prompt (the seed makes them reproducible)."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(kind="data.pairs", returns="reference", task_options=RETRY)
 def pairs(samples: FlowMeshRef, scores: FlowMeshRef) -> FlowMeshRef:
     """Per prompt, ``{prompt, chosen, rejected, margin}``: its best and worst sample."""
+    return computed_on_flowmesh()
 
 
 @flowmesh_task(
@@ -232,14 +236,13 @@ def preference_tune(
     dataset: FlowMeshRef, model: str, epochs: int, learning_rate: float, beta: float, seed: int
 ) -> FlowMeshRef:
     """Direct preference optimisation of ``model`` on ``dataset``: a checkpoint tree."""
+    return computed_on_flowmesh()
 
 
 @task
 def dpo_report(preferences: FlowMeshRef, checkpoint: FlowMeshRef) -> str:
     """Read back how many pairs there were and the checkpoint's metrics (small)."""
-    with FlowMeshCredentials.from_settings().get_client() as client:
-        dataset = client.result_json(preferences.digest)
-        metrics = client.result_json(checkpoint.digest)["metrics"]
+    dataset, metrics = preferences.load(), checkpoint.load()["metrics"]
     line = (
         f"preference-tuned on {len(dataset)} pairs ({checkpoint.satisfied_by}): mean margin "
         f"log p(chosen) - log p(rejected) {metrics['margin_before']:.4f} -> "
@@ -271,7 +274,7 @@ def dpo(
     return dpo_report(preferences, checkpoint)
 
 
-FLOWS = {"post_training": post_training, "sft": sft, "dpo": dpo}
+FLOWS: dict[str, Callable[[], str]] = {"post_training": post_training, "sft": sft, "dpo": dpo}
 
 if __name__ == "__main__":
     chosen = sys.argv[1] if len(sys.argv) > 1 else "post_training"
