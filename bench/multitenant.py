@@ -24,6 +24,12 @@ prefix that is purged at the end, serve every variant, one after another:
                on the worker's own executors called in this process (no store, no
                Redis, no CAS), each stage at its fastest batch size of 8/16/32/64
 
+With `--stages training` (or `data,training`), a training stage follows: tenants in
+pairs ask for the same inference -> SFT and inference -> DPO pipelines (generate ->
+score -> data.top_k -> train.sft; two samples -> score -> data.pairs -> train.dpo), run
+by every variant but the oracle; its table counts the training runs executed against
+those requested (bench/tenancy/training.py).
+
 Every variant gets a fresh control plane in this process with its own settings, the
 scheduler's throughput model as the warm-up left it, and records salted with its own
 code (same token length), so none gets another's cache hits. Every worker ran every

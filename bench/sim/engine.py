@@ -336,7 +336,9 @@ class Engine:
         w.idle_since = self.now
         work = self.stages[batch.signature].work
         label = self.variant.label(w.acc.name)
-        self.tm.observe(label, work.kind, work.model, len(batch.items), batch.exec_s)
+        # per unit of work, as the control plane learns it (a training run: per example)
+        per_unit = batch.exec_s * len(batch.items) / sum(i.units for i in batch.items)
+        self.tm.observe(label, work.kind, work.model, len(batch.items), per_unit)
         if batch.load_s > 0:
             self.tm.observe_load(label, work.model, batch.load_s)
         for item in batch.items:

@@ -30,7 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.tenancy.errors import BenchError, UsageError
 from bench.tenancy.options import Options, parse_options
 from bench.tenancy.report import Pricing, show, write_csv, write_png
-from bench.tenancy.session import Board, measure
+from bench.tenancy.session import Board, measure, training_variants
+from bench.tenancy.training import GROUP_SIZE
+from bench.tenancy.training import MAX_NEW_TOKENS as TRAINING_TOKENS
 from bench.tenancy.variants import VariantResult
 from bench.tenancy.workers import ONE_THREAD, WorkerPool
 from flowmesh_core.errors import FlowMeshError
@@ -88,7 +90,8 @@ def _run(options: Options, console: Console) -> int:
     machine = _Machine()
     if not options.quick and (others := machine.others(1.0)) > 0.3:
         console.print(f"[yellow]warning: other processes keep {others:.1f} cores busy[/yellow]")
-    steps = len(options.overlaps) * len(options.variants)
+    steps = len(options.overlaps) * len(options.variants) if "data" in options.stages else 0
+    steps += len(training_variants(options)) if "training" in options.stages else 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     quiet = not console.is_terminal
     progress = Progress(*columns, TimeElapsedColumn(), console=console, disable=quiet)
@@ -120,7 +123,12 @@ def _report(
     title = (f"{options.tenants} tenants x {options.prompts} prompts, {options.workers} "
              f"worker(s), {header['nproc']} cores, {header['date']}")  # fmt: skip
     write_png(options.png, results, pricing, title)
-    console.print(f"wrote {options.csv} and {options.png}")
+    plot = (
+        f" and {options.png}"
+        if "data" in options.stages
+        else " (no plot: the data stage did not run)"
+    )
+    console.print(f"wrote {options.csv}{plot}")
 
 
 async def _probe(url: str) -> str:
@@ -154,15 +162,26 @@ def _header(options: Options, redis_version: str, prefix: str, scratch: Path) ->
         "redis": f"{redis_version}, key prefix {prefix} (purged at the end)",
         "python": sys.version.split()[0],
         "torch": f"{version('torch')}, 1 thread per worker and in the oracle",
-        "options": (
-            f"tenants {options.tenants}, prompts {options.prompts} per tenant, overlaps "
-            f"{','.join(map(str, options.overlaps))}, workers {options.workers} (1 slot, "
-            f"max_batch 64), max_new_tokens {options.max_new_tokens}, variants "
-            f"{','.join(options.variants)}, oracle batch sizes "
-            f"{','.join(map(str, options.oracle_sizes))}{', quick' if options.quick else ''}"
-        ),
+        "options": _options_line(options),
         "blobs": f"file:// in {scratch} (fsync per blob)",
     }
+
+
+def _options_line(o: Options) -> str:
+    data = (
+        f"data stage: tenants {o.tenants}, prompts {o.prompts} per tenant, overlaps "
+        f"{','.join(map(str, o.overlaps))}, max_new_tokens {o.max_new_tokens}, variants "
+        f"{','.join(o.variants)}, oracle batch sizes {','.join(map(str, o.oracle_sizes))}"
+    )
+    training = (
+        f"training stage: tenants {o.tenants} in groups of {GROUP_SIZE}, prompts "
+        f"{o.training_prompts} per tenant, max_new_tokens {TRAINING_TOKENS}, variants "
+        f"{','.join(training_variants(o))}"
+    )
+    stages = [text for stage, text in (("data", data), ("training", training))
+              if stage in o.stages]  # fmt: skip
+    workers = f"workers {o.workers} (1 slot, max_batch 64)"
+    return "; ".join([workers, *stages]) + (", quick" if o.quick else "")
 
 
 class _Machine:

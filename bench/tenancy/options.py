@@ -18,6 +18,7 @@ __all__ = ["EXPLAIN", "VARIANTS", "Options", "parse_options"]
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 VARIANTS = ("isolated", "no-dedup", "no-batching", "flowmesh", "oracle")
+STAGES = ("data", "training")
 ORACLE_SIZES = (8, 16, 32, 64)
 
 EXPLAIN = """\
@@ -49,6 +50,16 @@ figures (per variant and overlap; workers' figures are differences across the va
   p50 / p95 s   per-workflow latency, submit -> done (control-plane timestamps)
   makespan s    first submit -> last done (isolated: the longest alone run)
 
+stages:
+  data          the post-training data workflow above, at every overlap (the default)
+  training      inference -> SFT and inference -> DPO (bench/tenancy/training.py): tenants
+                in pairs ask for the same pipeline, the pairs share half their records,
+                32 new tokens per generation (not --max-new-tokens); every variant but
+                the oracle, after the data stage. Its table adds the training runs
+                requested and executed (once per pair under flowmesh, once per tenant
+                when isolated or without dedup) and the examples trained per busy
+                second of the train.* nodes
+
 ratios: isolated/flowmesh of $ busy, $ CPU, CPU-s and Wh (what sharing saves), and
 flowmesh/oracle (what the fabric costs over the unique work alone; target <= 1.2).
 Then, per stage, flowmesh against the oracle (items, batches, busy ms per item), what
@@ -71,6 +82,8 @@ class Options:
     csv: Path
     png: Path
     quick: bool
+    stages: tuple[str, ...] = ("data",)
+    training_prompts: int = 16
     oracle_sizes: tuple[int, ...] = ORACLE_SIZES
     timeout_s: float = 900.0
 
@@ -97,6 +110,12 @@ def _parser(description: str) -> _Parser:
     add("--redis-url", default="redis://127.0.0.1:6379/0", help="a real Redis (%(default)s)")
     add("--csv", type=Path, default=RESULTS / "multitenant.csv", help="results (%(default)s)")
     add("--png", type=Path, default=RESULTS / "multitenant.png", help="plot (%(default)s)")
+    add("--stages", default="data", help="stages to run: data, training or both (%(default)s)")
+    add(
+        "--training-prompts",
+        type=int,
+        help="prompts per tenant in the training stage (16; quick: 4)",
+    )
     add("--quick", action="store_true", help="smoke sizes: 2 tenants x 4 prompts, 50%%, 1 worker")
     return parser
 
@@ -115,12 +134,14 @@ def parse_options(argv: Sequence[str] | None, description: str) -> Options:
         prompts=given(args.prompts, 64, 4),
         overlaps=_integers("--overlaps", overlaps),
         workers=given(args.workers, 2, 1),
-        variants=_variants(args.variants),
+        variants=_choices("--variants", args.variants, VARIANTS),
         max_new_tokens=given(args.max_new_tokens, MAX_NEW_TOKENS, MAX_NEW_TOKENS),
         redis_url=args.redis_url,
         csv=args.csv,
         png=args.png,
         quick=quick,
+        stages=_choices("--stages", args.stages, STAGES),
+        training_prompts=given(args.training_prompts, 16, 4),
     )
     _check(options)
     return options
@@ -136,13 +157,13 @@ def _integers(flag: str, text: str) -> tuple[int, ...]:
     return values
 
 
-def _variants(text: str) -> tuple[str, ...]:
+def _choices(flag: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
     asked = {v.strip() for v in text.split(",") if v.strip()}
-    if unknown := sorted(asked - set(VARIANTS)):
-        raise UsageError(f"unknown variant(s) {', '.join(unknown)}; choose from {VARIANTS}")
+    if unknown := sorted(asked - set(allowed)):
+        raise UsageError(f"unknown {flag} value(s) {', '.join(unknown)}; choose from {allowed}")
     if not asked:
-        raise UsageError("--variants needs at least one variant")
-    return tuple(v for v in VARIANTS if v in asked)  # always in this order
+        raise UsageError(f"{flag} needs at least one of {allowed}")
+    return tuple(v for v in allowed if v in asked)  # always in this order
 
 
 def _check(o: Options) -> None:
@@ -154,6 +175,10 @@ def _check(o: Options) -> None:
         raise UsageError("--overlaps are percentages between 0 and 100")
     if not 1 <= o.workers <= 16:
         raise UsageError("--workers must be between 1 and 16")
+    if not 2 <= o.training_prompts <= MAX_PROMPTS:
+        raise UsageError(f"--training-prompts must be between 2 and {MAX_PROMPTS}")
+    if o.stages == ("training",) and o.variants == ("oracle",):
+        raise UsageError("the training stage has no oracle: add a fabric variant to --variants")
     if not 1 <= o.max_new_tokens <= 512:
         raise UsageError("--max-new-tokens must be between 1 and 512")
     if not o.redis_url.startswith(("redis://", "rediss://", "unix://")):

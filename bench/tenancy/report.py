@@ -1,6 +1,6 @@
 """What the benchmark prints and writes: a table per overlap with its ratios, where the
 busy time goes (flowmesh against the oracle, stage by stage), a summary over overlaps,
-the CSV and the plot.
+the training stage's table with its ratios and training runs, the CSV and the plot.
 
 Every number comes from a ``VariantResult``; this module only derives ratios ($ from
 seconds, percentiles) and formats. It never runs anything.
@@ -17,6 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from bench.tenancy.training import GROUP_SIZE, TRAINING_NODES
+from bench.tenancy.training import NODES as TRAINING_STAGE_NODES
 from bench.tenancy.variants import Counters, VariantResult
 from bench.tenancy.workload import NODES
 
@@ -64,11 +66,31 @@ FIGURES: tuple[Figure, ...] = (
     ("p95 s", "latency_p95_s", lambda r, p: percentile(r.latencies, 95), "{:.2f}"),
     ("makespan s", "makespan_s", lambda r, p: r.makespan_s, "{:.2f}"),
 )  # fmt: skip
-EXTRA_CSV: tuple[tuple[str, Callable[[VariantResult], float | None]], ...] = (
-    ("plane_cpu_s", lambda r: None if r.variant == "oracle" else r.counters.plane_cpu_s),
-    ("redis_cpu_s", lambda r: None if r.variant == "oracle" else r.counters.redis_cpu_s),
-    ("result_write_cpu_ms", lambda r: r.notes.get("write_cpu_ms")),
-    ("result_write_wall_ms", lambda r: r.notes.get("write_wall_ms")),
+
+
+def training_runs(r: VariantResult) -> tuple[int, int] | None:
+    """(requested, executed) runs of the train.* nodes; None outside the training stage."""
+    if r.stage != "training":
+        return None
+    nodes = [r.stages[n] for n in TRAINING_NODES if n in r.stages]
+    return sum(n.requested for n in nodes), sum(n.executed for n in nodes)
+
+
+def _training_figure(index: int) -> Callable[[VariantResult], float | None]:
+    def get(r: VariantResult) -> float | None:
+        runs = training_runs(r)
+        return None if runs is None else runs[index]
+
+    return get
+
+
+EXTRA_CSV: tuple[tuple[str, Callable[[VariantResult], float | None], str], ...] = (
+    ("training_runs_requested", _training_figure(0), "{:.0f}"),
+    ("training_runs_executed", _training_figure(1), "{:.0f}"),
+    ("plane_cpu_s", lambda r: None if r.variant == "oracle" else r.counters.plane_cpu_s, "{:.3f}"),
+    ("redis_cpu_s", lambda r: None if r.variant == "oracle" else r.counters.redis_cpu_s, "{:.3f}"),
+    ("result_write_cpu_ms", lambda r: r.notes.get("write_cpu_ms"), "{:.3f}"),
+    ("result_write_wall_ms", lambda r: r.notes.get("write_wall_ms"), "{:.3f}"),
 )
 
 
@@ -92,38 +114,57 @@ def _ratio(results: Sequence[VariantResult], a: str, b: str, figure: str, p: Pri
 
 
 def show(console: Console, results: Sequence[VariantResult], pricing: Pricing) -> None:
-    """A table per overlap with its ratios and stage breakdown, then the summary."""
-    for overlap in dict.fromkeys(r.overlap for r in results):
-        rows = [r for r in results if r.overlap == overlap]
-        console.print(_overlap_table(overlap, rows, pricing))
+    """A table per overlap with its ratios and stage breakdown, then the summary; then
+    the training stage's table, ratios and where its busy time goes."""
+    data = [r for r in results if r.stage == "data"]
+    for overlap in dict.fromkeys(r.overlap for r in data):
+        rows = [r for r in data if r.overlap == overlap]
+        console.print(_overlap_table(f"overlap {overlap}%", rows, pricing))
         console.print(_ratio_lines(rows, pricing))
         if {"flowmesh", "oracle"} <= {r.variant for r in rows}:
             console.print(_stage_table(overlap, rows))
             console.print(_gap_line(rows))
-    console.print(_summary_table(results, pricing))
+    if data:
+        console.print(_summary_table(data, pricing))
+    if training := [r for r in results if r.stage == "training"]:
+        title = (
+            f"training stage: inference -> SFT and inference -> DPO, tenants in groups of "
+            f"{GROUP_SIZE} asking for the same pipeline, {training[0].overlap}% of records "
+            "shared between groups"
+        )
+        console.print(_overlap_table(title, training, pricing, runs=True))
+        console.print(_ratio_lines(training, pricing, oracle=False))
+        console.print(_training_lines(training))
 
 
-def _overlap_table(overlap: int, rows: Sequence[VariantResult], p: Pricing) -> Table:
-    table = Table(title=f"overlap {overlap}%", title_justify="left")
+def _overlap_table(
+    title: str, rows: Sequence[VariantResult], p: Pricing, runs: bool = False
+) -> Table:
+    table = Table(title=title, title_justify="left")
     table.add_column("variant")
     for heading, *_ in FIGURES:
         table.add_column(heading, justify="right")
+    if runs:
+        table.add_column("training runs", justify="right")
     for row in rows:
-        table.add_row(row.variant, *(_cell(get(row, p), fmt) for _, _, get, fmt in FIGURES))
+        cells = [_cell(get(row, p), fmt) for _, _, get, fmt in FIGURES]
+        if runs and (counted := training_runs(row)) is not None:
+            cells.append(f"{counted[1]} of {counted[0]}")
+        table.add_row(row.variant, *cells)
     notes = {r.makespan_note for r in rows if r.makespan_note and r.variant == "isolated"}
     table.caption = "; ".join(f"isolated makespan: {n}" for n in notes) or None
     return table
 
 
-def _ratio_lines(rows: Sequence[VariantResult], p: Pricing) -> str:
+def _ratio_lines(rows: Sequence[VariantResult], p: Pricing, oracle: bool = True) -> str:
     pairs = [("$ busy", "$ busy"), ("$ CPU", "$ CPU"), ("CPU-s", "CPU-s"), ("Wh", "Wh")]
     iso = ", ".join(f"{label} {_ratio(rows, 'isolated', 'flowmesh', f, p)}" for label, f in pairs)
     ora = ", ".join(f"{label} {_ratio(rows, 'flowmesh', 'oracle', f, p)}" for label, f in pairs)
     p95 = {v: _value(rows, v, "p95 s", p) for v in ("flowmesh", "isolated")}
     return (
         f"isolated / flowmesh: {iso}\n"
-        f"flowmesh / oracle:   {ora}\n"
-        f"p95 latency: flowmesh {_cell(p95['flowmesh'], '{:.2f} s')}, "
+        + (f"flowmesh / oracle:   {ora}\n" if oracle else "")
+        + f"p95 latency: flowmesh {_cell(p95['flowmesh'], '{:.2f} s')}, "
         f"isolated {_cell(p95['isolated'], '{:.2f} s')} (alone on one worker)"
     )
 
@@ -171,6 +212,35 @@ def _gap_line(rows: Sequence[VariantResult]) -> str:
     )
 
 
+def _training_lines(rows: Sequence[VariantResult]) -> str:
+    """Per variant: training runs executed of requested, each train.* node's examples per
+    busy second (examples x epochs over the executed runs' seconds), and where the busy
+    time went."""
+    lines = []
+    for row in rows:
+        runs = training_runs(row)
+        if runs is None:
+            continue
+        rates = []
+        for node in (n for n in TRAINING_NODES if n in row.stages):
+            f = row.stages[node]
+            rate = _cell(_div(f.examples, f.busy_s), "{:.1f}")
+            rates.append(
+                f"{node} {f.executed} run(s), {f.examples} examples in {f.busy_s:.2f} s "
+                f"({rate} examples/s)"
+            )
+        busy = ", ".join(
+            f"{node} {row.stages[node].busy_s:.2f}"
+            for node in TRAINING_STAGE_NODES
+            if node in row.stages
+        )
+        lines.append(
+            f"{row.variant}: training runs executed {runs[1]} of {runs[0]} requested; "
+            f"{'; '.join(rates)}; busy s by node: {busy}"
+        )
+    return "\n".join(lines)
+
+
 def _summary_table(results: Sequence[VariantResult], p: Pricing) -> Table:
     table = Table(title="summary over overlaps", title_justify="left")
     headings = ("overlap %", "$ busy isolated", "$ busy flowmesh", "$ busy oracle",
@@ -199,16 +269,20 @@ def write_csv(
         for key, text in header.items():
             fh.write(f"# {key}: {text}\n")
         writer = csv.writer(fh)
-        writer.writerow(["overlap_pct", "variant", *(f[1] for f in FIGURES),
-                         *(name for name, _ in EXTRA_CSV), "makespan_note"])  # fmt: skip
+        writer.writerow(["stage", "overlap_pct", "variant", *(f[1] for f in FIGURES),
+                         *(name for name, _, _ in EXTRA_CSV), "makespan_note"])  # fmt: skip
         for r in results:
             cells = [_cell(get(r, p), fmt, "") for _, _, get, fmt in FIGURES]
-            extra = [_cell(get(r), "{:.3f}", "") for _, get in EXTRA_CSV]
-            writer.writerow([r.overlap, r.variant, *cells, *extra, r.makespan_note])
+            extra = [_cell(get(r), fmt, "") for _, get, fmt in EXTRA_CSV]
+            writer.writerow([r.stage, r.overlap, r.variant, *cells, *extra, r.makespan_note])
 
 
 def write_png(path: Path, results: Sequence[VariantResult], p: Pricing, title: str) -> None:
-    """Cost against overlap, one line per variant: $ from busy time and $ from CPU-s."""
+    """Cost against overlap, one line per variant: $ from busy time and $ from CPU-s
+    (the data stage's rows: the training stage runs at one overlap)."""
+    results = [r for r in results if r.stage == "data"]
+    if not results:
+        return
     import matplotlib
 
     matplotlib.use("Agg")

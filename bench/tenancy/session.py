@@ -1,13 +1,16 @@
-"""One whole run on a started worker pool: tenants, the warm-up, every overlap x variant.
+"""One whole run on a started worker pool: tenants, the warm-up, every overlap x variant,
+then (``--stages training``) every fabric variant of the training stage.
 
 The warm-up gives each worker in turn (the others marked draining) a workflow that
-runs every stage with every model, so no measured variant pays an import or a model load,
-and waits until every worker reports every model warm. Meanwhile this process loads
+runs every stage with every model, so no measured variant pays an import or a model load
+(with the training stage, a small training workflow too: TRL's import and its first
+trainer), and waits until every worker reports every model warm. Meanwhile this process loads
 the oracle's models (in the one thread that later runs the oracle's calls). The
 scheduler's throughput model as the warm-up left it is kept, and every variant starts
 from it.
 
-Overlaps run one after another; within one, the variants run in ``VARIANTS`` order.
+Overlaps run one after another; within one, the variants run in ``VARIANTS`` order. The
+training stage runs last, its variants in the same order (no oracle: it has none).
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ from bench.tenancy.fabric import only, running_plane, until_registered, until_wa
 from bench.tenancy.options import Options
 from bench.tenancy.oracle import Oracle, OracleRun
 from bench.tenancy.report import Pricing
+from bench.tenancy.training import (
+    OVERLAP_PCT,
+    TRAINING_NODES,
+    plan_training,
+    training_workflow,
+)
 from bench.tenancy.variants import (
     SALTS,
     Bench,
@@ -48,7 +57,7 @@ from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
 from flowmesh_worker.demo.warmup import quiet_ml_libraries
 
-__all__ = ["Board", "measure"]
+__all__ = ["Board", "measure", "training_variants"]
 
 
 @dataclass
@@ -90,14 +99,15 @@ async def measure(
         bench = Bench(options, settings, store, pool, tenants, admin, tick=board.tick)
         loop = asyncio.get_running_loop()
         loading = None
-        if "oracle" in options.variants:
+        data = "data" in options.stages
+        if data and "oracle" in options.variants:
             blob_dir = Path(settings.blob_url.removeprefix("file://")).with_name("oracle-blobs")
             loading = loop.run_in_executor(models, _load_oracle, model_dir, options, blob_dir)
         await _warm_up(bench, board)
         oracle = await loading if loading is not None else None
         results = []
         nonce = new_nonce()
-        for overlap in options.overlaps:
+        for overlap in options.overlaps if data else ():
             for variant in options.variants:
                 board.step(f"overlap {overlap}%: {variant}")
                 salt = SALTS.get(variant, SALTS["flowmesh"])
@@ -108,6 +118,8 @@ async def measure(
                 else:
                     results.append(await run_variant(bench, variant, overlap, plan))
                 board.step(f"overlap {overlap}%: {variant} done", advance=1)
+        if "training" in options.stages:
+            results += await _training(bench, board, nonce)
         return results, pricing
     finally:
         models.shutdown(wait=True, cancel_futures=True)
@@ -128,21 +140,49 @@ def _load_oracle(model_dir: Path, options: Options, blob_dir: Path) -> Oracle:
     return Oracle(model_dir, options.max_new_tokens, options.oracle_sizes, blobs)
 
 
+def training_variants(options: Options) -> tuple[str, ...]:
+    """The variants the training stage runs: every fabric variant asked for."""
+    return tuple(v for v in options.variants if v != "oracle")
+
+
+async def _training(bench: Bench, board: Board, nonce: int) -> list[VariantResult]:
+    """Every fabric variant over the training stage's workload."""
+    options, results = bench.options, []
+    for variant in training_variants(options):
+        board.step(f"training: {variant}")
+        plan = plan_training(options.tenants, options.training_prompts, SALTS[variant], nonce)
+        result = await run_variant(
+            bench, variant, OVERLAP_PCT, plan, training_workflow, trees=TRAINING_NODES
+        )
+        results.append(result)
+        board.step(f"training: {variant} done", advance=1)
+    return results
+
+
 async def _warm_up(bench: Bench, board: Board) -> None:
-    """Each worker alone runs a workflow through every stage (the filter keeps all)."""
-    ids = bench.pool.ids
-    prompts = 4 if bench.options.quick else 16
+    """Each worker alone runs a workflow through every stage (the filter keeps all), and
+    with the training stage a training workflow too."""
+    ids, options = bench.pool.ids, bench.options
+    prompts = 4 if options.quick else 16
+    data, training = "data" in options.stages, "training" in options.stages
     async with running_plane(bench.settings) as plane:
         for i, worker in enumerate(ids):
             board.step(f"warm-up: {worker} (imports, model loads)")
-            plan = plan_prompts(1, prompts, 0, SALTS["warm-up"], new_nonce())
-            flow = workflow(plan.sets[0], max_new_tokens=bench.options.max_new_tokens,
-                            min_score=None, name=f"warm-up-{i}")  # fmt: skip
+            flows = []
+            if data:
+                plan = plan_prompts(1, prompts, 0, SALTS["warm-up"], new_nonce())
+                flows.append(workflow(plan.sets[0], max_new_tokens=options.max_new_tokens,
+                                      min_score=None, name=f"warm-up-{i}"))  # fmt: skip
+            if training:
+                plan = plan_training(1, 4, SALTS["warm-up"], new_nonce())
+                flows.append(training_workflow(plan.sets[0], name=f"warm-up-training-{i}"))
             async with only(bench.store, ids, [worker]):
-                submitted = await plane.submit_workflow(bench.tenants[0], flow)
-                await follow(bench, plane, [submitted.workflow_id])
+                for flow in flows:
+                    submitted = await plane.submit_workflow(bench.tenants[0], flow)
+                    await follow(bench, plane, [submitted.workflow_id])
         board.step("warm-up: waiting for every worker to report its models warm")
-        await until_warm(bench.store, ids, {GENERATE_MODEL, SCORE_MODEL, EMBED_MODEL})
+        models = {GENERATE_MODEL, SCORE_MODEL} | ({EMBED_MODEL} if data else set())
+        await until_warm(bench.store, ids, models)
         bench.learned = json.dumps(plane.scheduler.throughput.to_dict())
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from bench.tenancy.errors import BenchError
@@ -25,16 +26,29 @@ from bench.tenancy.fabric import only, running_plane, until_idle
 from bench.tenancy.options import Options
 from bench.tenancy.workers import WorkerPool
 from bench.tenancy.workload import PromptPlan, workflow
+from flowmesh_core.checkpoint import read_tree
 from flowmesh_core.control import ControlPlane, NodeState, Tenant, WorkflowStatus
-from flowmesh_core.models import Satisfaction
+from flowmesh_core.models import Satisfaction, Workflow
 from flowmesh_core.settings import DedupDomain, Settings
 from flowmesh_core.store import Store
 
-__all__ = ["SALTS", "Bench", "Counters", "StageFigures", "VariantResult", "run_variant"]
+__all__ = [
+    "SALTS",
+    "Bench",
+    "Build",
+    "Counters",
+    "StageFigures",
+    "VariantResult",
+    "run_variant",
+]
 
 SALTS = {"warm-up": 0, "isolated": 1, "no-dedup": 2, "no-batching": 3, "flowmesh": 4}
 """Each variant's code in its records; the oracle takes flowmesh's records."""
 POLL_S = 0.25
+
+Build = Callable[..., Workflow]
+"""A tenant's workflow from its records: ``build(records, dedup=)``; None: the data
+stage's (``workload.workflow`` at ``--max-new-tokens``)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,8 @@ class StageFigures:
     executed: int
     batches: int
     busy_s: float
+    requested: int = 0  # lineage records: one per tenant's item
+    examples: int = 0  # training nodes: examples x epochs the executed runs trained on
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,7 @@ class VariantResult:
     variant: str
     overlap: int
     counters: Counters
+    stage: str = "data"  # or "training" (bench.tenancy.training)
     latencies: tuple[float, ...] = ()
     makespan_s: float | None = None
     makespan_note: str = ""
@@ -111,29 +128,44 @@ class Bench:
             await self.store.save_json(self.store.keys.throughput(), self.learned)
 
 
-async def run_variant(bench: Bench, variant: str, overlap: int, plan: PromptPlan) -> VariantResult:
-    """One fabric variant over ``plan``'s records."""
+async def run_variant(
+    bench: Bench,
+    variant: str,
+    overlap: int,
+    plan: PromptPlan,
+    build: Build | None = None,
+    trees: Collection[str] = (),
+) -> VariantResult:
+    """One fabric variant over ``plan``'s records, each tenant's workflow from ``build``;
+    the nodes in ``trees`` train (their results are checkpoint trees)."""
     await bench.restore_learning()
+    stage = "training" if trees else "data"
     async with running_plane(bench.settings_for(variant)) as plane:
         if variant == "isolated":
-            return await _isolated(bench, plane, overlap, plan)
+            return await _isolated(bench, plane, overlap, plan, build, trees)
         await until_idle(plane.store)
         before = await counters(bench, plane)
-        ids = await submit(bench, plane, plan, range(len(bench.tenants)), variant != "no-dedup")
+        dedup = variant != "no-dedup"
+        ids = await submit(bench, plane, plan, range(len(bench.tenants)), dedup, build)
         final = await follow(bench, plane, ids)
         await until_idle(plane.store)
         after = await counters(bench, plane)
-        stages = await stage_figures(bench, plane, ids)
+        stages = await stage_figures(bench, plane, ids, trees)
     started = min(s.created_at for s in final)
     ended = max(s.finished_at or 0.0 for s in final)
     return VariantResult(
-        variant, overlap, after - before, _latencies(final), ended - started,
+        variant, overlap, after - before, stage, _latencies(final), ended - started,
         "first submit -> last done", stages,
     )  # fmt: skip
 
 
 async def _isolated(
-    bench: Bench, plane: ControlPlane, overlap: int, plan: PromptPlan
+    bench: Bench,
+    plane: ControlPlane,
+    overlap: int,
+    plan: PromptPlan,
+    build: Build | None,
+    trees: Collection[str],
 ) -> VariantResult:
     """Tenant by tenant, each alone on one worker (round robin over the pool)."""
     every = bench.pool.ids
@@ -143,15 +175,15 @@ async def _isolated(
         async with only(bench.store, every, mine):
             await until_idle(plane.store)
             before = await counters(bench, plane, mine)
-            ids = await submit(bench, plane, plan, [t], dedup=True)
+            ids = await submit(bench, plane, plan, [t], True, build)
             final += await follow(bench, plane, ids)
             await until_idle(plane.store)
             total += await counters(bench, plane, mine) - before
-        for node, figures in (await stage_figures(bench, plane, ids)).items():
+        for node, figures in (await stage_figures(bench, plane, ids, trees)).items():
             stages[node].append(figures)
     latencies = _latencies(final)
     return VariantResult(
-        "isolated", overlap, total, latencies, max(latencies),
+        "isolated", overlap, total, "training" if trees else "data", latencies, max(latencies),
         "longest alone run (each tenant on its own worker, in parallel)",
         {node: _sum_stages(parts) for node, parts in stages.items()},
     )  # fmt: skip
@@ -177,17 +209,17 @@ async def counters(bench: Bench, plane: ControlPlane, workers: list[str] | None 
 
 
 async def submit(
-    bench: Bench, plane: ControlPlane, plan: PromptPlan, which: range | list[int], dedup: bool
+    bench: Bench,
+    plane: ControlPlane,
+    plan: PromptPlan,
+    which: range | list[int],
+    dedup: bool,
+    build: Build | None = None,
 ) -> list[str]:
     """Tenant ``t``'s workflow over ``plan.sets[t]`` for each ``t`` in ``which``, at once."""
-    limit = bench.options.max_new_tokens
+    make = build or functools.partial(workflow, max_new_tokens=bench.options.max_new_tokens)
     submitted = await asyncio.gather(
-        *(
-            plane.submit_workflow(
-                bench.tenants[t], workflow(plan.sets[t], max_new_tokens=limit, dedup=dedup)
-            )
-            for t in which
-        )
+        *(plane.submit_workflow(bench.tenants[t], make(plan.sets[t], dedup=dedup)) for t in which)
     )
     return [s.workflow_id for s in submitted]
 
@@ -220,30 +252,42 @@ async def follow(bench: Bench, plane: ControlPlane, ids: list[str]) -> list[Work
 
 
 async def stage_figures(
-    bench: Bench, plane: ControlPlane, ids: list[str]
+    bench: Bench, plane: ControlPlane, ids: list[str], trees: Collection[str] = ()
 ) -> dict[str, StageFigures]:
-    """Per node, over the workflows ``ids``: items executed, batches, busy seconds (the
-    lineage splits each batch's seconds over its requesters, so the shares add up)."""
+    """Per node, over the workflows ``ids``: items requested and executed, batches, busy
+    seconds and, for the nodes in ``trees``, the examples their executed runs trained on
+    (read from each checkpoint's metrics). Busy seconds are the executed records' own: a
+    batch's seconds are split over its items, but every requester of an item (a join, a
+    cache hit) sees that item's whole share, so summing theirs would count it again."""
+    requested: dict[str, int] = defaultdict(int)
     executed: dict[str, int] = defaultdict(int)
+    examples: dict[str, int] = defaultdict(int)
     batches: dict[str, set[str]] = defaultdict(set)
     busy: dict[str, float] = defaultdict(float)
     for wf_id in ids:
         for record in await plane.lineage(bench.admin, wf_id):
-            busy[record.node] += record.worker_seconds
+            requested[record.node] += 1
             if record.satisfied_by is Satisfaction.EXECUTED:
+                busy[record.node] += record.worker_seconds
                 executed[record.node] += 1
                 if record.batch_id:
                     batches[record.node].add(record.batch_id)
+                if record.node in trees and record.result_digest is not None:
+                    tree = read_tree(await plane.results.read(record.result_digest))
+                    examples[record.node] += int(tree.metrics.get("examples", 0))
     return {
-        node: StageFigures(executed[node], len(batches[node]), busy[node])
-        for node in dict.fromkeys([*busy, *executed])
+        node: StageFigures(
+            executed[node], len(batches[node]), busy[node], requested[node], examples[node]
+        )
+        for node in requested
     }
 
 
 def _sum_stages(parts: list[StageFigures]) -> StageFigures:
-    return StageFigures(
-        sum(p.executed for p in parts), sum(p.batches for p in parts), sum(p.busy_s for p in parts)
-    )
+    return StageFigures(*(sum(getattr(p, f.name) for p in parts) for f in _STAGE_FIELDS))
+
+
+_STAGE_FIELDS = dataclasses.fields(StageFigures)
 
 
 def _latencies(final: list[WorkflowStatus]) -> tuple[float, ...]:

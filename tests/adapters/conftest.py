@@ -10,8 +10,9 @@ workflows) and talk to the control plane only as the adapters do: over HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,9 +51,12 @@ class Live:
         return self.procs.logs()
 
 
-@pytest.fixture(scope="module")
-def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    directory = tmp_path_factory.mktemp("live")
+@contextlib.contextmanager
+def running(
+    redis_url: str, directory: Path, worker_prefix: Sequence[str] = (), **worker_env: str
+) -> Iterator[Live]:
+    """A control plane and one worker (``adapter-worker``, started behind
+    ``worker_prefix`` with ``worker_env`` added) on a fresh prefix; purged afterwards."""
     prefix = f"fmtest-{uuid.uuid4().hex[:12]}"
     blob_dir = directory / "blobs"
     env = process_env(
@@ -66,7 +70,8 @@ def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     procs = Procs(directory / "logs", env)
     try:
         server: Served = procs.serve()
-        procs.worker("adapter-worker", "--max-batch", "32")
+        procs.env = {**env, **worker_env}
+        procs.worker("adapter-worker", "--max-batch", "32", prefix=worker_prefix)
         asyncio.run(until(server.healthy, 60, "the control plane to answer", procs.logs))
         yield Live(server.url, redis_url, prefix, blob_dir, procs)
     finally:
@@ -80,3 +85,9 @@ def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
                 await store.aclose()
 
         asyncio.run(purge())
+
+
+@pytest.fixture(scope="module")
+def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    with running(redis_url, tmp_path_factory.mktemp("live")) as fabric:
+        yield fabric

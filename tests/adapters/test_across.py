@@ -6,10 +6,6 @@ worker`` processes on the real Redis). The work runs once; all three get the res
 each tenant's lineage records its own request and how it was satisfied.
 """
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +20,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flowmesh_core.client import Client
 from flowmesh_dagster import FlowMeshResource
 from flowmesh_prefect import FlowMeshCredentials, FlowMeshRef, flowmesh_task
+from tests.adapters.airflow_run import run_across
 from tests.adapters.conftest import Live
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,31 +48,7 @@ def prefect_server() -> Iterator[None]:
 
 def run_airflow(live: Live, token: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
     """The DAG run in its own process and AIRFLOW_HOME; the shared task's XCom."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWMESH_", "AIRFLOW"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        AIRFLOW_HOME=str(tmp / "airflow"),
-        AIRFLOW__CORE__DAGS_FOLDER=str(DAGS / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp / 'airflow' / 'airflow.db'}",
-        AIRFLOW_CONN_FLOWMESH_DEFAULT=json.dumps(
-            {"conn_type": "flowmesh", "host": live.url, "password": token}
-        ),
-        FM_ACROSS_OPERATOR=json.dumps(spec),
-    )
-    (tmp / "airflow").mkdir()
-    report = tmp / "report.json"
-    proc = subprocess.run(
-        [sys.executable, str(DAGS / "run.py"), str(report), "fm_across"],
-        env=env,
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:] + live.logs()
-    dag = json.loads(report.read_text())["dags"]["fm_across"]
+    dag, _output = run_across(live, token, spec, tmp)
     assert dag["state"] == "success", dag
     xcom: dict[str, Any] = dag["tasks"]["shared"]["xcom"]
     return xcom

@@ -14,8 +14,10 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from tests.integration.procs import ROOT, free_port
 
 HERE = Path(__file__).parent / "airflow_dags"
 DAGS = ["fm_pipeline", "fm_blocking", "fm_failure", "fm_unreachable", "fm_retry", "fm_lineage"]
+# The DAGs of docs/airflow.md's runnable blocks and the example (airflow_dags/dags/fm_docs.py).
+DOC_DAGS = ["docs_airflow", "embed_docs", "flowmesh_post_training"]
 RUN_TIMEOUT_S = 360  # a busy 2-core machine starts Airflow slowly
 HOOK_CASES: dict[str, dict[str, Any]] = {
     "url": {"conn_type": "flowmesh", "host": "http://fm.internal:8470/", "password": "tok"},
@@ -84,7 +88,9 @@ class Runs:
         return [c for c in self.dag(dag_id)["calls"] if c["what"] == "resume"]
 
 
-def _env(tmp: Path, url: str, token: str, nowhere_port: int) -> dict[str, str]:
+def _env(
+    tmp: Path, url: str, token: str, nowhere_port: int, conf: dict[str, Any]
+) -> dict[str, str]:
     """The runner's environment: no FLOWMESH_* or AIRFLOW* leaks in from the shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWMESH_", "AIRFLOW"))}
     env.update(
@@ -114,6 +120,8 @@ def _env(tmp: Path, url: str, token: str, nowhere_port: int) -> dict[str, str]:
         FM_EXEC_LOG=str(tmp / "exec.log"),
         FM_HOOK_CASES=json.dumps(HOOK_CASES),
         FM_EXAMPLE_DAGS=str(ROOT / "examples" / "airflow"),
+        FM_DOC_EXAMPLES="1",
+        FM_DAG_CONF=json.dumps(conf),
     )
     return env
 
@@ -125,12 +133,26 @@ def runs(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     (tmp / "airflow").mkdir()
     _name, token = live.tenant("airflow")
     port = free_port()
+    # docs/airflow.md's sensor waits for the workflow its run's conf names, node "score".
+    with Client(live.url, token) as client:
+        elsewhere = client.submit_workflow(
+            {
+                "nodes": {
+                    "score": {
+                        "kind": "data.template",
+                        "params": {"template": "{text}"},
+                        "inputs": {"records": [f"scored elsewhere {uuid.uuid4().hex[:8]}"]},
+                    }
+                }
+            }
+        )
+    conf = {"docs_airflow": {"workflow_id": elsewhere.workflow_id}}
     report_path = tmp / "report.json"
     log = tmp / "runner.log"
     with log.open("wb") as out:
         proc = subprocess.run(
-            [sys.executable, str(HERE / "run.py"), str(report_path), *DAGS],
-            env=_env(tmp, live.url, token, port),
+            [sys.executable, str(HERE / "run.py"), str(report_path), *DAGS, *DOC_DAGS],
+            env=_env(tmp, live.url, token, port, conf),
             cwd=tmp,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -270,6 +292,14 @@ def test_a_retry_after_a_flowmesh_failure_submits_afresh(live: Live, runs: Runs)
         assert [r.satisfied_by for r in client.lineage(workflows[1])] == ["executed"]
 
 
+def test_rejected_work_says_what_to_fix_and_blames_no_connection(runs: Runs) -> None:
+    assert runs.task("fm_failure", "rejected")["state"] == "failed"
+    error = json.loads((runs.out / "failure-fm_failure-rejected-1.json").read_text())["error"]
+    assert error.startswith("FlowMesh refused the request: "), error
+    assert "template" in error
+    assert "Airflow connection" not in error
+
+
 def test_an_unreachable_control_plane_names_the_url_it_tried(runs: Runs) -> None:
     task = runs.task("fm_unreachable", "unreachable")
     assert task["state"] == "failed"
@@ -373,6 +403,28 @@ def test_the_example_pipeline_parses_as_documented(runs: Runs) -> None:
         "embed": ["filter"],
         "report": ["embed", "filter", "generate"],
     }
+
+
+def test_the_documented_dags_and_the_example_run(live: Live, runs: Runs) -> None:
+    """docs/airflow.md's runnable blocks (tests/adapters/doc_examples.py) and the example
+    pipeline ran in Airflow against the live FlowMesh: every task succeeded, and what
+    the pages say the XCom and the report hold is what they hold."""
+    for dag_id in DOC_DAGS:
+        dag = runs.dag(dag_id)
+        assert dag["state"] == "success", (dag_id, dag["tasks"])
+        assert {t["state"] for t in dag["tasks"].values()} == {"success"}, dag["tasks"]
+    docs = runs.dag("docs_airflow")["tasks"]
+    assert docs["count"]["xcom"] == docs["score"]["xcom"]["items"]["total"] > 0
+    assert set(docs["generate_and_embed"]["xcom"]["nodes"]) == {"generate", "embed"}
+    assert docs["wait_for_scores"]["xcom"]["node"] == "score"
+    embed = runs.task("embed_docs", "embed")["xcom"]
+    assert embed["items"]["total"] == 2
+    report = runs.task("flowmesh_post_training", "report")["xcom"]
+    assert re.fullmatch(
+        r"kept \d+ of 8 completions; \d+ embeddings at sha256:[0-9a-f]{64} "
+        r"\(generate: \w+, embed: \w+\)",
+        report,
+    ), report
 
 
 def test_the_adapter_imports_only_the_client_side_of_flowmesh() -> None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -124,3 +127,41 @@ def test_a_dagster_wait_on_a_cancelled_workflow_is_a_failure_without_retries(
     with pytest.raises(dg.Failure, match="was cancelled") as failure:
         resource.wait(context, submission)
     assert failure.value.allow_retries is False
+
+
+def test_terminating_a_dagster_run_cancels_its_workflow(live: Live, tmp_path: Path) -> None:
+    """A real materialization, interrupted while its asset waits on FlowMesh (SIGINT, as
+    Dagster terminates a step process, once the wait has logged its first progress line):
+    the resource tells FlowMesh before it stops."""
+    _name, token = live.tenant("dagster-terminate")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "FM_URL": live.url,
+        "FM_TOKEN": token,
+        "FM_TAG": f"terminate-{uuid.uuid4().hex}",
+    }
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "adapters" / "dagster_terminate.py")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (found := re.search(r"FlowMesh workflow (\w+) running", log.read_text())):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        workflow_id = found.group(1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with Client(live.url, token) as client:
+        assert client.status(workflow_id, lineage=False).state == "cancelled", log.read_text()
+    assert f"cancelled FlowMesh workflow {workflow_id}" in log.read_text()

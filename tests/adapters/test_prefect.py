@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import importlib.util
 import inspect
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 from prefect import flow, unmapped
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -422,6 +423,7 @@ def test_public_api() -> None:
     assert flowmesh_prefect.__all__ == [
         "FlowMeshCredentials",
         "FlowMeshRef",
+        "FlowMeshTask",
         "OperatorFailedError",
         "OperatorTimeoutError",
         "TenantCachePolicy",
@@ -434,20 +436,34 @@ def test_public_api() -> None:
 # -- caching, events, artifacts -------------------------------------------------------
 
 
-def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
-    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
-    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+def _cached_tasks(live: Live, how: str) -> tuple[Any, Any, dict[str, str]]:
+    """``ops.echo`` as tenant B's and tenant D's task, with a Prefect cache policy on the
+    inputs given ``how``: to the decorator, through ``with_options(cache_policy=)``, or
+    through ``with_options(cache_key_fn=)``."""
     tokens = {name: live.tenant(name)[1] for name in ("tenant-b", "tenant-d")}
-    options: Any = {"cache_policy": INPUTS + TASK_SOURCE}
-    words = [f"cached-{tag()}"]
+    policy: Any = INPUTS + TASK_SOURCE
 
     def echo_as(name: str) -> Any:
         creds = FlowMeshCredentials(server_url=live.url, token=tokens[name])
-        return flowmesh_task(
+        options: Any = {"cache_policy": policy} if how == "decorator" else {}
+        task = flowmesh_task(
             kind="python", credentials=creds, returns="reference", task_options=options
         )(ops.echo)
+        if how == "with_options":
+            return task.with_options(cache_policy=policy, retries=0)
+        if how == "cache_key_fn":
+            return task.with_options(cache_key_fn=lambda _ctx, inputs: repr(inputs["x"]))
+        return task
 
-    echo_b, echo_d = echo_as("tenant-b"), echo_as("tenant-d")
+    return echo_as("tenant-b"), echo_as("tenant-d"), tokens
+
+
+@pytest.mark.parametrize("how", ["decorator", "with_options", "cache_key_fn"])
+def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live, how: str) -> None:
+    """Tenants B and D run the same task on the same inputs with a Prefect cache policy:
+    B's second run is Prefect's cache hit; D's is not B's value but D's own request."""
+    echo_b, echo_d, tokens = _cached_tasks(live, how)
+    words = [f"cached-{tag()}"]
 
     @flow
     def twice() -> tuple[FlowMeshRef, FlowMeshRef, FlowMeshRef]:
@@ -462,6 +478,20 @@ def test_an_opted_in_prefect_cache_never_crosses_tokens(live: Live) -> None:
         with pytest.raises(NotFoundError):
             client.status(first_b.workflow_id)  # B's is not D's to see
     assert first_d.digest == first_b.digest  # the same work, shared by FlowMesh itself
+
+
+def test_with_options_keeps_the_flowmesh_task_and_its_no_cache_default() -> None:
+    task = flowmesh_task(kind="python")(ops.echo)
+    copy = task.with_options(retries=2, tags=["nightly"])
+    assert isinstance(copy, flowmesh_prefect.FlowMeshTask)
+    assert copy.cache_policy is NO_CACHE
+    assert copy.retries == 2
+    assert {"flowmesh", "flowmesh:python", "nightly"} <= copy.tags
+    cached = copy.with_options(cache_policy=INPUTS)
+    assert isinstance(cached, flowmesh_prefect.FlowMeshTask)
+    assert any(
+        isinstance(p, flowmesh_prefect.TenantCachePolicy) for p in cached.cache_policy.policies
+    )
 
 
 def test_events_on_submit_and_finish_and_a_keyed_artifact(
@@ -547,3 +577,82 @@ def test_a_multi_node_workflow_runs_as_one_task(creds: FlowMeshCredentials) -> N
         return run(failing, return_state=True).message
 
     assert f"refusing '{bad}'" in (doomed() or "")
+
+
+# -- the example's SFT flow -----------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "prefect" / "post_training_flow.py"
+
+
+def example_as_readme_runs_it(live: Live, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """The example module, and a new tenant's token in the environment (as ``flowmesh up``
+    sets it), which the example's tasks read."""
+    spec = importlib.util.spec_from_file_location("post_training_flow", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    _name, token = live.tenant("prefect-example")
+    monkeypatch.setenv("FLOWMESH_SERVER_URL", live.url)
+    monkeypatch.setenv("FLOWMESH_TOKEN", token)
+    return example, token
+
+
+@pytest.mark.timeout(300)  # the worker imports TRL on its first training batch
+def test_the_example_sft_flow_trains_once_and_generates_with_its_checkpoint(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/prefect/post_training_flow.py's ``sft`` flow, as its README runs it (the
+    credentials from the environment): generate -> score -> top k -> train.sft ->
+    generate with the checkpoint, on the live worker. Run again, it trains nothing."""
+    example, token = example_as_readme_runs_it(live, monkeypatch)
+    prompts = [f"{p} ({tag()})" for p in example.PROMPTS[:4]]
+    fast = {"k": 2, "epochs": 2, "learning_rate": 1e-2, "max_new_tokens": 8}
+
+    state = example.sft(prompts=prompts, **fast, return_state=True)
+    line = state.result()
+    assert line.startswith("fine-tuned on 2 examples (executed)"), line
+    runs = task_runs(state, 6)
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == [
+        "best", "fine_tune", "generate", "generate", "score", "sft_report",
+    ]  # fmt: skip
+    assert all(r.state is not None and r.state.is_completed() for r in runs)
+    checkpoint = line.split("checkpoint ", 1)[1].split()[0]
+    with Client(live.url, token) as client:
+        tree = client.result_json(checkpoint)
+    assert tree["checkpoint"]["format"] == "full"
+    assert tree["checkpoint"]["base"] == {"name": "flowmesh/tiny-gpt"}
+    assert tree["metrics"]["examples"] == 2 * 2  # the top 2, twice
+    assert tree["metrics"]["nll_after"] < tree["metrics"]["nll_before"]
+    assert "answered 1 prompt(s)" in line
+
+    again = example.sft(prompts=prompts, **fast)
+    assert again.startswith("fine-tuned on 2 examples (cache_hit)"), again
+    assert f"checkpoint {checkpoint} " in again
+
+
+@pytest.mark.timeout(300)
+def test_the_example_dpo_flow_moves_the_preference_margin_its_way(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's ``dpo`` flow: two samples per prompt -> score -> data.pairs ->
+    train.dpo; the trained model prefers the chosen completions more than its base did."""
+    example, token = example_as_readme_runs_it(live, monkeypatch)
+    prompts = [f"{p} ({tag()})" for p in example.PROMPTS[:4]]
+
+    state = example.dpo(
+        prompts=prompts, learning_rate=5e-3, max_new_tokens=8, seed=3, return_state=True
+    )
+    line = state.result()
+    assert "(executed)" in line, line
+    runs = task_runs(state, 5)
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs) == [
+        "dpo_report", "pairs", "preference_tune", "sample", "score",
+    ]  # fmt: skip
+    checkpoint = line.split("checkpoint ", 1)[1].split()[0]
+    with Client(live.url, token) as client:
+        tree = client.result_json(checkpoint)
+    metrics = tree["metrics"]
+    assert tree["checkpoint"]["format"] == "full"
+    assert metrics["examples"] >= 2  # at least one pair, two epochs
+    assert metrics["margin_after"] > metrics["margin_before"]

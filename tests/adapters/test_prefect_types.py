@@ -1,9 +1,10 @@
 """The Prefect decorator's types, as a user's type checker sees them.
 
-The examples of docs/prefect.md that define FlowMesh tasks are extracted and checked with
-``mypy --strict``, with a probe that asserts what a call returns: the function's return
-annotation (sync), an awaitable of it (async). A decorator typed ``Task[..., Any]``, or
-an example whose body mypy reads as a missing return, fails here.
+The examples of docs/prefect.md (and the package's README, and examples/prefect/) that
+define FlowMesh tasks are extracted and checked with ``mypy --strict``, with a probe that
+asserts what a call returns: the function's return annotation (sync), an awaitable of it
+(async). A decorator typed ``Task[..., Any]``, or an example whose body mypy reads as a
+missing return, fails here.
 """
 
 from __future__ import annotations
@@ -60,14 +61,21 @@ async def async_flow() -> None:
 
 
 def _examples() -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
-    return [b for b in blocks if "computed_on_flowmesh" in b]
+    """The typed examples of docs/prefect.md and the package's README, and the example
+    flow of examples/prefect/."""
+    blocks = [
+        block
+        for page in (DOC, ROOT / "integrations" / "prefect" / "README.md")
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    ]
+    flow = (ROOT / "examples" / "prefect" / "post_training_flow.py").read_text()
+    return [b for b in blocks if "computed_on_flowmesh" in b] + [flow]
 
 
 @pytest.mark.timeout(300)
 def test_the_documented_examples_and_the_call_types_pass_mypy_strict(tmp_path: Path) -> None:
     examples = _examples()
-    assert len(examples) >= 3, "docs/prefect.md lost its typed examples"
+    assert len(examples) >= 5, "docs/prefect.md or the README lost their typed examples"
     files = []
     for n, source in enumerate([*examples, PROBE]):
         path = tmp_path / f"example_{n}.py"

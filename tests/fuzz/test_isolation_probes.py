@@ -3,7 +3,9 @@
 only tenant A may read; another tenant's digest answers exactly like an unknown one.
 
 A has computed over SECRET first. Each example is sent twice, once naming one of A's
-digests and once naming a digest nobody stored; what B observes (status, error, node
+digests and once naming a digest nobody stored (directly, in a manifest B stored itself,
+or in a manifest tenant C uploaded and granted to B: a grant of a forged manifest
+vouches for nothing it lists); what B observes (status, error, node
 states, the bytes of every result it can read) must be the same in both runs once the
 digest is masked, and must never contain SECRET. The play worker resolves inputs with the
 worker's real code (``flowmesh_worker.inputs``), so a digest that slipped through would
@@ -40,7 +42,15 @@ KINDS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "data.filter": ({"min_score": 0.5}, ("items", "scores")),
     "data.top_k": ({"k": 1}, ("items", "scores")),
 }
-POSITIONS = ("blob", "element", "manifest", "literal", "own-manifest", "plain")
+POSITIONS = (
+    "blob",
+    "element",
+    "manifest",
+    "literal",
+    "own-manifest",
+    "granted-manifest",
+    "plain",
+)
 
 
 @pytest.fixture
@@ -69,26 +79,38 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
     return {"nodes": nodes}
 
 
-def _place(position: str, digest: str, own_manifest: str) -> Any:
+def _place(position: str, digest: str, manifests: tuple[str, str]) -> Any:
+    own_manifest, granted_manifest = manifests
     return {
         "blob": {"blob": digest},
         "element": ["x", {"blob": digest}],
         "manifest": {"value": {"manifest": [digest]}},
         "literal": {"value": {"blob": digest}},
         "own-manifest": {"blob": own_manifest},
+        "granted-manifest": {"blob": granted_manifest},
         "plain": ["x", 0.9],
     }[position]
 
 
-def _document(shape: dict[str, Any], digest: str, own_manifest: str) -> dict[str, Any]:
+def _document(shape: dict[str, Any], digest: str, manifests: tuple[str, str]) -> dict[str, Any]:
     nodes = {}
     for name, node in shape["nodes"].items():
         inputs = {
-            key: value if "ref" in value else _place(value["position"], digest, own_manifest)
+            key: value if "ref" in value else _place(value["position"], digest, manifests)
             for key, value in node["inputs"].items()
         }
         nodes[name] = {**node, "inputs": inputs}
     return {"nodes": nodes}
+
+
+async def _granted_manifest(c: httpx.AsyncClient, digest: str) -> str:
+    """A manifest naming ``digest`` that tenant C uploads and grants to B."""
+    data = build_manifest([digest])
+    manifest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert (await c.put(f"/v1/blobs/{manifest}", content=data)).status_code in (200, 201)
+    granted = await c.post(f"/v1/blobs/{manifest}/grants", json={"tenant": "team-b"})
+    assert granted.status_code in (200, 201), granted.text
+    return manifest
 
 
 async def _observe(client: httpx.AsyncClient, doc: dict[str, Any], masks: list[str]) -> str:
@@ -142,6 +164,7 @@ async def test_b_never_reads_a_and_forbidden_looks_unknown(harness: Harness) -> 
 
     a = await harness.client(app, await harness.tenant("team-a"))
     b = await harness.client(app, await harness.tenant("team-b"))
+    c = await harness.client(app, await harness.tenant("team-c"))
     await harness.worker(execute=execute)
     doc = {"kind": "data.template", "params": {"template": "{x}"}}
     made = await a.post(
@@ -176,7 +199,9 @@ async def test_b_never_reads_a_and_forbidden_looks_unknown(harness: Harness) -> 
         for digest in (forbidden, unknown):
             # B's own upload (as `flowmesh cas put` makes): a manifest naming the digest.
             own = blobs.put_bytes(build_manifest([digest])).digest
-            seen = loop.run(_observe(b, _document(shape, digest, own), [digest, own]))
+            granted = loop.run(_granted_manifest(c, digest))
+            doc = _document(shape, digest, (own, granted))
+            seen = loop.run(_observe(b, doc, [digest, own, granted]))
             assert SECRET not in seen, seen
             assert harness.blob_url.removeprefix("file://") not in seen, seen
             runs.append(seen)

@@ -557,6 +557,8 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
         "/v1/results/{digest}": ["get"],
         "/v1/results/read": ["post"],
         "/v1/blobs/{digest}": ["get", "head", "put"],
+        "/v1/blobs/{digest}/grants": ["get", "post"],
+        "/v1/blobs/{digest}/grants/{tenant}": ["delete"],
         "/v1/workers": ["get"],
         "/v1/stats": ["get"],
         "/v1/pool": ["get"],
@@ -576,6 +578,12 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
     upload = paths["/v1/blobs/{digest}"]["put"]
     assert set(upload["requestBody"]["content"]) == {"application/octet-stream"}
     assert {"200", "201", "400", "401", "413"} <= set(upload["responses"])
+    grant = paths["/v1/blobs/{digest}/grants"]["post"]
+    assert grant["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BlobGrantRequest"
+    }
+    assert schemas["BlobGrantRequest"]["required"] == ["tenant"]
+    assert {"200", "201", "400", "403", "404", "429"} <= set(grant["responses"])
     assert paths["/v1/stats"]["get"]["security"]
     assert "security" not in paths["/healthz"]["get"]
 

@@ -16,10 +16,13 @@ import pytest
 
 from flowmesh_core.autoscale import PoolSpec
 from flowmesh_core.autoscale.observe import observe_and_recommend
-from flowmesh_core.models import WorkerProfile
+from flowmesh_core.control.throughput import Observation, ThroughputModel
+from flowmesh_core.keys import expand
+from flowmesh_core.models import Operator, WorkerProfile
+from flowmesh_core.registry import Registry
 from flowmesh_core.settings import load_settings
 from flowmesh_core.store import Store
-from tests.contract.test_store_scheduling import SIGNATURE, enqueue
+from tests.contract.test_store_scheduling import SIGNATURE, enqueue, requester
 from tests.integration.api_harness import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -112,6 +115,28 @@ async def test_backlog_raises_the_recommendation_and_it_falls_back_to_min(
     await store.redis.delete(store.keys.ready(SIGNATURE), store.keys.ready_signatures())
     after = await observe_and_recommend(store, settings, time.time())
     assert {n: d.desired for n, d in after.decisions.items()} == {"cpu": 1, "gpu-l4": 0}
+
+
+async def test_a_training_run_weighs_its_examples_in_the_backlog(
+    store: Store, store_url: str, key_prefix: str
+) -> None:
+    # The throughput model knows training per example (docs/training.md); a waiting run
+    # is that many examples of work, on the learned model's own key.
+    settings = load_settings(redis_url=store_url, key_prefix=key_prefix, pools=POOLS)
+    op = Operator(
+        kind="train.sft",
+        model="flowmesh/tiny-gpt",
+        params={"epochs": 3},
+        inputs={"dataset": [{"prompt": f"q{i}", "completion": "a"} for i in range(8)]},
+    )
+    (run,) = expand(op, Registry.default(), max_inline_bytes=1 << 20).items
+    await store.join_many("global", [(requester(0), run)])
+    learned = ThroughputModel()
+    learned.learn(Observation("cpu", "train.sft", "flowmesh/tiny-gpt", 1, 0.5))  # s / example
+    await store.save_json(store.keys.throughput(), json.dumps(learned.to_dict()))
+
+    rec = await observe_and_recommend(store, settings, time.time())
+    assert rec.views["cpu"].backlog_s == pytest.approx(24 * 0.5)  # 8 examples x 3 epochs
 
 
 async def test_dead_workers_are_not_counted(store: Store, store_url: str, key_prefix: str) -> None:

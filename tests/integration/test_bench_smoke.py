@@ -161,6 +161,41 @@ def test_quick_multitenant_benchmark_reports_every_variant_and_figure(
     assert plot.read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.redis
+@pytest.mark.timeout(240)
+def test_quick_training_stage_runs_a_shared_training_run_once(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """``--quick --stages training``: two tenants of one group ask for the same
+    generate -> score -> top-k -> SFT and samples -> score -> pairs -> DPO pipeline on a
+    real worker. Isolated, each tenant trains both runs; under flowmesh both runs, and
+    every other item, execute once for the two. No timing is asserted."""
+    results = tmp_path / "training.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWMESH_")}
+    command = [sys.executable, str(MULTITENANT), "--quick", "--redis-url", redis_url]
+    command += ["--stages", "training", "--variants", "isolated,flowmesh", "--csv", str(results)]
+    command += ["--png", str(tmp_path / "unused.png")]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=220, check=False)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    for figure in ("training stage", "training runs", "isolated / flowmesh:", "examples/s"):
+        assert figure in output, f"{figure!r} missing from the output:\n{output}"
+    text = results.read_text()
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    by_variant = {row["variant"]: row for row in rows}
+    assert [(row["stage"], row["variant"]) for row in rows] == [
+        ("training", "isolated"),
+        ("training", "flowmesh"),
+    ]
+    isolated, flowmesh = by_variant["isolated"], by_variant["flowmesh"]
+    assert isolated["training_runs_requested"] == flowmesh["training_runs_requested"] == "4"
+    assert isolated["training_runs_executed"] == "4"  # sft and dpo, for each tenant
+    assert flowmesh["training_runs_executed"] == "2"  # once for both
+    assert isolated["items_executed"] == isolated["items_requested"]
+    assert 2 * float(flowmesh["items_executed"]) == float(flowmesh["items_requested"])
+    assert not (tmp_path / "unused.png").exists()  # no data stage, no plot
+
+
 LOAD = BENCH.parent / "load.py"
 
 LOAD_FIGURES = (

@@ -1,14 +1,16 @@
 """``flowmesh cas`` and the clients' blob methods against a real ``flowmesh serve``.
 
-``cas put`` and ``cas get`` go through the API with a tenant's token, never to the store
-directly: what one tenant uploads another cannot read, and without a token nothing is
-read at all (docs/isolation.md).
+``cas put``, ``cas get`` and ``cas grant|revoke|grants`` go through the API with a
+tenant's token, never to the store directly: what one tenant uploads another cannot
+read until it is granted, and without a token nothing is read at all
+(docs/isolation.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import subprocess
 import uuid
@@ -20,7 +22,7 @@ import pytest
 
 from flowmesh_core.client import Client
 from flowmesh_core.control import create_tenant
-from flowmesh_core.errors import NotFoundError
+from flowmesh_core.errors import NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.store import BlobRecord, Store
 from tests.integration.procs import FLOWMESH, Procs, process_env, until
@@ -153,11 +155,94 @@ async def test_cas_get_reads_only_what_the_tenant_may_and_nothing_without_a_toke
     assert by_option.stdout == b"team A's secret", by_option.stderr
 
 
+async def test_cas_grant_lets_another_tenant_read_until_cas_revoke(
+    served: Served, tmp_path: Path
+) -> None:
+    source = tmp_path / "shared.txt"
+    source.write_bytes(b"team A shares this with B")
+    digest = cas("put", str(source), env=served.a).stdout.decode().strip()
+    assert cas("get", digest, env=served.b).returncode == 2
+
+    granted = cas("grant", digest, "team-b", env=served.a)
+    assert granted.returncode == 0, granted.stderr
+    assert b"team-b may read" in granted.stderr
+    assert cas("get", digest, env=served.b).stdout == b"team A shares this with B"
+    listed = cas("grants", digest, env=served.a)
+    assert listed.stdout == b"team-b\tteam-a\n", listed.stderr
+    passed_on = cas("grant", digest, "team-a", env=served.b)  # B may not pass it on
+    assert passed_on.returncode == 2
+    assert b"not passed on" in passed_on.stderr
+    assert b"Traceback" not in passed_on.stderr
+
+    revoked = cas("revoke", digest, "team-b", env=served.a)
+    assert revoked.returncode == 0, revoked.stderr
+    assert cas("grants", digest, env=served.a).stdout == b""
+    assert cas("get", digest, env=served.b).returncode == 2
+    for command in ("grant", "revoke", "grants"):
+        assert b"DIGEST" in cas(command, "--help", env=served.env).stdout
+
+
+def test_the_client_grants_lists_and_revokes(served: Served) -> None:
+    data = os.urandom(1000)
+    with (
+        Client(served.url, served.a["FLOWMESH_TOKEN"]) as a,
+        Client(served.url, served.b["FLOWMESH_TOKEN"]) as b,
+    ):
+        digest = a.put_blob(data)
+        grant = a.grant_blob(digest, "team-b")
+        assert (grant.tenant, grant.grantor) == ("team-b", "team-a")
+        assert a.grant_blob(digest, "team-b") == grant  # idempotent
+        assert a.list_blob_grants(digest) == [grant]
+        assert b.get_blob(digest) == data
+        assert b.list_blob_grants(digest) == []
+        with pytest.raises(PermissionDeniedError, match="not passed on"):
+            b.grant_blob(digest, "team-c")
+        a.revoke_blob_grant(digest, "team-b")
+        a.revoke_blob_grant(digest, "team-b")
+        with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+            b.get_blob(digest)
+        with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+            b.grant_blob(digest, "team-c")
+
+
+async def test_a_real_worker_computes_on_a_granted_blob_for_the_grantee(
+    served: Served, tmp_path: Path
+) -> None:
+    """End to end: a ``flowmesh worker`` process reads A's blob for B's workflow once A
+    granted it, and B's result holds A's rows; without the grant B's submission is
+    refused like an unknown digest."""
+    rows = [f"granted-row-{uuid.uuid4().hex[:8]}", "shared", "shared"]
+    doc = {"kind": "data.dedup", "inputs": {"items": {"blob": "D"}}}
+    procs = Procs(tmp_path / "logs", served.env)
+    try:
+        procs.worker("w-grants")
+        with (
+            Client(served.url, served.a["FLOWMESH_TOKEN"]) as a,
+            Client(served.url, served.b["FLOWMESH_TOKEN"]) as b,
+        ):
+            digest = a.put_blob(json.dumps(rows).encode(), media_type="application/json")
+            op = {**doc, "inputs": {"items": {"blob": digest}}}
+            with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
+                b.submit_operator(op)
+            a.grant_blob(digest, "team-b")
+            submitted = b.submit_operator(op)
+            status = b.wait(submitted.workflow_id, timeout=120)
+            assert status.state == "done", (status, procs.logs())
+            (node,) = status.nodes
+            assert node.result_digest is not None
+            assert b.result_value(node.result_digest) == [rows[0], "shared"]
+    finally:
+        procs.close()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("get", "../../etc/passwd"), b"malformed digest"),
         (("put", "/nonexistent/file"), b"not a readable file"),
+        (("grant", "sha256:nothex", "team-b"), b"malformed digest"),
+        (("revoke", "not-a-digest", "team-b"), b"malformed digest"),
+        (("grants", "sha256:"), b"malformed digest"),
     ],
 )
 def test_cas_mistakes_are_one_line_errors(args: tuple[str, ...], message: bytes) -> None:

@@ -239,6 +239,47 @@ async def test_an_upload_over_max_upload_bytes_is_413_and_leaves_nothing(
     assert await harness.keys() == before
 
 
+async def test_uploads_past_tenant_max_upload_bytes_are_429_and_leave_nothing(
+    harness: Harness,
+) -> None:
+    """Each tenant's owned blobs count once against its own quota (docs/isolation.md,
+    "Quotas"): a second upload of the same bytes counts nothing, another tenant's
+    uploads never move it, and a refused upload stores no bytes and no key."""
+    app = await harness.app(tenant_max_upload_bytes=2 * MIB, run_scheduler=False)
+    a = await harness.client(app, await harness.tenant("team-a"))
+    b = await harness.client(app, await harness.tenant("team-b"))
+    admin = await harness.client(app, await harness.tenant("ops", admin=True))
+    first = b"".join(_pattern(MIB))
+    digest = sha256_digest(first)
+    assert (await a.put(f"/v1/blobs/{digest}", content=first)).status_code == 201
+    assert (await a.put(f"/v1/blobs/{digest}", content=first)).status_code == 200
+    assert (await b.put(f"/v1/blobs/{digest}", content=first)).status_code == 201
+
+    over = b"".join(_pattern(2 * MIB))[MIB // 2 :]  # 1.5 MiB: 2.5 MiB in all for A
+    over_digest = sha256_digest(over)
+    before = await harness.keys()
+    declared = await a.put(f"/v1/blobs/{over_digest}", content=over)
+    assert declared.status_code == 429, declared.text
+    error = declared.json()["error"]
+    assert error["type"] == "QuotaExceededError"
+    assert "tenant_max_upload_bytes" in error["message"]
+    assert "retry-after" not in declared.headers  # waiting does not help
+
+    async def unsized() -> AsyncIterator[bytes]:  # no Content-Length: caught mid-stream
+        for start in range(0, len(over), 256 * 1024):
+            yield over[start : start + 256 * 1024]
+
+    chunked = await a.put(f"/v1/blobs/{over_digest}", content=unsized())
+    assert chunked.status_code == 429, chunked.text
+    assert not harness.blobs.exists(over_digest)
+    assert await harness.keys() == before
+
+    rest = first[: MIB - 1] + b"!"  # exactly up to the limit is allowed
+    assert (await a.put(f"/v1/blobs/{sha256_digest(rest)}", content=rest)).status_code == 201
+    assert (await b.put(f"/v1/blobs/{over_digest}", content=over)).status_code == 429
+    assert (await admin.put(f"/v1/blobs/{over_digest}", content=over)).status_code == 201
+
+
 async def test_uploads_need_a_token(harness: Harness) -> None:
     app = await harness.app()
     anonymous = await harness.client(app)

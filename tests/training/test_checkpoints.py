@@ -28,6 +28,7 @@ from flowmesh_core.registry import Registry
 from flowmesh_worker.executors import create_executor
 from flowmesh_worker.runner import BatchRunner
 from flowmesh_worker.weights import TINY_GPT, WarmCache, resolve_model
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, held, materialise
 
 # The first test in a process imports torch, transformers, TRL and PEFT (tens of seconds
 # of CPU on a loaded machine); each test after that trains in seconds.
@@ -97,6 +98,14 @@ def test_a_trained_checkpoint_round_trips_through_the_cas(tmp_path: Path, model_
     assert tree.metrics["nll_after"] < tree.metrics["nll_before"]
     assert tree.metrics["examples"] == len(SFT_ROWS) * FAST["epochs"]
 
+    # The worker that trained it keeps its own output as its local copy, and says so.
+    kept = checkpoint_dir(digest, model_dir)
+    assert digest in held(model_dir)
+    for rel, file_digest in tree.files.items():
+        assert blobs.stat(file_digest).size == (kept / rel).stat().st_size
+    nothing = open_blob_store(f"file://{tmp_path / 'nothing'}")
+    assert resolve_model(ModelRef(digest=digest), model_dir=model_dir, blobs=nothing) == kept
+
     # Another worker, with nothing on its disk: the digest is a model it can load.
     elsewhere = tmp_path / "other-worker"
     path = resolve_model(ModelRef(digest=digest), model_dir=elsewhere, blobs=blobs)
@@ -142,6 +151,33 @@ def test_a_lora_checkpoint_stores_its_adapter_and_loads_merged(
         expected = on_base.eval()(input_ids=ids).logits
         got = whole.eval()(input_ids=ids).logits
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+def test_a_merged_lora_checkpoint_is_a_full_model_that_needs_no_base(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    blobs = open_blob_store(f"file://{tmp_path / 'blobs'}")
+    params = {**FAST, "learning_rate": 2e-2, "lora_r": 8}
+    digest = train(blobs, model_dir, "train.lora", TINY_GPT, {**params, "merge": True})
+    tree = read_tree(blobs.get_bytes(digest))
+    assert tree.format == "full"
+    assert tree.base == ModelRef(name=TINY_GPT)  # lineage still names the base
+    assert tree.metrics["merged"] is True
+    assert "model.safetensors" in tree.files
+    assert "adapter_config.json" not in tree.files
+
+    def no_base(ref: ModelRef) -> Path:
+        raise AssertionError(f"the base {ref.key} was loaded")
+
+    # A worker with an empty model directory loads it as it is, never asking for a base.
+    path = materialise(digest, blobs=blobs, model_dir=tmp_path / "w2", resolve_base=no_base)
+    assert len(greedy(path, "question 3 :")) == 4
+    # It computes what the same run stored as an adapter computes once merged on load.
+    adapter = train(blobs, model_dir, "train.lora", TINY_GPT, params)
+    assert adapter != digest  # merge is part of the op key and of the result
+    on_load = resolve_model(ModelRef(digest=adapter), model_dir=tmp_path / "w3", blobs=blobs)
+    assert greedy(on_load, "question 3 :") == greedy(path, "question 3 :")
 
 
 def test_a_corrupt_checkpoint_file_is_detected(tmp_path: Path, model_dir: Path) -> None:

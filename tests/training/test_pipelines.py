@@ -20,6 +20,7 @@ import yaml
 from flowmesh_core.checkpoint import read_tree
 from flowmesh_core.control import ControlPlane, NodeState, Tenant
 from flowmesh_core.errors import NotFoundError
+from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.models import Satisfaction
 from flowmesh_core.models.api import WorkflowStatus
 from flowmesh_core.models.parse import parse_workflow
@@ -45,6 +46,16 @@ async def run(plane: ControlPlane, tenant: Tenant, nodes: dict[str, Any]) -> Wor
 
 def node(status: WorkflowStatus, name: str) -> Any:
     return next(n for n in status.nodes if n.node == name)
+
+
+async def reported_held(plane: ControlPlane, worker_id: str, digest: str) -> bool:
+    """Whether ``worker_id``'s heartbeat reports ``digest`` on its disk within 10 s."""
+    for _ in range(100):
+        (record,) = [r for r in await plane.store.workers() if r.profile.worker_id == worker_id]
+        if digest in record.held:
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_generate_score_top_k_sft_then_generate_with_the_checkpoint(
@@ -112,6 +123,13 @@ async def test_generate_score_top_k_sft_then_generate_with_the_checkpoint(
     out = json.loads(await plane.results.read(item.result_digest))
     assert out["prompt"] == "question 9 :"
     assert out["tokens"] >= 1
+
+    # The worker that used it keeps it on disk and says so (the scheduler's locality
+    # term); the size of its files was indexed when the tree was stored.
+    assert await reported_held(plane, "w-1", checkpoint)
+    sizes = [(await asyncio.to_thread(plane.blobs.stat, d)).size for d in tree.digests]
+    indexed = await plane.store.redis.hget(plane.store.keys.blob(checkpoint), "tree_bytes")
+    assert int(indexed) == sum(sizes)
 
 
 async def test_two_samples_score_pairs_dpo(fabric: Fabric, workers: Workers) -> None:
@@ -199,6 +217,27 @@ async def test_two_tenants_share_one_training_run_and_others_are_refused(
             )
         answers.append(str(refused.value).replace(digest, "<digest>"))
     assert answers[0] == answers[1]
+    # Its files are covered by its rights: readable by both tenants that hold it, and
+    # answered to a third exactly like a digest that names nothing.
+    tree = read_tree(await plane.results.read(checkpoint))
+    for tenant in (team_a, team_b):
+        for digest in tree.digests:
+            info, chunks = await plane.blob_access.open(tenant, digest)
+            assert digest_bytes(b"".join(chunks)) == digest == info.digest
+    some_file = tree.digests[0]
+    dedup = {"kind": "data.dedup"}
+    refusals = []
+    for digest in (some_file, unknown):
+        with pytest.raises(NotFoundError) as refused:
+            await plane.blob_access.open(team_c, digest)
+        refusals.append(str(refused.value).replace(digest, "<digest>"))
+        with pytest.raises(NotFoundError) as refused:
+            await plane.submit_workflow(
+                team_c,
+                parse_workflow({"nodes": {"n": {**dedup, "inputs": {"items": {"blob": digest}}}}}),
+            )
+        refusals.append(str(refused.value).replace(digest, "<digest>"))
+    assert refusals[:2] == refusals[2:]
     # Training on it is refused the same way.
     with pytest.raises(NotFoundError, match="no blob"):
         await plane.submit_workflow(
@@ -262,7 +301,8 @@ async def test_a_running_training_shows_its_progress_in_workflow_status(
     for _ in range(int(WAIT_S / 0.1)):
         status = await plane.status(tenant, submitted.workflow_id, with_lineage=False)
         (sft,) = status.nodes
-        if sft.progress is not None:
+        # A cold worker first reports its model load (phase loading, then running).
+        if sft.progress is not None and "step" in sft.progress:
             seen.append(sft.progress)
         if status.state in (NodeState.DONE, NodeState.FAILED) or len(seen) >= 3:
             break

@@ -24,7 +24,7 @@ import pytest
 import flowmesh_core.client
 from flowmesh_core import errors
 from flowmesh_core.client import AsyncClient, Client
-from flowmesh_core.client._shared import MAX_WAIT_SLICE_S, WaitLoop
+from flowmesh_core.client._shared import MAX_WAIT_SLICE_S, PROGRESS_EVERY_S, WaitLoop
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.models import LineageRecord, Operator, Workflow
 from flowmesh_core.models.api import (
@@ -127,6 +127,7 @@ def test_the_package_exports_the_clients_python_operator_and_the_values_they_ret
         "WorkflowStatus",
         "attach",
         "attach_async",
+        "progress_summary",
         "python_operator",
     ]
 
@@ -461,6 +462,17 @@ def test_wait_long_polls_until_done(connect: Any) -> None:
         assert 0 < poll <= MAX_WAIT_SLICE_S
         # The read timeout outlasts the long poll: the client must not give up first.
         assert request.extensions["timeout"]["read"] == pytest.approx(30 + poll)
+
+
+def test_wait_reports_each_unfinished_status_to_progress(connect: Any) -> None:
+    answers = iter(["pending", "running", "done"])
+    api = Recorder(lambda r: httpx.Response(200, json=status_json(next(answers))))
+    seen: list[str] = []
+    status = connect(api).wait("wf1", timeout=600, progress=lambda st: seen.append(st.state))
+    assert status.state == NodeState.DONE
+    assert seen == ["pending", "running"]  # the final status is the answer, not progress
+    for request in api.requests:
+        assert 0 < float(request.url.params["timeout"]) <= PROGRESS_EVERY_S
 
 
 def test_wait_stops_at_a_failure(connect: Any) -> None:

@@ -103,6 +103,7 @@ def test_terms_are_the_decisions_score_and_name_no_tenant() -> None:
     assert terms["ready"] == 3
     assert terms["free_workers"] == 2
     assert terms["model_warm"] is False
+    assert (terms["input_bytes"], terms["input_local"]) == (0.0, 0.0)
     assert terms["oldest_wait_s"] == 1.0
     assert terms["fairness"] == 0.0  # no usage yet
     assert (terms["accelerator"], terms["price_per_hour"], terms["watts"]) == ("cpu", 0.1, 50.0)

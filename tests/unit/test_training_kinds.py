@@ -46,6 +46,7 @@ def test_the_op_key_covers_base_dataset_hyperparameters_and_seed() -> None:
         sft(params={"epochs": 4, "seed": 1}),
         sft(params={"epochs": 3, "seed": 1, "learning_rate": 1e-3}),
         sft(kind="train.lora"),
+        sft(kind="train.lora", params={"epochs": 3, "seed": 1, "merge": True}),
     ]
     assert len({key, *(o.op_key for o in others)}) == len(others) + 1
 
@@ -114,3 +115,21 @@ def test_flowmesh_status_shows_a_running_trainings_progress() -> None:
     out = io.StringIO()
     Console(file=out, width=200).print(status_table(status))
     assert "step 12/64, loss 9.81, ETA 3s" in out.getvalue()
+
+
+def test_flowmesh_status_shows_a_cold_model_load() -> None:
+    import io
+
+    from rich.console import Console
+
+    from flowmesh_core.cli._inspect import status_table
+    from flowmesh_core.models.api import NodeState, NodeStatus, WorkflowStatus
+
+    progress = {"phase": "loading", "model": "flowmesh/tiny-gpt", "worker": "w-1", "at": 1.0}
+    node = NodeStatus(node="gen", state=NodeState.RUNNING, items_total=4, progress=progress)
+    status = WorkflowStatus(
+        workflow_id="w", name="n", state=NodeState.RUNNING, created_at=0.0, nodes=[node]
+    )
+    out = io.StringIO()
+    Console(file=out, width=200).print(status_table(status))
+    assert "loading flowmesh/tiny-gpt on w-1" in out.getvalue()

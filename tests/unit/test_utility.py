@@ -71,6 +71,7 @@ def cand(
     input_bytes: float = 0.0,
     local: Mapping[str, float] | None = None,
     kind: str = "embed",
+    batch_bytes: float = 0.0,
 ) -> BatchCandidate:
     return BatchCandidate(
         signature=signature,
@@ -81,6 +82,7 @@ def cand(
         tenant_items=tenants or {},
         input_bytes_per_item=input_bytes,
         local_fraction=local or {},
+        batch_input_bytes=batch_bytes,
     )
 
 
@@ -329,6 +331,22 @@ def test_locality_belongs_to_the_candidate_whose_inputs_are_there() -> None:
     assert d == brute_force([a, b], workers, tp=tp, weights=DEFAULT, usage={})
 
 
+def test_batch_bytes_are_moved_once_per_batch_and_not_to_their_holder() -> None:
+    # A checkpoint model of 1e7 bytes at 1e7 bytes/s: one second to fetch, whatever the
+    # batch size, and nothing on "h", which holds it on disk.
+    c = cand(ready=8, batch_bytes=1e7, local={"h": 1.0})
+    g, h = worker("g", bandwidth=1e7), worker("h", bandwidth=1e7)
+    tp = tp_default()
+    on_g = [score(c, g, n, throughput=tp, weights=DEFAULT, usage={}).seconds for n in (1, 8)]
+    on_h = [score(c, h, n, throughput=tp, weights=DEFAULT, usage={}).seconds for n in (1, 8)]
+    assert on_g[0] - on_h[0] == pytest.approx(1.0)
+    assert on_g[1] - on_h[1] == pytest.approx(1.0)
+    d = pick([c], [g, h], tp=tp)
+    assert d is not None
+    assert d.worker_id == "h"
+    assert d == brute_force([c], [g, h], tp=tp, weights=DEFAULT, usage={})
+
+
 def test_nothing_positive_gives_none() -> None:
     worthless = UtilityWeights(value_per_item=1e-12)
     assert pick([cand(ready=64)], [worker(), worker("x", acc="gpu")], weights=worthless) is None
@@ -451,6 +469,7 @@ def candidate_lists(draw: st.DrawFn, worker_ids: list[str]) -> list[BatchCandida
             tenant_items=draw(st.dictionaries(st.sampled_from("abc"), st.integers(0, 9))),
             input_bytes_per_item=draw(st.sampled_from([0.0, 1e3, 1e7])),
             local_fraction=draw(local),
+            batch_input_bytes=draw(st.sampled_from([0.0, 0.0, 5e6])),
             item_weight=draw(st.sampled_from([1.0, 1.0, 7.5, 400.0])),
         )
         for i in range(draw(st.integers(1, 5)))
@@ -672,17 +691,24 @@ def test_unworkable_weights_are_a_config_error(weights: dict[str, float]) -> Non
         UtilityWeights(**weights)
 
 
-def test_an_item_that_stands_for_much_work_runs_at_once_where_a_plain_one_waits() -> None:
-    """A training run over 1,000 examples is one item; valued as one unit of work it costs
-    more than it is worth on every worker and would wait for aging (the simulator found
-    DPO runs waiting ~80 s for that). Its weight makes it worth its work."""
-    slow = ThroughputModel(seeds={("gpu", "train"): 0.01})  # 100 s per item
+def test_an_item_that_stands_for_much_work_is_priced_per_unit_of_it() -> None:
+    """A training run over 1,000 examples is one item worth 1,000 units of work, and the
+    throughput model knows the kind per unit (examples per second on that accelerator):
+    the run is expected to take 1,000 units' time, so whether it runs is what one unit
+    costs and earns there, whatever the size of the run."""
+    fast = ThroughputModel(seeds={("gpu", "train"): 10.0})  # 10 examples/s
+    slow = ThroughputModel(seeds={("gpu", "train"): 0.01})  # 100 s per example
     costly = worker(acc="gpu", price=4.0, warm=())
     plain = cand(kind="train", ready=1, model=None)
     heavy = BatchCandidate("s", "train", None, 1, 0.0, {}, item_weight=1000.0)
-    assert pick([plain], [costly], tp=slow) is None
-    decision = pick([heavy], [costly], tp=slow)
-    assert decision is not None
-    expected = score(heavy, costly, 1, throughput=slow, weights=DEFAULT, usage={})
-    assert decision.score == expected
-    assert expected.value == pytest.approx(1000 * DEFAULT.value_per_item)
+    one = score(plain, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+    many = score(heavy, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+    assert many.seconds == pytest.approx(1000 * one.seconds)
+    assert many.value == pytest.approx(1000 * one.value)
+    assert many.rate == pytest.approx(one.rate)  # what a second of the worker earns
+    for candidate in (plain, heavy):
+        decision = pick([candidate], [costly], tp=fast)
+        assert decision is not None
+        expected = score(candidate, costly, 1, throughput=fast, weights=DEFAULT, usage={})
+        assert decision.score == expected
+        assert pick([candidate], [costly], tp=slow) is None  # a unit costs more than it earns

@@ -122,11 +122,16 @@ class SftParams(TrainParams):
 
 
 class LoraParams(SftParams):
-    """SFT of a LoRA adapter only; the checkpoint holds the adapter and its base's digest."""
+    """SFT of a LoRA adapter only; the checkpoint holds the adapter and its base's
+    reference, or with ``merge`` the full model with the adapter merged in (the base is
+    still named in the tree, for lineage)."""
 
     lora_r: int = Field(default=8, ge=1, le=1024)
     lora_alpha: int = Field(default=16, ge=1, le=4096)
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Store the merged full model instead of the adapter: bigger, but a worker then
+    # loads it without its base. It changes the result: part of the op key.
+    merge: bool = False
 
 
 class DpoParams(TrainParams):
@@ -236,7 +241,8 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
         key_params=_train_key_params,
         description=(
             "train a LoRA adapter on {prompt, completion} examples; the checkpoint holds "
-            "the adapter and its base model, and loads as the merged model"
+            "the adapter and its base model, and loads as the merged model (with "
+            "`merge: true`, it holds the merged full model, its base named for lineage)"
         ),
     ),
     KindSpec(

@@ -134,6 +134,18 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="submissions per second a tenant may make (bursts of twice that); 0: no limit",
     )
+    tenant_max_upload_bytes: int = Field(
+        default=100 << 30,
+        ge=0,
+        description="bytes the blobs a tenant uploaded (PUT /v1/blobs) may hold in all, each "
+        "blob counted once per tenant that owns it; 0: no limit",
+    )
+    max_grants_per_tenant: int = Field(
+        default=10_000,
+        ge=0,
+        description="blob grants (POST /v1/blobs/{digest}/grants) a tenant may hold at once; "
+        "0: no limit",
+    )
     max_attempts: int = Field(
         default=3, ge=1, le=100, description="runs of a failing item before it fails for good"
     )

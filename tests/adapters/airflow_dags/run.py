@@ -11,7 +11,9 @@ fired and every resume of FlowMeshOperator (the classes are wrapped here, callin
 to the real methods). It also records what
 Airflow's ProvidersManager found through the entry point, and what FlowMeshHook makes of
 the connections in ``$FM_HOOK_CASES`` (JSON: name -> Connection fields), and how the
-example DAGs in ``$FM_EXAMPLE_DAGS`` parse.
+example DAGs in ``$FM_EXAMPLE_DAGS`` parse. ``$FM_DAG_CONF`` (JSON: DAG id -> conf) gives
+a DAG's run its ``dag_run.conf``; ``$FM_POLL_SLICE_S`` shortens the trigger's long-poll
+(and so the interval of its progress lines).
 """
 
 from __future__ import annotations
@@ -169,14 +171,19 @@ def main(out: str, dag_ids: list[str]) -> None:
 
     started = time.monotonic()
     db.initdb()
+    if os.environ.get("FM_POLL_SLICE_S"):  # progress lines sooner than every 30 s
+        from flowmesh_airflow import triggers
+
+        triggers.POLL_SLICE_S = float(os.environ["FM_POLL_SLICE_S"])
     calls: list[dict[str, Any]] = []
     _install_recorders(calls)
     bag = DagBag(dag_folder=DAGS_FOLDER)
     report: dict[str, Any] = {"import_errors": dict(bag.import_errors), "dags": {}}
+    confs = json.loads(os.environ.get("FM_DAG_CONF", "{}"))
     for dag_id in dag_ids:
         calls.clear()
         t0 = time.monotonic()
-        run = bag.dags[dag_id].test()
+        run = bag.dags[dag_id].test(run_conf=confs.get(dag_id))
         record = _run_record(dag_id, run)
         record.update(calls=list(calls), seconds=round(time.monotonic() - t0, 2))
         report["dags"][dag_id] = record

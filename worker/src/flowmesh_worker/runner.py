@@ -13,7 +13,9 @@ keeps it in Redis with its action-cache entry (no blob file, no fsync).
 A training item's outcome is a checkpoint directory: ``execute`` hashes its files into a
 tree (``flowmesh_core.checkpoint``), ``store`` streams each file into the CAS and then
 the tree, which is always a blob (never inline: workers read it from the CAS when the
-checkpoint is used as a model). The directory is deleted once stored.
+checkpoint is used as a model). Once stored, a full model's directory becomes this
+worker's local copy of the checkpoint (as if materialised: it holds what it trained, and
+reports it); anything else is deleted.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +39,32 @@ from flowmesh_worker.executors import Batch, Checkpoint, Executor, ItemError, Lo
 from flowmesh_worker.inputs import ByteSource, resolve_inputs
 from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
-from flowmesh_worker.weights.checkpoints import hash_directory
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, hash_directory, publish
 
-__all__ = ["BatchRunner", "Executed"]
+__all__ = ["BatchRunner", "Executed", "StoredTree"]
 
 log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
 ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+PHASE_RENEW_S = 10.0
+"""How often a phase (a model load) is reported again while it lasts; the progress key
+lives at least 30 s (``Worker._progress_sink``), so it never lapses mid-load."""
 """Takes (domain, op key, progress) of a running item; set by the worker loop."""
+
+
+@dataclass(frozen=True)
+class StoredTree:
+    """A checkpoint tree a batch produced: its digest and size, its files' digests and
+    their total bytes (what the worker indexes: ``Store.record_checkpoint``), and the
+    directory of a full model to keep as that checkpoint once stored (None for an
+    adapter, which is kept merged: ``weights.checkpoints.materialise``)."""
+
+    digest: str
+    size: int
+    files: tuple[str, ...]
+    nbytes: int
+    directory: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,7 @@ class Executed:
     files: tuple[tuple[Path, str], ...] = ()
     trees: frozenset[int] = frozenset()
     scratch: tuple[Path, ...] = ()
+    checkpoints: tuple[StoredTree, ...] = ()
 
 
 class BatchRunner:
@@ -126,6 +147,7 @@ class BatchRunner:
             files=tuple(packed.files),
             trees=frozenset(packed.trees),
             scratch=tuple(packed.scratch),
+            checkpoints=tuple(packed.checkpoints),
         )
 
     def store(self, executed: Executed) -> Completion:
@@ -154,6 +176,7 @@ class BatchRunner:
                 assignment.items, executed.outcomes, as_blob, strict=True
             )
         ]
+        self._keep(executed)
         self.discard(executed)
         return Completion(
             batch_id=assignment.batch_id,
@@ -164,6 +187,21 @@ class BatchRunner:
             load_seconds=executed.load_seconds,
             results=results,
         )
+
+    def _keep(self, executed: Executed) -> None:
+        """Publish each full checkpoint ``executed`` trained as this worker's local copy
+        (``checkpoint_dir``), so the worker holds it (and reports it) without fetching
+        it back. Only a courtesy: when it cannot be moved it is deleted with the rest."""
+        for tree in executed.checkpoints:
+            if tree.directory is None:
+                continue
+            target = checkpoint_dir(tree.digest, self.model_dir)
+            try:
+                self.model_dir.mkdir(parents=True, exist_ok=True)
+                if not target.exists():
+                    publish(tree.directory, target)
+            except OSError as exc:
+                log.info("checkpoint %s not kept locally: %s", tree.digest, exc)
 
     def discard(self, executed: Executed) -> None:
         """Delete the local files ``executed``'s checkpoints left (once stored, or when
@@ -187,7 +225,43 @@ class BatchRunner:
         path = resolve_model(
             model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
         )
-        return self.cache.get(assignment.kind, model, lambda: executor.load(path, model))
+
+        def load() -> Loaded:  # only on a miss: a warm model reports nothing
+            loading = {"phase": "loading", "model": model.name or model.digest}
+            with self._reporting(assignment, loading):
+                return executor.load(path, model)
+
+        loaded, seconds = self.cache.get(assignment.kind, model, load)
+        if seconds:
+            self._phase(assignment, {"phase": "running"})
+        return loaded, seconds
+
+    @contextmanager
+    def _reporting(self, assignment: Assignment, progress: Mapping[str, Any]) -> Iterator[None]:
+        """Report ``progress`` now and again every PHASE_RENEW_S until the block ends, so
+        a load longer than the progress key's life (a big model) still shows."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(PHASE_RENEW_S):
+                self._phase(assignment, progress)
+
+        self._phase(assignment, progress)
+        renewer = threading.Thread(target=renew, name="phase-renewer", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
+    def _phase(self, assignment: Assignment, progress: Mapping[str, Any]) -> None:
+        """Say what the batch's items wait on (a model load; then running), so a status
+        can tell a requester (docs/architecture.md, "What a status says")."""
+        for assigned in assignment.items:
+            report = self._reporter(assigned.domain, assigned.op_key)
+            if report is not None:
+                report(progress)
 
     def _execute(
         self, executor: Executor, assignment: Assignment, loaded: Loaded | None, source: ByteSource
@@ -290,6 +364,7 @@ class _Packed:
         self.files: list[tuple[Path, str]] = []
         self.trees: list[int] = []
         self.scratch: list[Path] = []
+        self.checkpoints: list[StoredTree] = []
 
     def encode(self, index: int, outcome: Any) -> bytes | ItemError:
         if not isinstance(outcome, Checkpoint):
@@ -300,10 +375,14 @@ class _Packed:
             tree = build_tree(
                 files, format=outcome.format, base=outcome.base, metrics=outcome.metrics
             )
+            nbytes = sum((outcome.directory / rel).stat().st_size for rel in files)
         except (OSError, FlowMeshError) as exc:
             return ItemError(f"cannot store the checkpoint: {_describe(exc)}")
         self.files += [(outcome.directory / rel, digest) for rel, digest in files.items()]
         self.trees.append(index)
+        keep = outcome.directory if outcome.format == "full" else None
+        stored = StoredTree(digest_bytes(tree), len(tree), tuple(files.values()), nbytes, keep)
+        self.checkpoints.append(stored)
         return tree
 
 

@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowmesh_core.errors import FlowMeshError, ServiceUnavailableError, StreamGroupMissingError
@@ -32,7 +32,8 @@ from flowmesh_core.models import ItemBlob, ItemManifest, WorkerProfile
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
 from flowmesh_core.results import Prefetched, ResultReader
 from flowmesh_core.store import Store
-from flowmesh_worker.runner import BatchRunner, Executed, ProgressSink
+from flowmesh_worker.runner import BatchRunner, Executed, ProgressSink, StoredTree
+from flowmesh_worker.weights.checkpoints import held
 
 __all__ = ["Worker"]
 
@@ -173,8 +174,8 @@ class Worker:
             self._slot_freed.set()
 
     async def _execute(self, entry_id: str, assignment: Assignment) -> None:
-        report = await self._run(assignment)
-        await self._report(entry_id, report)
+        report, trees = await self._run(assignment)
+        await self._report(entry_id, report, trees)
         failed = sum(1 for r in report.results if r.error is not None)
         self.batches_done += 1
         self.items_done += len(report.results)
@@ -185,14 +186,16 @@ class Worker:
             f", {failed} failed" if failed else "",
         )  # fmt: skip
 
-    async def _run(self, assignment: Assignment) -> Completion:
-        """Execute the batch once, then store its results (see ``_store``)."""
+    async def _run(self, assignment: Assignment) -> tuple[Completion, tuple[StoredTree, ...]]:
+        """Execute the batch once, then store its results (see ``_store``); the report,
+        and the checkpoint trees stored (none when storing failed)."""
         try:
             inputs = await self._prefetch(assignment)
             executed = await asyncio.to_thread(self.runner.execute, assignment, inputs)
         except Exception as exc:  # a bug in the runner: fail the items, never strand them
             log.exception("batch %s could not be run", assignment.batch_id)
-            return _failed(assignment, self.worker_id, f"the batch could not be run: {exc}")
+            failed = _failed(assignment, self.worker_id, f"the batch could not be run: {exc}")
+            return failed, ()
         return await self._store(executed)
 
     async def _prefetch(self, assignment: Assignment) -> Prefetched | None:
@@ -212,19 +215,20 @@ class Worker:
             log.warning("batch %s: inputs not fetched ahead (%s)", assignment.batch_id, exc)
             return None
 
-    async def _store(self, executed: Executed) -> Completion:
+    async def _store(self, executed: Executed) -> tuple[Completion, tuple[StoredTree, ...]]:
         """Store the results (see ``_store_retrying``); the batch never runs again for
         it. If they cannot be stored, a report that fails every item: the control plane
         retries them (up to max_attempts) and this worker's slot is freed."""
         try:
-            return await self._store_retrying(executed)
+            return await self._store_retrying(executed), executed.checkpoints
         except Exception as exc:  # the CAS stayed away, or failed in a way retries cannot mend
             batch_id = executed.assignment.batch_id
             log.error("batch %s: results could not be stored: %s", batch_id, exc)
             self.runner.discard(executed)
-            return _failed(
+            failed = _failed(
                 executed.assignment, self.worker_id, f"results could not be stored: {exc}"
             )
+            return failed, ()
 
     async def _store_retrying(self, executed: Executed) -> Completion:
         """Store, retrying while the CAS does not answer: ``store_tries`` tries in all."""
@@ -241,13 +245,21 @@ class Worker:
             delay *= 2
         return await asyncio.to_thread(self.runner.store, executed)
 
-    async def _report(self, entry_id: str, report: Completion) -> None:
-        """Report and ack, retrying until Redis takes it. The results are in the CAS, so
+    async def _report(
+        self, entry_id: str, report: Completion, trees: Sequence[StoredTree] = ()
+    ) -> None:
+        """Index the checkpoint ``trees`` stored (their files' readers and sizes), then
+        report and ack, retrying until Redis takes it. The results are in the CAS, so
         a report that did not land never runs the batch again. If Redis stays away past
         the heartbeat TTL, the control plane re-plans the batch and this late report is
-        harmless (the first result wins)."""
+        harmless (the first result wins). The index lands before the report, so a tenant
+        that sees the checkpoint can read its files."""
         for attempt in itertools.count():
             try:
+                for tree in trees:
+                    await self.store.record_checkpoint(
+                        tree.digest, tree.size, tree.files, tree.nbytes
+                    )
                 await self.store.report_batch(self.worker_id, entry_id, report.to_stream())
                 return
             except Exception as exc:
@@ -280,11 +292,16 @@ class Worker:
             )  # fmt: skip
 
     async def _heartbeats(self) -> None:
-        """Beat every ``heartbeat_s`` (with the warm models) until the worker is finished."""
+        """Beat every ``heartbeat_s`` (with the warm models and the checkpoints on disk)
+        until the worker is finished."""
         while not self._finished.is_set():
             started = time.monotonic()
             try:
-                await self.store.heartbeat(self.worker_id, warm=self.runner.cache.warm_keys())
+                await self.store.heartbeat(
+                    self.worker_id,
+                    warm=self.runner.cache.warm_keys(),
+                    held=held(self.runner.model_dir),
+                )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))

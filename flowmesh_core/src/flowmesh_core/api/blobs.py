@@ -1,11 +1,13 @@
-"""Blob routes (``/v1/blobs/{digest}``): upload with an owner, ask, download.
+"""Blob routes (``/v1/blobs/{digest}``): upload with an owner, ask, download, grant.
 
 ``PUT`` streams the body to the blob store under the digest the caller names; the store
 verifies the bytes hash to it before anything is published, and the tenant becomes one
 of the blob's owners. ``HEAD`` and ``GET`` answer only for a digest the tenant may read
-(one it uploaded, or one its lineage holds); any other digest, stored or not, gets the
-same 404 (docs/isolation.md). The rights and the streaming are the control plane's
-(``control/blobs.py``); this module only moves HTTP in and out.
+(one it uploaded, one its lineage holds, or one granted to it); any other digest, stored
+or not, gets the same 404 (docs/isolation.md). ``/grants`` lets another tenant read a
+blob the caller uploaded or made, withdraws that, and lists the caller's grants. The
+rights and the streaming are the control plane's (``control/blobs.py``); this module
+only moves HTTP in and out.
 
 This module must never read a body whole into memory, and never send the last bytes
 of a blob before the blob store has verified them.
@@ -18,12 +20,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
+from flowmesh_core.api.body import ACCEPTED_TYPES, read_model
 from flowmesh_core.api.deps import CurrentTenant, State
 from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.api.routes import _held_back, _resume
 from flowmesh_core.blobs import BlobInfo
 from flowmesh_core.errors import InvalidInputError
-from flowmesh_core.models.api import BlobReceipt
+from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt
+from flowmesh_core.models.parse import parse_grant_request
 
 __all__ = ["router"]
 
@@ -34,6 +38,26 @@ DigestPath = Annotated[
     str,
     Path(description="`sha256:` and the 64 lowercase hex digits of the bytes' sha256."),
 ]
+
+GranteePath = Annotated[
+    str,
+    Path(
+        alias="tenant",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="The tenant the grant was made to (letters, digits, '_', '.', '-').",
+    ),
+]
+
+_GRANT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The tenant to let read the blob: {tenant: NAME}, as JSON or YAML.",
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/BlobGrantRequest"}}
+            for media in ACCEPTED_TYPES
+        },
+    }
+}
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -48,7 +72,10 @@ _UPLOAD_BODY: dict[str, Any] = {
     "/{digest}",
     response_model=BlobReceipt,
     status_code=201,
-    responses={200: {"model": BlobReceipt, "description": "Already yours."}, **_errors(413)},
+    responses={
+        200: {"model": BlobReceipt, "description": "Already yours."},
+        **_errors(413, 429),
+    },
     openapi_extra=_UPLOAD_BODY,
     summary="Upload a blob",
 )
@@ -57,7 +84,9 @@ async def put_blob(
 ) -> BlobReceipt:
     """Store the body under ``digest`` and make the caller an owner: 201, or 200 when the
     caller had uploaded it before. 400 (DigestMismatchError) when the bytes hash to
-    another digest, 413 over `max_upload_bytes`; either way nothing is stored."""
+    another digest, 413 over `max_upload_bytes`, 429 (QuotaExceededError) when the
+    caller's uploads would pass `tenant_max_upload_bytes`; in each case nothing is
+    recorded."""
     upload = await state.control.blob_access.upload(
         tenant,
         digest,
@@ -109,6 +138,62 @@ async def get_blob(digest: DigestPath, tenant: CurrentTenant, state: State) -> S
         media_type="application/octet-stream",
         headers=_headers(info),
     )
+
+
+@router.post(
+    "/{digest}/grants",
+    response_model=BlobGrant,
+    status_code=201,
+    responses={
+        200: {"model": BlobGrant, "description": "The caller had made this grant already."},
+        **_errors(403, 404, 413, 415, 429),
+    },
+    openapi_extra=_GRANT_BODY,
+    summary="Let another tenant read a blob",
+)
+async def grant_blob(
+    digest: DigestPath, request: Request, response: Response, tenant: CurrentTenant, state: State
+) -> BlobGrant:
+    """Let ``tenant`` (the body's) read the blob and use it as an input: 201, or 200 when
+    the caller had granted it before. The caller must have uploaded the blob or made it
+    in a workflow (404, as for an unknown digest, otherwise; 403 for a blob the caller
+    holds only by a grant: grants are not passed on). 429 past `max_grants_per_tenant`.
+    The answer is the same whether or not the named tenant exists."""
+    settings = state.control.settings
+    body = await read_model(request, settings.max_body_bytes, parse_grant_request)
+    if not await state.control.blob_access.grant(tenant, digest, body.tenant):
+        response.status_code = 200
+    return BlobGrant(tenant=body.tenant, grantor=tenant.name)
+
+
+@router.get(
+    "/{digest}/grants",
+    response_model=BlobGrants,
+    responses=_errors(404),
+    summary="The grants of a blob the caller made",
+)
+async def list_blob_grants(digest: DigestPath, tenant: CurrentTenant, state: State) -> BlobGrants:
+    """The grants of the blob that the caller made (an admin sees every grantor's); 404
+    for a digest the caller may not read, as for an unknown one."""
+    grants = await state.control.blob_access.grants(tenant, digest)
+    return BlobGrants(digest=digest, grants=grants)
+
+
+@router.delete(
+    "/{digest}/grants/{tenant}",
+    status_code=204,
+    response_class=Response,
+    responses=_errors(404),
+    summary="Withdraw a grant of a blob",
+)
+async def revoke_blob_grant(
+    digest: DigestPath, grantee: GranteePath, tenant: CurrentTenant, state: State
+) -> Response:
+    """Withdraw the caller's grant of the blob to ``tenant``: 204, also when there was
+    none. Grants other tenants made to ``tenant`` stand. 404 for a digest the caller may
+    not read, as for an unknown one."""
+    await state.control.blob_access.revoke(tenant, digest, grantee)
+    return Response(status_code=204)
 
 
 def _headers(info: BlobInfo) -> dict[str, str]:

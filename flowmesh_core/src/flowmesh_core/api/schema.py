@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from flowmesh_core.models import Operator, Workflow
-from flowmesh_core.models.api import ResultsRequest
+from flowmesh_core.models.api import BlobGrantRequest, ResultsRequest
 from flowmesh_core.registry import Registry
 
 __all__ = ["add_body_schemas", "kind_schema_name"]
@@ -38,11 +38,11 @@ def kind_schema_name(base: str, kind: str) -> str:
 
 
 def add_body_schemas(schema: dict[str, Any], registry: Registry) -> None:
-    """Put the bodies' schemas (Workflow, Operator, ResultsRequest) and every kind's
-    params model in ``schema``'s components, operators typed by kind."""
+    """Put the bodies' schemas (Workflow, Operator, ResultsRequest, BlobGrantRequest) and
+    every kind's params model in ``schema``'s components, operators typed by kind."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     specs = [registry.get(kind) for kind in registry.kinds()]
-    models: list[type[BaseModel]] = [Workflow, Operator, ResultsRequest]
+    models: list[type[BaseModel]] = [Workflow, Operator, ResultsRequest, BlobGrantRequest]
     models += [spec.params_model for spec in specs]
     refs, defs = models_json_schema([(m, "validation") for m in models], ref_template=_REF)
     for name, definition in defs.get("$defs", {}).items():

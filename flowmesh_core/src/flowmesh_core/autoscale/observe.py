@@ -25,6 +25,7 @@ from typing import Any
 from flowmesh_core.autoscale.decide import Decision, PoolView, recommend
 from flowmesh_core.autoscale.place import Waiting, place
 from flowmesh_core.autoscale.pools import PoolSpec
+from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
@@ -66,8 +67,10 @@ class Recommendation:
 
 def _seconds(model: ThroughputModel) -> Any:
     def per_item(spec: PoolSpec, group: Waiting) -> float:
+        # The model answers per unit of work; an item of a training run is many units.
         size = max(1, min(group.items, group.max_batch))
-        return model.batch_seconds(spec.accelerator, group.kind, group.model, size) / size
+        seconds = model.batch_seconds(spec.accelerator, group.kind, group.model, size)
+        return group.weight * seconds / size
 
     return per_item
 
@@ -91,7 +94,8 @@ async def observe_and_recommend(store: Store, settings: Settings, now: float) ->
         meaning = await store.signature_info(sig)
         kind = str(meaning.get("kind") or "unknown")
         model = meaning.get("model")
-        waiting.append(Waiting(sig, kind, str(model) if model else None, count))
+        weight = float(meaning.get("weight", 1.0))
+        waiting.append(Waiting(sig, kind, model_id(model), count, weight=weight))
     stored = await store.load_json(store.keys.throughput())
     model = ThroughputModel.from_dict(json.loads(stored)) if stored else ThroughputModel()
     shares = place(pools, waiting, _seconds(model), settings.autoscale_drain_s)

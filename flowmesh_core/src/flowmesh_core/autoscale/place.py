@@ -27,6 +27,7 @@ class Waiting:
     model: str | None
     items: int
     max_batch: int = 64
+    weight: float = 1.0  # units of work per item (a training run: examples x epochs)
 
 
 SecondsPerItem = Callable[[PoolSpec, Waiting], float]

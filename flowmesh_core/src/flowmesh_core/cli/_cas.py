@@ -1,9 +1,11 @@
-"""``flowmesh cas put|get``: move blobs in and out of the CAS through the API, as a tenant.
+"""``flowmesh cas put|get|grant|revoke|grants``: move blobs in and out of the CAS, and
+share them, through the API, as a tenant.
 
-Both go through the control plane with the tenant's token (FLOWMESH_TOKEN, --token), so
+All go through the control plane with the tenant's token (FLOWMESH_TOKEN, --token), so
 they obey the same rights as every other read (docs/isolation.md): ``put`` makes the
-tenant an owner of what it uploads, ``get`` reads only blobs the tenant uploaded or
-results its lineage holds. This module must never open the blob store or Redis itself.
+tenant an owner of what it uploads, ``get`` reads only blobs the tenant uploaded, results
+its lineage holds and blobs granted to it, ``grant`` lets another tenant read a blob the
+tenant uploaded or made. This module must never open the blob store or Redis itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def cas() -> None:
 
     Needs a tenant token (FLOWMESH_TOKEN or --token) and a running server
     (FLOWMESH_SERVER_URL). A blob is yours to read and to use as an operator input
-    ({blob: DIGEST}) once you uploaded it; other tenants cannot see it.
+    ({blob: DIGEST}) once you uploaded it; other tenants cannot see it unless you grant
+    it to them (cas grant).
     """
 
 
@@ -71,7 +74,8 @@ def put(cli: CliContext, file: Path, media_type: str | None) -> None:
 def get(cli: CliContext, digest: str, output: Path | None) -> None:
     """Print the blob DIGEST to stdout, or write it to --output, verifying its bytes.
 
-    DIGEST must be a blob you uploaded or a result of one of your workflows. Without
+    DIGEST must be a blob you uploaded, a result of one of your workflows, or a blob
+    another tenant granted you. Without
     --output the blob is read whole and verified before anything is printed; use
     --output for blobs too large to hold in memory.
     """
@@ -85,3 +89,56 @@ def get(cli: CliContext, digest: str, output: Path | None) -> None:
     out = sys.stdout.buffer
     out.write(data)
     out.flush()
+
+
+@cas.command()
+@click.argument("digest")
+@click.argument("tenant")
+@pass_cli
+@reports_errors
+def grant(cli: CliContext, digest: str, tenant: str) -> None:
+    """Let TENANT read the blob DIGEST and use it as an input ({blob: DIGEST}).
+
+    DIGEST must be a blob you uploaded or a result of one of your workflows; a blob
+    granted to you cannot be granted on. If DIGEST is a result manifest of your
+    workflows, TENANT may also compute on the items it lists. The answer is the same
+    whether or not TENANT exists. Undo it with `flowmesh cas revoke DIGEST TENANT`.
+    """
+    validate_digest(digest)
+    with open_client(cli) as client:
+        client.grant_blob(digest, tenant)
+    err_console.print(f"{tenant} may read {digest}", highlight=False)
+
+
+@cas.command()
+@click.argument("digest")
+@click.argument("tenant")
+@pass_cli
+@reports_errors
+def revoke(cli: CliContext, digest: str, tenant: str) -> None:
+    """Withdraw your grant of the blob DIGEST to TENANT (a no-op if there was none).
+
+    TENANT keeps reading DIGEST if another tenant granted it too, or if TENANT uploaded
+    it or made it itself. Work TENANT already submitted with it is not stopped.
+    """
+    validate_digest(digest)
+    with open_client(cli) as client:
+        client.revoke_blob_grant(digest, tenant)
+    err_console.print(f"your grant of {digest} to {tenant} is withdrawn", highlight=False)
+
+
+@cas.command()
+@click.argument("digest")
+@pass_cli
+@reports_errors
+def grants(cli: CliContext, digest: str) -> None:
+    """List your grants of the blob DIGEST, one a line: GRANTEE<TAB>GRANTOR.
+
+    Only your own grants are listed (GRANTOR is you), never other tenants'; with an
+    admin token, every tenant's grants of DIGEST.
+    """
+    validate_digest(digest)
+    with open_client(cli) as client:
+        made = client.list_blob_grants(digest)
+    for one in made:
+        click.echo(f"{one.tenant}\t{one.grantor}")

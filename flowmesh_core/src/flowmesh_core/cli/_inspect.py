@@ -74,7 +74,10 @@ def _counts(records: Iterable[LineageRecord]) -> Counter[Satisfaction]:
 
 
 def _progress_text(progress: Mapping[str, object]) -> str:
-    """A running training item's progress: ``step 12/64, loss 9.81, ETA 3s``."""
+    """A running training item's progress: ``step 12/64, loss 9.81, ETA 3s``; a cold
+    worker's model load: ``loading flowmesh/tiny-gpt on gpu-1``."""
+    if progress.get("phase") == "loading":
+        return f"loading {progress.get('model')} on {progress.get('worker')}"
     step, steps, loss, eta = (progress.get(k) for k in ("step", "steps", "loss", "eta_s"))
     if (
         isinstance(step, int)

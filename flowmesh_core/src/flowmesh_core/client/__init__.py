@@ -14,11 +14,15 @@ these and never talk HTTP themselves.
 its version being the function's source hash. ``attach(client, doc, key=..., workflow=...)``
 (``attach_async`` for an AsyncClient) is the one re-attach policy for orchestrator tasks:
 a retry re-attaches to its earlier try's workflow unless that one failed or was cancelled.
+``progress_summary(status)`` is the one line saying what unfinished work waits on
+(queued, loading a model on a worker, running); ``wait(..., progress=fn)`` calls ``fn``
+with each status seen while waiting, every ``PROGRESS_EVERY_S`` seconds.
 The value types the methods return are re-exported here. Importing this package never imports the
 control plane or Redis.
 """
 
 from flowmesh_core.client._async import AsyncClient
+from flowmesh_core.client._progress import progress_summary
 from flowmesh_core.client._python import python_operator
 from flowmesh_core.client._reattach import Attached, attach, attach_async
 from flowmesh_core.client._sync import Client
@@ -43,5 +47,6 @@ __all__ = [
     "WorkflowStatus",
     "attach",
     "attach_async",
+    "progress_summary",
     "python_operator",
 ]

@@ -1,4 +1,5 @@
-"""Blob uploads and downloads for both clients: what to send, and how to read the answers.
+"""Blob uploads, downloads and grants for both clients: what to send, and how to read
+the answers.
 
 An upload needs its digest before the first byte is sent (it is in the URL), so a
 source is read twice: once to hash it, once to send it. Bytes are hashed in memory; a
@@ -13,6 +14,7 @@ it has not verified against their digest.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -23,12 +25,20 @@ from typing import IO, Any, BinaryIO
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
-from flowmesh_core.client._shared import Call, _not_flowmesh, _verified
+from flowmesh_core.client._shared import Call, _json_parser, _not_flowmesh, _segment, _verified
 from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.hashing import DIGEST_PREFIX, validate_digest
-from flowmesh_core.models.api import BlobReceipt
+from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt
 
-__all__ = ["BlobSource", "BlobSourceLike", "blob_call", "put_blob_call"]
+__all__ = [
+    "BlobSource",
+    "BlobSourceLike",
+    "blob_call",
+    "blob_grants_call",
+    "grant_blob_call",
+    "put_blob_call",
+    "revoke_blob_grant_call",
+]
 
 BlobSourceLike = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
 """What ``put_blob`` takes: bytes are the data; a str or path names a local file;
@@ -37,6 +47,8 @@ anything with ``read`` is a binary file object, read from where it stands."""
 _CHUNK = 1 << 20
 _SPOOL_MEMORY = 8 << 20
 _RECEIPT = TypeAdapter(BlobReceipt)
+_GRANT = _json_parser(TypeAdapter(BlobGrant), "BlobGrant")
+_GRANTS = _json_parser(TypeAdapter(BlobGrants), "BlobGrants")
 
 
 class BlobSource:
@@ -170,3 +182,28 @@ def blob_call(digest: str) -> Call[bytes]:
         return _verified(digest, response.content)
 
     return Call("GET", f"/v1/blobs/{digest}", parse)
+
+
+def _grants_path(digest: str) -> str:
+    return f"/v1/blobs/{validate_digest(digest)}/grants"
+
+
+def grant_blob_call(digest: str, tenant: str) -> Call[BlobGrant]:
+    """POST a grant: let ``tenant`` read the blob ``digest``; the answer is the grant."""
+    body = json.dumps({"tenant": tenant}).encode("utf-8")
+    return Call("POST", _grants_path(digest), _GRANT, content=body, content_type="application/json")
+
+
+def revoke_blob_grant_call(digest: str, tenant: str) -> Call[None]:
+    """DELETE this tenant's grant of ``digest`` to ``tenant`` (idempotent: no answer)."""
+    path = f"{_grants_path(digest)}/{_segment(tenant, 'tenant')}"
+    return Call("DELETE", path, lambda _response: None)
+
+
+def blob_grants_call(digest: str) -> Call[list[BlobGrant]]:
+    """GET the grants of ``digest`` this tenant made; the answer is the list."""
+
+    def parse(response: httpx.Response) -> list[BlobGrant]:
+        return _GRANTS(response).grants
+
+    return Call("GET", _grants_path(digest), parse)

@@ -70,6 +70,8 @@ T = TypeVar("T")
 
 MAX_WAIT_SLICE_S = 60.0
 """The longest single long-poll: short enough that proxies do not cut it off."""
+PROGRESS_EVERY_S = 30.0
+"""How often ``wait(..., progress=fn)`` reports the status (each long-poll ends by then)."""
 
 _TERMINAL = frozenset({NodeState.DONE, NodeState.FAILED, NodeState.CANCELLED})
 _USER_AGENT = "flowmesh-client/0.1.0"
@@ -319,9 +321,10 @@ def health_call() -> Call[dict[str, Any]]:
 class WaitLoop:
     """The long-poll loop behind ``wait``, without I/O: ask ``next_call``, ``feed`` the answer.
 
-    Each poll lasts at most MAX_WAIT_SLICE_S and never past the deadline. The loop ends
-    when the workflow is done or failed, or when the deadline has passed; ``timeout=None``
-    waits for as long as it takes. ``last`` is then the latest status seen.
+    Each poll lasts at most MAX_WAIT_SLICE_S (PROGRESS_EVERY_S when ``progress`` is
+    given, which then hears every status that is not final) and never past the deadline.
+    The loop ends when the workflow is done or failed, or when the deadline has passed;
+    ``timeout=None`` waits for as long as it takes. ``last`` is then the latest status seen.
     """
 
     def __init__(
@@ -330,21 +333,28 @@ class WaitLoop:
         timeout: float | None,
         lineage: bool,
         clock: Callable[[], float] = time.monotonic,
+        progress: Callable[[WorkflowStatus], object] | None = None,
     ) -> None:
         self._id = workflow_id
         self._lineage = lineage
         self._clock = clock
         self._deadline = None if timeout is None else clock() + max(0.0, timeout)
         self._last: WorkflowStatus | None = None
+        self._progress = progress
+        # Read when the wait starts, so a caller (or a test) may change it.
+        self._slice = min(MAX_WAIT_SLICE_S, PROGRESS_EVERY_S) if progress else MAX_WAIT_SLICE_S
 
     def next_call(self) -> Call[WorkflowStatus] | None:
-        remaining = MAX_WAIT_SLICE_S if self._deadline is None else self._deadline - self._clock()
+        remaining = self._slice if self._deadline is None else self._deadline - self._clock()
         if self._last is not None and (self._last.state in _TERMINAL or remaining <= 0):
             return None
-        return _wait_call(self._id, min(MAX_WAIT_SLICE_S, max(0.0, remaining)), self._lineage)
+        return _wait_call(self._id, min(self._slice, max(0.0, remaining)), self._lineage)
 
     def feed(self, status: WorkflowStatus) -> None:
+        """Take a poll's answer; ``progress`` hears each one that is not final."""
         self._last = status
+        if self._progress is not None and status.state not in _TERMINAL:
+            self._progress(status)
 
     @property
     def last(self) -> WorkflowStatus:

@@ -7,18 +7,32 @@ It holds no API knowledge of its own (paths, parsing, errors and verification ar
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from flowmesh_core.client import _shared as s
-from flowmesh_core.client._blobs import BlobSource, BlobSourceLike, blob_call, put_blob_call
+from flowmesh_core.client._blobs import (
+    BlobSource,
+    BlobSourceLike,
+    blob_call,
+    blob_grants_call,
+    grant_blob_call,
+    put_blob_call,
+    revoke_blob_grant_call,
+)
 from flowmesh_core.client._errors import check_response, transport_errors
 from flowmesh_core.manifest import parse_manifest
 from flowmesh_core.models import LineageRecord, Operator, Workflow
-from flowmesh_core.models.api import StatsReport, SubmitResult, WorkerState, WorkflowStatus
+from flowmesh_core.models.api import (
+    BlobGrant,
+    StatsReport,
+    SubmitResult,
+    WorkerState,
+    WorkflowStatus,
+)
 
 __all__ = ["Client"]
 
@@ -95,15 +109,22 @@ class Client:
         return self._call(s.status_call(workflow_id, lineage))
 
     def wait(
-        self, workflow_id: str, *, timeout: float | None = None, lineage: bool = False
+        self,
+        workflow_id: str,
+        *,
+        timeout: float | None = None,
+        lineage: bool = False,
+        progress: Callable[[WorkflowStatus], object] | None = None,
     ) -> WorkflowStatus:
         """Wait until the workflow is done, failed or cancelled, or ``timeout`` seconds pass.
 
         Never raises for a timeout: it returns the last status seen, so check ``.state``
         (``NodeState.DONE``, ``FAILED``, ``CANCELLED``, or still running).
-        ``timeout=None`` waits forever.
+        ``timeout=None`` waits forever. ``progress``, when given, is called with each
+        status that is not final, about every ``PROGRESS_EVERY_S`` seconds (pass
+        ``lineage=True`` for item counts; ``progress_summary`` makes it one line).
         """
-        loop = s.WaitLoop(workflow_id, timeout, lineage)
+        loop = s.WaitLoop(workflow_id, timeout, lineage, progress=progress)
         while (call := loop.next_call()) is not None:
             loop.feed(self._call(call))
         return loop.last
@@ -174,9 +195,29 @@ class Client:
             return self._call(put_blob_call(blob, blob.chunks(), media_type))
 
     def get_blob(self, digest: str) -> bytes:
-        """A blob this tenant uploaded, or a result its lineage holds: its bytes, verified
-        (NotFoundError for any other digest, whether it exists or not)."""
+        """A blob this tenant uploaded, a result its lineage holds, or a blob granted to
+        it: its bytes, verified (NotFoundError for any other digest, whether it exists or
+        not)."""
         return self._call(blob_call(digest))
+
+    def grant_blob(self, digest: str, tenant: str) -> BlobGrant:
+        """Let ``tenant`` read the blob ``digest`` and use it as an input; the grant.
+
+        This tenant must have uploaded the blob or made it in a workflow (NotFoundError
+        otherwise, as for an unknown digest; PermissionDeniedError for a blob this tenant
+        holds only by a grant: a grant is not passed on). Idempotent. The answer is the
+        same whether or not ``tenant`` exists. QuotaExceededError past the server's
+        ``max_grants_per_tenant`` (docs/isolation.md, "Grants")."""
+        return self._call(grant_blob_call(digest, tenant))
+
+    def revoke_blob_grant(self, digest: str, tenant: str) -> None:
+        """Withdraw this tenant's grant of ``digest`` to ``tenant`` (idempotent); other
+        tenants' grants to ``tenant`` stand."""
+        return self._call(revoke_blob_grant_call(digest, tenant))
+
+    def list_blob_grants(self, digest: str) -> list[BlobGrant]:
+        """The grants of ``digest`` this tenant made (an admin token: everyone's)."""
+        return self._call(blob_grants_call(digest))
 
     def download_blob(self, digest: str, path: str | os.PathLike[str]) -> int:
         """``get_blob`` streamed into ``path`` (replaced only once every byte is verified);

@@ -38,7 +38,8 @@ __all__ = ["BatchObserver", "CompletionApplier"]
 log = logging.getLogger("flowmesh.completions")
 
 BatchObserver = Callable[[str, str, str | None, int, float, float], None]
-"""Called per applied batch: (accelerator, kind, model, size, exec seconds, load seconds)."""
+"""Called per applied batch: (accelerator, kind, model, size, exec seconds, load seconds);
+the exec seconds are per unit of work when an item stands for many (``throughput``)."""
 
 _PROFILE_TTL_S = 30.0
 """How long a worker's profile ($/h, W, accelerator) is taken from memory."""
@@ -184,7 +185,9 @@ class CompletionApplier:
         replies = await self.store.run_scripts(calls)
         if replies[-1] and self.observe is not None and profile is not None:
             info = await self._signature(report.signature)
-            exec_s = max(seconds - report.load_seconds, 1e-6)
+            # per unit of work: a training run's seconds over its examples x epochs
+            weight = float(info.get("weight", 1.0))
+            exec_s = max(seconds - report.load_seconds, 1e-6) / weight
             self.observe(
                 profile.accelerator,
                 info.get("kind", "?"),

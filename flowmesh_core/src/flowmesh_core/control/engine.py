@@ -215,7 +215,7 @@ class WorkflowEngine:
 
     async def _check_readable(self, tenant: Tenant, digests: Iterable[str]) -> None:
         """Every digest a worker will read for ``tenant`` must be a result the tenant's
-        lineage holds or a blob the tenant uploaded (docs/isolation.md).
+        lineage holds, a blob the tenant uploaded, or one granted to it (docs/isolation.md).
 
         Otherwise a tenant could compute on another tenant's results or uploads by naming
         their digests. Such a digest and one that does not exist get the same answer, at
@@ -240,8 +240,8 @@ class WorkflowEngine:
         except BlobNotFoundError:
             raise NotFoundError(f"no blob {digest} for this tenant") from None
         tree = model_tree(digest, data)
-        if tenant.admin or await self.store.may_read(tenant.name, digest):
-            return  # its own result: the run that made it was checked already
+        if tenant.admin or await self.store.trusted_listings(tenant.name, [digest]):
+            return  # a lineage result (its own or a grantor's): its run was checked already
         if depth >= _MAX_BASES:
             raise InvalidOperatorError(
                 f"model {digest}: its chain of base checkpoints is over {_MAX_BASES} long"
@@ -251,12 +251,13 @@ class WorkflowEngine:
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a
-        manifest of its own making); a manifest that is the tenant's own result is
-        trusted whole."""
+        manifest of its own making, and so can a grantor); a manifest that is a lineage
+        result, the tenant's own or one granted by a tenant whose lineage holds it, is
+        trusted whole (``Store.trusted_listings``)."""
         if not expansion.manifests or tenant.admin:
             return
-        mine = {m for m in expansion.manifests if await self.store.may_read(tenant.name, m)}
-        listed = (d for m, ds in expansion.manifests.items() if m not in mine for d in ds)
+        trusted = await self.store.trusted_listings(tenant.name, expansion.manifests)
+        listed = (d for m, ds in expansion.manifests.items() if m not in trusted for d in ds)
         await self._check_readable(tenant, dict.fromkeys(listed))
 
     def _check_waiting(self, node: WorkflowNode) -> None:

@@ -88,6 +88,9 @@ class RoundPlan:
             "price_per_hour": worker.price_per_hour,
             "watts": worker.watts,
             "model_warm": candidate.model is None or candidate.model in worker.warm_models,
+            "input_bytes": candidate.batch_input_bytes
+            + decision.size * candidate.input_bytes_per_item,
+            "input_local": candidate.local_fraction.get(worker.worker_id, 0.0),
             "free_workers": len(self.workers),
             "value": s.value,
             "cost_usd": s.cost_usd,

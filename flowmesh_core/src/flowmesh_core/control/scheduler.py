@@ -49,7 +49,7 @@ from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
 from flowmesh_core.store.fleet import WorkerRecord
 
-__all__ = ["Scheduler", "model_id"]
+__all__ = ["Scheduler", "holders", "model_id"]
 
 log = logging.getLogger("flowmesh.scheduler")
 
@@ -212,8 +212,12 @@ class Scheduler:
             self._head = head
             view = await self.store.round_view(head, now, half_life)
         pool = [(sig, n, ms[:head]) for sig, n, ms in view.pool]
+        held = holders(view.workers)
         plan = RoundPlan(
-            {sig: _candidate(sig, n, ms, view.meaning, now) for sig, n, ms in pool},
+            {
+                sig: _candidate(sig, n, ms, view.meaning, now, view.tree_bytes.get(sig, 0), held)
+                for sig, n, ms in pool
+            },
             {sig: [m for m, _ in ms] for sig, _, ms in pool},
             workers,
             policy=self.policy,
@@ -263,23 +267,41 @@ class Scheduler:
         return views
 
 
+def holders(records: list[WorkerRecord]) -> dict[str, list[str]]:
+    """Checkpoint digest -> the workers that report it on their disk (``held``)."""
+    held: dict[str, list[str]] = {}
+    for record in records:
+        for digest in record.held:
+            held.setdefault(digest, []).append(record.profile.worker_id)
+    return held
+
+
 def _candidate(
     signature: str,
     count: int,
     members: list[tuple[str, float]],
     meaning: dict[str, dict[str, Any]],
     now: float,
+    tree_bytes: int = 0,
+    held: dict[str, list[str]] | None = None,
 ) -> BatchCandidate:
+    """The candidate of one ready-pool group. A group whose model is a checkpoint of
+    ``tree_bytes`` bytes moves them once per batch, except to the workers that hold that
+    checkpoint on disk (``held``; local fraction 1)."""
     meta = meaning.get(signature, {})
     oldest = members[0][1] if members else now
+    model = model_id(meta.get("model"))
+    holding = (held or {}).get(model or "", []) if tree_bytes else []
     return BatchCandidate(
         signature=signature,
         kind=str(meta.get("kind", "?")),
-        model=model_id(meta.get("model")),
+        model=model,
         ready=count,
         oldest_wait_s=max(now - oldest, 0.0),
         tenant_items=Counter(member_tenant(m) for m, _ in members),
         item_weight=float(meta.get("weight", 1.0)),
+        batch_input_bytes=float(tree_bytes),
+        local_fraction=dict.fromkeys(holding, 1.0),
     )
 
 

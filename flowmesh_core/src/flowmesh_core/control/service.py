@@ -30,7 +30,7 @@ from flowmesh_core.control.tenants import authenticate
 from flowmesh_core.control.views import FabricViews
 from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models import LineageRecord, Operator, Workflow, WorkflowNode
+from flowmesh_core.models import ItemStatus, LineageRecord, Operator, Workflow, WorkflowNode
 from flowmesh_core.models.api import (
     NodeState,
     NodeStatus,
@@ -51,6 +51,9 @@ log = logging.getLogger("flowmesh.control")
 
 MAX_RESULTS_READ = 10_000
 """Most digests one ``read_results`` call takes."""
+
+_PROGRESS_ITEMS = 32
+"""How many of a split node's running items a status reads the progress of (one MGET)."""
 
 _STATES = {
     "done": NodeState.DONE,
@@ -87,7 +90,12 @@ class ControlPlane:
         self.engine = WorkflowEngine(self.store, self.blobs, self.registry, settings)
         self.results = self.engine.results
         self.blob_access = BlobAccess(
-            self.store, self.blobs, self.results, settings.max_upload_bytes
+            self.store,
+            self.blobs,
+            self.results,
+            settings.max_upload_bytes,
+            settings.max_grants_per_tenant,
+            settings.tenant_max_upload_bytes,
         )
         self.scheduler = Scheduler(self.store, settings, exhausted=self._exhausted)
         consumer = f"{socket.gethostname()}-{os.getpid()}"
@@ -174,7 +182,7 @@ class ControlPlane:
             _node_status(name, records[name], lineage[name], _after(node), with_lineage)
             for name, node in workflow.nodes.items()
         ]
-        nodes = await self._with_progress(state.domain, nodes, records)
+        nodes = await self._with_progress(state.domain, nodes, records, lineage)
         overall = _STATES.get(state.status, NodeState.PENDING)
         if overall is NodeState.PENDING and any(n.state is NodeState.RUNNING for n in nodes):
             overall = NodeState.RUNNING
@@ -188,17 +196,34 @@ class ControlPlane:
         )
 
     async def _with_progress(
-        self, domain: str, nodes: list[NodeStatus], records: dict[str, dict[str, str]]
+        self,
+        domain: str,
+        nodes: list[NodeStatus],
+        records: dict[str, dict[str, str]],
+        lineage: dict[str, list[LineageRecord]],
     ) -> list[NodeStatus]:
-        """Running nodes of one item (training runs whole) with their item's progress."""
-        running = {
-            n.op_key: n
-            for n in nodes
-            if n.state is NodeState.RUNNING and n.op_key and records[n.node].get("batched") != "1"
-        }
-        found = await self.store.item_progress(domain, list(running))
+        """Running nodes with what their workers reported: a node of one item (training
+        runs whole) its item's progress; a split node that of its running items, a model
+        load first (docs/architecture.md, "What a status says")."""
+        keys: dict[str, list[str]] = {}
+        for n in nodes:
+            if n.state is not NodeState.RUNNING or not n.op_key:
+                continue
+            if records[n.node].get("batched") != "1":
+                keys[n.node] = [n.op_key]
+            else:
+                running = [r.op_key for r in lineage[n.node] if r.status is ItemStatus.RUNNING]
+                keys[n.node] = running[:_PROGRESS_ITEMS]
+        wanted = sorted({k for ks in keys.values() for k in ks})
+        found = await self.store.item_progress(domain, wanted)
+        progress = {}
+        for node, ks in keys.items():
+            reports = [found[k] for k in ks if k in found]
+            loading = [r for r in reports if r.get("phase") == "loading"]
+            if reports:
+                progress[node] = (loading or reports)[0]
         return [
-            n.model_copy(update={"progress": found[n.op_key]}) if n.op_key in found else n
+            n.model_copy(update={"progress": progress[n.node]}) if n.node in progress else n
             for n in nodes
         ]
 

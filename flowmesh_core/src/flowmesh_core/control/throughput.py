@@ -7,7 +7,12 @@ exponentially weighted moving average per key); until a key has a measurement, a
 prior answers.
 
 Measured rates are keyed by (accelerator, kind, model, batch-size bucket), where buckets
-are powers of two: sizes 1 -> 1, 2 -> 2, 3..4 -> 4, 5..8 -> 8, and so on.
+are powers of two: sizes 1 -> 1, 2 -> 2, 3..4 -> 4, 5..8 -> 8, and so on. An item that
+stands for many units of work (a training run: its examples times epochs, the utility's
+item weight) is learned and asked per unit: the control plane observes its seconds
+divided by its weight, and the utility multiplies the answer by it. So a training kind's
+rate is examples per second on that accelerator, and a run twice as long is expected to
+take twice as long.
 
 The model is plain, JSON-serialisable state (``to_dict`` / ``from_dict``) so the control
 plane can persist it in Redis and any replica can rebuild it. This module must never

@@ -57,6 +57,8 @@ class BatchCandidate:
     tenant_items: Mapping[str, int]  # tenant -> items among the first `ready`
     input_bytes_per_item: float = 0.0  # mean input bytes a worker must hold locally
     local_fraction: Mapping[str, float] = field(default_factory=dict)  # worker_id -> 0..1
+    batch_input_bytes: float = 0.0  # bytes a batch needs once, whatever its size (a
+    # checkpoint model's files); local_fraction covers these and the items' bytes alike
     item_weight: float = 1.0  # units of work one item stands for (a training run: its examples)
 
     def __post_init__(self) -> None:
@@ -64,6 +66,7 @@ class BatchCandidate:
             raise InvalidInputError(f"BatchCandidate.ready must be >= 1, got {self.ready}")
         _finite_at_least("BatchCandidate", "oldest_wait_s", self.oldest_wait_s, 0.0)
         _finite_at_least("BatchCandidate", "input_bytes_per_item", self.input_bytes_per_item, 0.0)
+        _finite_at_least("BatchCandidate", "batch_input_bytes", self.batch_input_bytes, 0.0)
         if not (math.isfinite(self.item_weight) and self.item_weight > 0):
             raise InvalidInputError(
                 f"BatchCandidate.item_weight must be a finite number > 0, got {self.item_weight!r}"
@@ -212,6 +215,17 @@ def _transfer_per_item(candidate: BatchCandidate, fraction: float, worker: Worke
     return candidate.input_bytes_per_item * (1.0 - fraction) / worker.bandwidth_bytes_s
 
 
+def _transfer_per_batch(candidate: BatchCandidate, fraction: float, worker: WorkerView) -> float:
+    if candidate.batch_input_bytes == 0:
+        return 0.0
+    return candidate.batch_input_bytes * (1.0 - fraction) / worker.bandwidth_bytes_s
+
+
+def _has_inputs(candidate: BatchCandidate) -> bool:
+    """Whether ``candidate`` has bytes to move, so local fractions can tell workers apart."""
+    return bool(candidate.input_bytes_per_item or candidate.batch_input_bytes)
+
+
 def _penalty_per_s(worker: WorkerView, weights: UtilityWeights) -> float:
     """$ charged per expected second on ``worker``: its price, its energy and latency."""
     return (
@@ -238,22 +252,28 @@ def score(
 
         load    = 0  if c.model is None or c.model in w.warm_models
                   else throughput.load_seconds(w.accelerator, c.model, default=L0)
-        xfer    = c.input_bytes_per_item * (1 - c.local_fraction.get(w.worker_id, 0))
-                  / w.bandwidth_bytes_s                 (0 when input_bytes_per_item == 0)
-        T       = throughput.batch_seconds(w.accelerator, c.kind, c.model, n)
-                  + load + n * xfer                     (expected seconds)
+        f       = c.local_fraction.get(w.worker_id, 0)
+        xfer    = c.input_bytes_per_item * (1 - f) / w.bandwidth_bytes_s
+        fetch   = c.batch_input_bytes * (1 - f) / w.bandwidth_bytes_s
+        T       = u * throughput.batch_seconds(w.accelerator, c.kind, c.model, n)
+                  + load + fetch + n * xfer             (expected seconds)
         value   = n * u * (v * (1 + a * c.oldest_wait_s) + phi * v * fairness(c, usage))
         utility = value - (kc * w.price_per_hour / 3600 + ke * w.watts / 3600 + kt) * T
         rate    = utility / T
 
     with ``u = c.item_weight``, the units of work one item stands for (1 for an item of a
-    split list; a training run's examples), so that an item worth many units is not left
-    waiting because running it costs more than one unit is worth. That is,
+    split list; a training run's examples times epochs): such an item is worth that many
+    units and takes as long as that many (the throughput model learns per unit, see
+    ``throughput``), so it is weighed by what one unit of it costs and earns, whatever
+    the size of the run. That is,
     ``utility = value - kc * cost - ke * energy - kt * T`` with
     ``cost = w.price_per_hour * T / 3600`` ($) and ``energy = w.watts * T / 3600`` (Wh),
     the two reported in the Score. ``fairness`` (in [-1, 1]) is defined in its docstring.
     Aging makes an item's value grow without bound while it waits, so no group starves;
     ``rate`` is utility per second of the worker's time, which ``choose`` maximises.
+    ``fetch`` is what a batch moves once (a checkpoint model's files, which a worker that
+    holds it on disk has: f = 1), ``xfer`` what each item moves; both are 0 when their
+    bytes are 0. The scheduler sets them (docs/architecture.md, "Data locality").
     """
     limit = min(candidate.ready, worker.max_batch)
     if not 1 <= size <= limit:
@@ -263,8 +283,10 @@ def score(
     fair = _fairness(candidate.tenant_items, _fair_share(usage), usage)
     fraction = candidate.local_fraction.get(worker.worker_id, 0.0)
     seconds = (
-        throughput.batch_seconds(worker.accelerator, candidate.kind, candidate.model, size)
+        candidate.item_weight
+        * throughput.batch_seconds(worker.accelerator, candidate.kind, candidate.model, size)
         + _load_seconds(candidate, worker, throughput, weights)
+        + _transfer_per_batch(candidate, fraction, worker)
         + size * _transfer_per_item(candidate, fraction, worker)
     )
     value = size * _item_value(candidate, weights, fair)
@@ -342,7 +364,7 @@ def _options(
     class's offer may even be the holder itself without changing the argmax.
     """
     holders: list[tuple[WorkerView, float]] = []
-    if c.input_bytes_per_item:
+    if _has_inputs(c):
         holders = [(free[k], f) for k, f in c.local_fraction.items() if f != 0 and k in free]
     if not holders and c.model in by_model:  # many candidates share a model
         return by_model[c.model]
@@ -378,20 +400,22 @@ def _best_for(
 ) -> _Best:
     """``best`` improved by any (worker, ladder size) of ``options`` for candidate ``c``."""
     ladders: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    weight = c.item_weight
     for worker, fraction in options:
         limit = min(c.ready, worker.max_batch)
         ladder = ladders.get((worker.accelerator, limit))
         if ladder is None:
             ladder = ladders[(worker.accelerator, limit)] = [
-                (n, throughput.batch_seconds(worker.accelerator, c.kind, c.model, n))
+                (n, weight * throughput.batch_seconds(worker.accelerator, c.kind, c.model, n))
                 for n in size_ladder(limit)
             ]
         load_s = _load_seconds(c, worker, throughput, weights)
+        fetch_s = _transfer_per_batch(c, fraction, worker)
         xfer_s = _transfer_per_item(c, fraction, worker)
         penalty = _penalty_per_s(worker, weights)
         for n, batch_s in ladder:
             # score()'s arithmetic, operation for operation, so the floats agree exactly.
-            seconds = batch_s + load_s + n * xfer_s
+            seconds = batch_s + load_s + fetch_s + n * xfer_s
             value = n * item_value
             utility = value - penalty * seconds
             if utility <= 0:
@@ -432,7 +456,7 @@ def choose(
     """
     reps = _classes(workers)
     free: dict[str, WorkerView] = {}
-    if any(c.input_bytes_per_item and c.local_fraction for c in candidates):
+    if any(_has_inputs(c) and c.local_fraction for c in candidates):
         free = {w.worker_id: w for w in workers if w.free_slots > 0 and w.max_batch >= 1}
     share = _fair_share(usage)
     by_model: dict[str | None, _Options] = {}

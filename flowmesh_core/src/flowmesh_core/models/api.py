@@ -15,6 +15,9 @@ from flowmesh_core.models._base import Digest, FrozenModel, Name, ReplyModel
 
 __all__ = [
     "BatchReport",
+    "BlobGrant",
+    "BlobGrantRequest",
+    "BlobGrants",
     "BlobReceipt",
     "NodePlan",
     "NodeState",
@@ -99,6 +102,9 @@ class NodeStatus(ReplyModel):
 
     ``progress``, while a training item runs: ``step``, ``steps``, ``loss``, ``eta_s``
     (seconds left), ``worker`` and ``at`` (when reported), as its worker last wrote them.
+    While a worker loads the model for the node's items (a cold start): ``phase``
+    ``loading``, ``model``, ``worker`` and ``at`` (when the load began); after it,
+    ``phase`` ``running``. A split node shows one running item's, a model load first.
     """
 
     node: str
@@ -186,6 +192,26 @@ class BlobReceipt(ReplyModel):
 
     digest: Digest
     size: int = Field(ge=0)
+
+
+class BlobGrantRequest(FrozenModel):
+    """A grant asked for (``POST /v1/blobs/{digest}/grants``): the tenant to let read it."""
+
+    tenant: Name
+
+
+class BlobGrant(ReplyModel):
+    """One grant of a blob: ``grantor`` lets ``tenant`` read it."""
+
+    tenant: str
+    grantor: str
+
+
+class BlobGrants(ReplyModel):
+    """The grants of a blob the caller made (an admin sees every grantor's)."""
+
+    digest: Digest
+    grants: list[BlobGrant]
 
 
 class PoolShare(ReplyModel):

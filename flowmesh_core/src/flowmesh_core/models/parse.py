@@ -13,11 +13,17 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flowmesh_core.errors import InvalidDigestError, InvalidInputError, InvalidOperatorError
-from flowmesh_core.models.api import ResultsRequest
+from flowmesh_core.models.api import BlobGrantRequest, ResultsRequest
 from flowmesh_core.models.operator import Operator
 from flowmesh_core.models.workflow import Workflow
 
-__all__ = ["parse_document", "parse_operator", "parse_results_request", "parse_workflow"]
+__all__ = [
+    "parse_document",
+    "parse_grant_request",
+    "parse_operator",
+    "parse_results_request",
+    "parse_workflow",
+]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -73,3 +79,8 @@ def parse_workflow(data: Any) -> Workflow:
 def parse_results_request(data: Any) -> ResultsRequest:
     """A ResultsRequest (``{digests: [...]}``); a malformed digest is InvalidDigestError."""
     return _validate(ResultsRequest, data, "results request", "'digests:'")
+
+
+def parse_grant_request(data: Any) -> BlobGrantRequest:
+    """A BlobGrantRequest (``{tenant: NAME}``); InvalidInputError names what to fix."""
+    return _validate(BlobGrantRequest, data, "grant request", "'tenant:'")

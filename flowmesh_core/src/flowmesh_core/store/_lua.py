@@ -39,11 +39,15 @@ SCRIPTS = (
     "cancel_workflow",
     "tenant_tokens",
     "tenant_record",
+    "grant_blob",
+    "record_upload",
+    "revoke_blob_grant",
     "ensure_group",
     "heartbeat",
     "lease",
     "release_lease",
     "round_view",
+    "set_resume",
 )
 
 _ENUMS: dict[str, type[StrEnum]] = {

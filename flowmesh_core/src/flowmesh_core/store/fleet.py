@@ -49,12 +49,13 @@ def _error_code(exc: redis.exceptions.ResponseError) -> str:
 
 
 class WorkerRecord:
-    """A registered worker as stored: profile, heartbeat, warm models, batches in flight.
+    """A registered worker as stored: profile, heartbeat, warm models, batches in flight,
+    and the checkpoints it keeps on local disk (``held``, most recent first).
 
     A ``draining`` worker is finishing what it holds and takes no new batches.
     """
 
-    __slots__ = ("draining", "heartbeat", "inflight", "profile", "warm")
+    __slots__ = ("draining", "heartbeat", "held", "inflight", "profile", "warm")
 
     def __init__(
         self,
@@ -63,12 +64,14 @@ class WorkerRecord:
         warm: list[str],
         inflight: int,
         draining: bool = False,
+        held: list[str] | None = None,
     ) -> None:
         self.profile = profile
         self.heartbeat = heartbeat
         self.warm = warm
         self.inflight = inflight
         self.draining = draining
+        self.held = held or []
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> WorkerRecord:
@@ -79,6 +82,7 @@ class WorkerRecord:
             json.loads(fields.get("warm") or "[]"),
             int(fields.get("inflight") or 0),
             fields.get("draining") == "1",
+            json.loads(fields.get("held") or "[]"),
         )
 
 
@@ -93,6 +97,7 @@ class RoundView:
     workers: list[WorkerRecord]
     pool: ReadySummary
     meaning: dict[str, dict[str, Any]]  # signature in the pool -> as ``signature_info``
+    tree_bytes: dict[str, int]  # signature -> bytes of its checkpoint model's files, if known
     usage: dict[str, float]  # tenant -> worker-seconds, decayed to the view's time
 
 
@@ -134,8 +139,14 @@ class FleetMixin(StoreBase):
                 await pipe.execute()
             await self.create_group(k.assignments(profile.worker_id), ASSIGNMENT_GROUP)
 
-    async def heartbeat(self, worker_id: str, warm: Sequence[str] | None = None) -> bool:
-        """A worker is alive (and, if given, holds these models warm).
+    async def heartbeat(
+        self,
+        worker_id: str,
+        warm: Sequence[str] | None = None,
+        held: Sequence[str] | None = None,
+    ) -> bool:
+        """A worker is alive (and, if given, holds these models warm and these checkpoint
+        digests on its disk, most recent first: the scheduler's locality term).
 
         False, and nothing written, if the worker is not registered (taken for dead and
         forgotten, or Redis lost its data: it registers again when its next read finds
@@ -144,7 +155,9 @@ class FleetMixin(StoreBase):
         """
         keys = [self.keys.worker(worker_id), self.keys.workers()]
         warm_json = "" if warm is None else json.dumps(sorted(warm))
-        reply = await self.run_script("heartbeat", keys, [worker_id, repr(time.time()), warm_json])
+        held_json = "" if held is None else json.dumps(list(held))
+        args = [worker_id, repr(time.time()), warm_json, held_json]
+        reply = await self.run_script("heartbeat", keys, args)
         return bool(reply)
 
     async def deregister_worker(self, worker_id: str) -> None:
@@ -329,7 +342,7 @@ class FleetMixin(StoreBase):
         at one moment (``round_view.lua``)."""
         args = [head, repr(now), repr(float(half_life_s))]
         workers, pool, usage = await self.run_script("round_view", [], args)
-        names = ("profile", "heartbeat", "warm", "inflight", "draining")
+        names = ("profile", "heartbeat", "warm", "inflight", "draining", "held")
         records = [
             WorkerRecord.from_fields(
                 {k: str(v) for k, v in zip(names, fields, strict=True) if v is not None}
@@ -338,11 +351,12 @@ class FleetMixin(StoreBase):
         ]
         summary = [
             (str(sig), int(count), [(str(m), float(s)) for m, s in _pairs(members)])
-            for sig, count, members, _ in pool
+            for sig, count, members, _, _ in pool
         ]
-        meaning = {str(sig): dict(json.loads(m)) if m else {} for sig, _, _, m in pool}
+        meaning = {str(sig): dict(json.loads(m)) if m else {} for sig, _, _, m, _ in pool}
+        sizes = {str(sig): int(n) for sig, _, _, _, n in pool if n}
         usage_now = {str(t): float(u) for t, u in _pairs(usage)}
-        return RoundView(records, summary, meaning, usage_now)
+        return RoundView(records, summary, meaning, sizes, usage_now)
 
     # -- the scheduler lease -----------------------------------------------------------
 
@@ -436,12 +450,12 @@ class FleetMixin(StoreBase):
 
     async def set_resume_point(
         self, domain: str, op_key: str, point: Mapping[str, Any], ttl_s: float
-    ) -> None:
-        """Record a running item's latest intermediate checkpoint (one SET; it outlives
-        its worker by ``ttl_s`` so that a reclaimed run finds it)."""
-        key = self.keys.resume(domain, op_key)
-        async with self.guard():
-            await self._redis.set(key, json.dumps(dict(point)), px=max(1, int(ttl_s * 1000)))
+    ) -> bool:
+        """Record a running item's latest intermediate checkpoint (it outlives its worker
+        by ``ttl_s`` so that a reclaimed run finds it); False, and nothing written, when
+        the op is no longer in flight (``set_resume.lua``)."""
+        args = [domain, op_key, json.dumps(dict(point)), max(1, int(ttl_s * 1000))]
+        return bool(await self.run_script("set_resume", [], args))
 
     async def resume_point(self, domain: str, op_key: str) -> dict[str, Any] | None:
         """The latest intermediate checkpoint recorded for an item, or None."""
@@ -462,6 +476,24 @@ class FleetMixin(StoreBase):
             pipe.hsetnx(key, "created_at", repr(time.time()))
             if holder is not None:
                 pipe.sadd(self.keys.blob_holders(digest), holder)
+            await pipe.execute()
+
+    async def record_checkpoint(
+        self, tree: str, size: int, files: Sequence[str], nbytes: int
+    ) -> None:
+        """Index a checkpoint tree (``size`` bytes) a worker stored: the ``nbytes`` of its
+        ``files`` (what a worker that lacks it fetches) and, for each file, that ``tree``
+        lists it (so the tree's readers may read it; ``unreadable_for``). One MULTI;
+        idempotent."""
+        validate_digest(tree)
+        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
+            key = self.keys.blob(tree)
+            pipe.hsetnx(key, "size", size)
+            pipe.hsetnx(key, "media_type", "application/json")
+            pipe.hsetnx(key, "created_at", repr(time.time()))
+            pipe.hset(key, "tree_bytes", nbytes)
+            for digest in dict.fromkeys(files):
+                pipe.sadd(self.keys.blob_trees(validate_digest(digest)), tree)
             await pipe.execute()
 
     async def blob(self, digest: str) -> BlobRecord | None:

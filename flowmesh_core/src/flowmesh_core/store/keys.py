@@ -12,7 +12,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                worker; expires when no longer refreshed
     {p}:resume:{domain}:{op_key}       STRING  a training item's latest intermediate
                                                checkpoint (JSON: digest, step, worker, at);
-                                               a reclaimed run resumes from it
+                                               a reclaimed run resumes from it. Written only
+                                               while the op is in flight, deleted with it
+                                               (complete, fail, cancel, a dropped requeue)
     {p}:inflight                       ZSET    "{domain}|{op_key}" -> created_at; what a
                                                restarted control plane re-plans
     {p}:outbox                         STREAM  the ledger's outbox: one typed entry per node
@@ -24,7 +26,14 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
+                                               tree's readers may read its files); a tree's
+                                               own {p}:blob hash holds tree_bytes, the sum
+                                               of its files' sizes (what a worker fetches)
     {p}:blob:{digest}:owners           SET     tenants that uploaded the blob (PUT /v1/blobs)
+    {p}:blob:{digest}:grant:{grantee}  SET     tenants that granted the blob to grantee
+                                               (POST /v1/blobs/{digest}/grants)
+    {p}:blob:{digest}:grantees         SET     tenants with at least one grant of the blob
     {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
@@ -43,7 +52,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:sig:{signature}                HASH    kind, version, model, params: what it means
     {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
     {p}:workers                        ZSET    worker id -> last heartbeat
-    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), inflight, heartbeat
+    {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), held (JSON: the
+                                               checkpoint digests it keeps on local disk,
+                                               most recent first), inflight, heartbeat
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
@@ -65,6 +76,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:tenant:{tenant}:results        SET     result digests the tenant may read
     {p}:results                        SET     every digest that is some requester's result
     {p}:tenant:{tenant}:uploads        SET     digests the tenant uploaded (it owns them)
+    {p}:tenant:{tenant}:granted        SET     digests granted to the tenant (by anyone)
+    {p}:tenant:{tenant}:grants         SET     grants the tenant made, "{digest}|{grantee}"
     {p}:wake                           LIST    nudges that wake the scheduler (new work, free slots)
     {p}:tenants                        HASH    sha256(token) -> tenant record (JSON)
     {p}:tenant:{tenant}                HASH    tenant record (JSON, field "record"), and
@@ -72,12 +85,14 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:quota:{tenant}                 HASH    in_flight (items requested and not settled,
                                                plus root items of admitted submissions not
                                                yet started), tokens and at (the submission
-                                               rate's token bucket)
+                                               rate's token bucket), upload_bytes (the sizes
+                                               of the blobs the tenant owns)
     {p}:probe:{token}                  STREAM  scratch key of `flowmesh doctor`, deleted at once
     {p}:scratch:{token}:...            any     a nested key space for throw-away round trips
 
 Member formats: a ready-pool member is ``{tenant}|{domain}|{op_key}``, an inflight member
-``{domain}|{op_key}`` (``ready_member`` / ``parse_ready_member`` and friends below).
+``{domain}|{op_key}`` (``ready_member`` / ``parse_ready_member`` and friends below), a
+grant member ``{digest}|{grantee}`` (``grant_member``).
 
 Lua scripts build no key or member themselves: every script runs behind a prelude
 generated from this module (``lua_templates``) and from the status enums (see
@@ -164,6 +179,15 @@ class KeySpace:
 
     def blob_owners(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:owners"
+
+    def blob_grantors(self, digest: str, grantee: str) -> str:
+        return f"{self.prefix}:blob:{digest}:grant:{grantee}"
+
+    def blob_grantees(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:grantees"
+
+    def blob_trees(self, digest: str) -> str:
+        return f"{self.prefix}:blob:{digest}:trees"
 
     def workflow(self, wf_id: str) -> str:
         return f"{self.prefix}:wf:{wf_id}"
@@ -271,6 +295,17 @@ class KeySpace:
     def tenant_uploads(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:uploads"
 
+    def tenant_granted(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:granted"
+
+    def tenant_grants(self, tenant: str) -> str:
+        return f"{self.prefix}:tenant:{tenant}:grants"
+
+    @staticmethod
+    def grant_member(digest: str, grantee: str) -> str:
+        """A member of ``tenant_grants``: one grant of ``digest`` to ``grantee``."""
+        return f"{digest}|{grantee}"
+
     def wake(self) -> str:
         return f"{self.prefix}:wake"
 
@@ -292,7 +327,9 @@ class KeySpace:
         return {
             "action": self.action(s, s),
             "inline": self.inline(s),
+            "blob": self.blob(s),
             "op": self.op(s, s),
+            "resume": self.resume(s, s),
             "waiters": self.waiters(s, s),
             "inflight": self.inflight(),
             "inflight_member": self.inflight_member(s, s),
@@ -304,6 +341,13 @@ class KeySpace:
             "node": self.node(s, s),
             "tenant_stats": self.tenant_stats(s),
             "tenant_results": self.tenant_results(s),
+            "tenant_uploads": self.tenant_uploads(s),
+            "blob_owners": self.blob_owners(s),
+            "tenant_granted": self.tenant_granted(s),
+            "tenant_grants": self.tenant_grants(s),
+            "grant_member": self.grant_member(s, s),
+            "blob_grantors": self.blob_grantors(s, s),
+            "blob_grantees": self.blob_grantees(s),
             "tenant_workflows": self.tenant_workflows(s),
             "tenant": self.tenant(s),
             "tenant_tokens": self.tenant_tokens(),

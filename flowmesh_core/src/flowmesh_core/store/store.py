@@ -2,9 +2,9 @@
 
 ``Store`` joins the parts: the ledger (every op, node and workflow transition, and the
 outbox that announces them), reads of ops (action cache, in flight) and of workflows
-(nodes, lineage, events), the fleet (workers, lease, tenants, blob index, counters), and
-the rights to read digests (blob owners), and the dashboard's views (the ready pool, batch
-logs). Each part lives in its own module; all share one connection, key space and set of
+(nodes, lineage, events), the fleet (workers, lease, tenants, blob index, counters), the
+rights to read digests (blob owners, grants), and the dashboard's views (the ready pool,
+batch logs). Each part lives in its own module; all share one connection, key space and set of
 Lua scripts.
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from flowmesh_core.store.connection import open_redis
 from flowmesh_core.store.fleet import FleetMixin
+from flowmesh_core.store.grants import GrantsMixin
 from flowmesh_core.store.keys import KeySpace
 from flowmesh_core.store.ledger import LedgerMixin
 from flowmesh_core.store.ops import OpsMixin
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["Store"]
 
 
-class Store(LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, RightsMixin, ViewsMixin):
+class Store(
+    LedgerMixin, OpsMixin, WorkflowsMixin, FleetMixin, RightsMixin, GrantsMixin, ViewsMixin
+):
     """FlowMesh's state in Redis."""
 
     @classmethod

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
-from flowmesh_airflow._progress import summary
+from flowmesh_core.client import progress_summary as summary
 from flowmesh_core.models import Satisfaction
 
 if TYPE_CHECKING:  # the client's return types; never imported at run time

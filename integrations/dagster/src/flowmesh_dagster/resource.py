@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from flowmesh_core.client import Client
+from flowmesh_core.client import Client, WorkflowStatus, progress_summary
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_dagster import _work
@@ -121,6 +121,26 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             ),
         )
 
+    def _wait_status(self, context: Context, submission: FlowMeshSubmission) -> WorkflowStatus:
+        """The workflow's status once it ended (or ``wait_timeout_s`` passed), logging what
+        it waits on meanwhile. A terminated run (an interrupt at any moment of the wait,
+        opening the client included) cancels the workflow: FlowMesh drops this request
+        (items others also wait for go on for them, docs/isolation.md "Cancelling")."""
+        try:
+            with self._failures(), self._client() as client, self._failures(client):
+                return client.wait(
+                    submission.workflow_id,
+                    timeout=self.wait_timeout_s,
+                    lineage=True,
+                    progress=lambda st: op_context(context).log.info(
+                        f"FlowMesh workflow {submission.workflow_id} {progress_summary(st)}"
+                    ),
+                )
+        except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+            with self._client() as client:
+                _cancel(context, client, submission.workflow_id)
+            raise
+
     def wait(self, context: Context, submission: FlowMeshSubmission) -> FlowMeshResult:
         """Wait for a submission to finish and load its result node's value, verified.
 
@@ -128,16 +148,8 @@ class FlowMeshResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         step retry: it would re-attach to the same failed workflow), or when it is still
         running after ``wait_timeout_s`` (a retry re-attaches and keeps waiting).
         """
+        status = self._wait_status(context, submission)
         with self._failures(), self._client() as client, self._failures(client):
-            try:
-                status = client.wait(
-                    submission.workflow_id, timeout=self.wait_timeout_s, lineage=True
-                )
-            except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                # The run was terminated: FlowMesh drops this request (items others also
-                # wait for go on for them, docs/isolation.md "Cancelling").
-                _cancel(context, client, submission.workflow_id)
-                raise
             if status.state == "failed":
                 raise _failed(submission, status.nodes)
             if status.state == "cancelled":

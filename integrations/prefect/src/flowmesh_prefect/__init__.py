@@ -14,12 +14,13 @@ from flowmesh_prefect._cache import TenantCachePolicy
 from flowmesh_prefect.credentials import FlowMeshCredentials
 from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
 from flowmesh_prefect.results import FlowMeshRef
-from flowmesh_prefect.tasks import computed_on_flowmesh, flowmesh_task
+from flowmesh_prefect.tasks import FlowMeshTask, computed_on_flowmesh, flowmesh_task
 from flowmesh_prefect.workflows import workflow_task
 
 __all__ = [
     "FlowMeshCredentials",
     "FlowMeshRef",
+    "FlowMeshTask",
     "OperatorFailedError",
     "OperatorTimeoutError",
     "TenantCachePolicy",

@@ -21,7 +21,7 @@ from typing import Any
 
 from prefect.context import TaskRunContext
 
-from flowmesh_core.client import AsyncClient, Client
+from flowmesh_core.client import AsyncClient, Client, WorkflowStatus, progress_summary
 from flowmesh_core.errors import FlowMeshError
 from flowmesh_core.models import Operator, Workflow
 from flowmesh_prefect.errors import OperatorFailedError, OperatorTimeoutError
@@ -138,6 +138,11 @@ def _submit(client: Any, op: Operator | Workflow, key: str | None) -> Any:
     return client.submit_operator(op, idempotency_key=key)
 
 
+def _progress(log: Log, workflow_id: str) -> Callable[[WorkflowStatus], None]:
+    """A task log line per long-poll saying what the work waits on (the SDK's summary)."""
+    return lambda status: log(f"FlowMesh workflow {workflow_id} {progress_summary(status)}")
+
+
 def run_operator(
     client: Client,
     op: Operator | Workflow,
@@ -162,7 +167,9 @@ def run_operator(
             break
     if workflow_id is None:
         workflow_id = _submitted(log, last, _submit(client, op, last), announce)
-    status = client.wait(workflow_id, timeout=wait_s, lineage=True)
+    status = client.wait(
+        workflow_id, timeout=wait_s, lineage=True, progress=_progress(log, workflow_id)
+    )
     _check(status, wait_s)
     return make_ref(status, node)
 
@@ -187,7 +194,9 @@ async def arun_operator(
     if workflow_id is None:
         workflow_id = _submitted(log, last, await _submit(client, op, last), announce)
     try:
-        status = await client.wait(workflow_id, timeout=wait_s, lineage=True)
+        status = await client.wait(
+            workflow_id, timeout=wait_s, lineage=True, progress=_progress(log, workflow_id)
+        )
     except asyncio.CancelledError:
         # Prefect cancelled the task: tell FlowMesh this request is gone (items others
         # also wait for go on for them), then let the cancellation proceed.

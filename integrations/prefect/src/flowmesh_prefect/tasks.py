@@ -29,6 +29,7 @@ from typing import Any, Literal, Never, ParamSpec, TypeVar, get_args
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import TaskOptions
+from prefect.utilities.annotations import NotSet
 
 from flowmesh_core.errors import AuthenticationError, ConfigError, ServiceUnavailableError
 from flowmesh_prefect._cache import with_tenant
@@ -44,7 +45,7 @@ from flowmesh_prefect.credentials import (
 from flowmesh_prefect.errors import OperatorFailedError
 from flowmesh_prefect.results import aload_value, load_value
 
-__all__ = ["Returns", "computed_on_flowmesh", "flowmesh_task"]
+__all__ = ["FlowMeshTask", "Returns", "computed_on_flowmesh", "flowmesh_task"]
 
 Returns = Literal["value", "reference"]
 P = ParamSpec("P")
@@ -78,6 +79,42 @@ class _Binding:
     artifact: str | None
 
 
+class FlowMeshTask(Task[P, R]):
+    """A ``prefect.Task`` whose ``with_options`` keeps the tenant in any cache key.
+
+    Prefect's own ``with_options`` builds a plain ``Task`` from the options it is given,
+    so ``.with_options(cache_policy=INPUTS)`` would key the cache by the inputs alone and
+    hand tenant B's cached value to tenant D. Here a cache policy or ``cache_key_fn``
+    given later is combined with ``TenantCachePolicy`` exactly as one given to the
+    decorator is (``_options``), new ``tags`` keep the ``flowmesh`` and
+    ``flowmesh:<kind>`` tags, and the copy is a ``FlowMeshTask`` again.
+    """
+
+    flowmesh_credentials: CredentialsSource = None
+
+    def with_options(self, **options: Any) -> FlowMeshTask[P, R]:
+        if options.get("tags") is not None:  # Prefect replaces the tags: keep FlowMesh's
+            ours = {t for t in self.tags if t == "flowmesh" or t.startswith("flowmesh:")}
+            options["tags"] = {*ours, *options["tags"]}
+        policy = options.pop("cache_policy", NotSet)
+        key_fn = options.pop("cache_key_fn", None)
+        if policy is not NotSet or key_fn is not None:
+            cache: TaskOptions = {"cache_policy": policy if policy is not NotSet else None}
+            if key_fn is not None:
+                cache["cache_key_fn"] = key_fn
+            options["cache_policy"] = _cache_options(cache, self.flowmesh_credentials)
+        return _as_flowmesh_task(super().with_options(**options), self.flowmesh_credentials)
+
+
+def _as_flowmesh_task(task: Task[P, R], credentials: CredentialsSource) -> FlowMeshTask[P, R]:
+    # Task.with_options constructs ``Task`` by name, not ``type(self)``; the copy has all
+    # of Task's state, so giving it back its class keeps ``with_options`` guarded.
+    task.__class__ = FlowMeshTask
+    flowmesh: FlowMeshTask[P, R] = task  # type: ignore[assignment]
+    flowmesh.flowmesh_credentials = credentials
+    return flowmesh
+
+
 def flowmesh_task(
     *,
     kind: str,
@@ -90,7 +127,7 @@ def flowmesh_task(
     call_params: Collection[str] = (),
     task_options: TaskOptions | None = None,
     **params: Any,
-) -> Callable[[Callable[P, R]], Task[P, R]]:
+) -> Callable[[Callable[P, R]], FlowMeshTask[P, R]]:
     """Make a Prefect task that runs one FlowMesh operator per call.
 
     The task is typed as the function is: its parameters, and its return annotation as
@@ -122,7 +159,7 @@ def flowmesh_task(
             f"artifact key {artifact!r}: Prefect keys are lowercase letters, digits and dashes"
         )
 
-    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+    def decorate(fn: Callable[P, R]) -> FlowMeshTask[P, R]:
         spec, signature = make_spec(fn, kind, model, params, dedup, call_params)
         key = (
             None
@@ -134,7 +171,7 @@ def flowmesh_task(
         runner = _async_runner(binding) if use_async else _sync_runner(binding)
         _present_as(runner, fn, signature)
         task: Task[P, R] = Task(runner, **_options(kind, task_options or {}, credentials))
-        return task
+        return _as_flowmesh_task(task, credentials)
 
     return decorate
 
@@ -144,15 +181,20 @@ def _options(kind: str, given: TaskOptions, credentials: CredentialsSource) -> T
     the caller opts into is keyed by the tenant too (see ``_cache``)."""
     options: TaskOptions = {**given}
     options["tags"] = {"flowmesh", f"flowmesh:{kind}", *(given.get("tags") or ())}
+    options.pop("cache_key_fn", None)
+    options["cache_policy"] = _cache_options(given, credentials)
+    return options
+
+
+def _cache_options(given: TaskOptions, credentials: CredentialsSource) -> Any:
+    """The cache policy for ``given``'s ``cache_policy`` / ``cache_key_fn``: none unless
+    one is asked for, and then keyed by the tenant too."""
     policy, key_fn = given.get("cache_policy"), given.get("cache_key_fn")
     if (policy is None or policy is NO_CACHE) and key_fn is None:
         # FlowMesh's action cache already answers repeated work, for every tenant; a
         # Prefect cache would only hash (possibly large) inputs and persist results again.
-        options["cache_policy"] = NO_CACHE
-    else:
-        options.pop("cache_key_fn", None)
-        options["cache_policy"] = with_tenant(policy, key_fn, credentials)
-    return options
+        return NO_CACHE
+    return with_tenant(policy, key_fn, credentials)
 
 
 def _present_as(runner: Callable[..., Any], fn: Callable[..., Any], sig: inspect.Signature) -> None:

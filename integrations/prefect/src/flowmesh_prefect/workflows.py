@@ -25,7 +25,7 @@ from flowmesh_prefect._run import current_attempt, run_operator
 from flowmesh_prefect._ui import announcer, artifact_key, report, run_log
 from flowmesh_prefect.credentials import CredentialsSource, resolve_credentials
 from flowmesh_prefect.results import load_value
-from flowmesh_prefect.tasks import Returns, _failures, _options
+from flowmesh_prefect.tasks import FlowMeshTask, Returns, _as_flowmesh_task, _failures, _options
 
 __all__ = ["WorkflowLike", "workflow_task"]
 
@@ -58,7 +58,7 @@ def workflow_task(
     artifact: bool | str = True,
     name: str = "flowmesh-workflow",
     task_options: TaskOptions | None = None,
-) -> Task[[WorkflowLike, str | None], Any]:
+) -> FlowMeshTask[[WorkflowLike, str | None], Any]:
     """A Prefect task that runs a whole FlowMesh workflow and returns one node's result.
 
     Call it with the workflow and, optionally, ``node``. ``credentials``, ``returns``,
@@ -82,4 +82,4 @@ def workflow_task(
 
     run.__name__ = run.__qualname__ = name.replace("-", "_")
     options = _options(KIND, {"name": name, **(task_options or {})}, credentials)
-    return Task(run, **options)
+    return _as_flowmesh_task(Task(run, **options), credentials)

@@ -110,6 +110,16 @@ with DAG("fm_failure", schedule=None, start_date=START, catchup=False):
         on_retry_callback=_record_failure,
         on_failure_callback=_record_failure,
     )
+    # Work FlowMesh rejects at submission (a param of the wrong type): not a connection issue.
+    FlowMeshOperator(
+        task_id="rejected",
+        operator={
+            "kind": "data.template",
+            "params": {"template": 42},
+            "inputs": {"records": ["a"]},
+        },
+        on_failure_callback=_record_failure,
+    )
 
 
 with DAG("fm_unreachable", schedule=None, start_date=START, catchup=False):

@@ -36,6 +36,7 @@ from flowmesh_worker.executors.base import (
     Resumable,
     WorkItem,
 )
+from flowmesh_worker.weights.checkpoints import merge_adapter
 
 __all__ = [
     "DpoExecutor",
@@ -354,6 +355,10 @@ class _TrainExecutor(Executor):
         metrics.pop("runtime_s", None)  # wall time is no property of the checkpoint
         if self.format == "lora" and model is not None:
             _name_base(out, model)
+        if isinstance(params, LoraParams) and params.merge:
+            merged = scratch / "merged"
+            merge_adapter(base, out, merged)
+            return Checkpoint(merged, scratch, "full", model, {**metrics, "merged": True})
         return Checkpoint(out, scratch, self.format, model, metrics)
 
     def _train(

@@ -11,7 +11,9 @@ verified against its digest on the way (a corrupt file is a CorruptBlobError nam
 checkpoint and the file, never weights), then the directory is published with one
 ``os.rename`` under the checkpoint's digest, where later batches find it without another
 download. A LoRA checkpoint is materialised as its base with the adapter merged in, so
-every executor (transformers or vLLM) loads it like any full model.
+every executor (transformers or vLLM) loads it like any full model. A worker that trained
+a full checkpoint publishes its own output directory there the same way once stored
+(``BatchRunner.store``), so it holds what it trained without fetching it back.
 
 This module reads only what the tree lists, and only after the control plane checked the
 requester's right to the checkpoint (docs/training.md). It must never publish a
@@ -20,6 +22,7 @@ directory that is not complete and verified.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -40,11 +43,24 @@ from flowmesh_core.errors import (
 from flowmesh_core.hashing import hex_of
 from flowmesh_core.models import ModelRef
 
-__all__ = ["checkpoint_dir", "fetch_tree", "hash_directory", "materialise"]
+__all__ = [
+    "HELD_REPORTED",
+    "checkpoint_dir",
+    "fetch_tree",
+    "hash_directory",
+    "held",
+    "materialise",
+    "merge_adapter",
+    "publish",
+]
 
 log = logging.getLogger(__name__)
 
 ResolveBase = Callable[[ModelRef], Path]
+
+HELD_REPORTED = 32
+"""How many materialised checkpoints a worker reports in its heartbeat (the most recent)."""
+_PREFIX = "ckpt-"
 
 
 def hash_directory(directory: Path) -> dict[str, str]:
@@ -64,7 +80,23 @@ def hash_directory(directory: Path) -> dict[str, str]:
 
 def checkpoint_dir(digest: str, model_dir: Path) -> Path:
     """Where the checkpoint ``digest`` lives on this worker once materialised."""
-    return model_dir / f"ckpt-{hex_of(digest)}"
+    return model_dir / f"{_PREFIX}{hex_of(digest)}"
+
+
+def held(model_dir: Path, limit: int = HELD_REPORTED) -> list[str]:
+    """The digests of the checkpoints materialised under ``model_dir``, most recently
+    used first, at most ``limit`` (what the worker reports for the scheduler's locality
+    term: docs/architecture.md, "Data locality")."""
+    try:
+        found = [
+            (entry.stat().st_mtime, entry.name.removeprefix(_PREFIX))
+            for entry in model_dir.iterdir()
+            if entry.name.startswith(_PREFIX) and entry.is_dir()
+        ]
+    except OSError:  # no model directory yet
+        return []
+    found.sort(reverse=True)
+    return [f"sha256:{hex_}" for _, hex_ in found[:limit]]
 
 
 def materialise(
@@ -79,6 +111,8 @@ def materialise(
     """
     target = checkpoint_dir(digest, model_dir)
     if target.is_dir():
+        with contextlib.suppress(OSError):  # its use makes it the most recent (``held``)
+            os.utime(target)
         return target
     tree = _read(digest, blobs)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -88,9 +122,9 @@ def materialise(
         _fetch_files(digest, tree, blobs, files_at)
         if tree.format == "lora":
             assert tree.base is not None  # parse_tree refuses a LoRA tree without one
-            _merge(resolve_base(tree.base), files_at, staging)
+            merge_adapter(resolve_base(tree.base), files_at, staging)
             shutil.rmtree(files_at)
-        _publish(staging, target)
+        publish(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -128,7 +162,7 @@ def _fetch_files(digest: str, tree: Tree, blobs: BlobStore, into: Path) -> None:
             ) from exc
 
 
-def _merge(base: Path, adapter: Path, out: Path) -> None:
+def merge_adapter(base: Path, adapter: Path, out: Path) -> None:
     """Save ``base`` with the LoRA ``adapter`` merged in, and the adapter's tokenizer."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -144,7 +178,10 @@ def _merge(base: Path, adapter: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(str(adapter), local_files_only=True).save_pretrained(str(out))
 
 
-def _publish(staging: Path, target: Path) -> None:
+def publish(staging: Path, target: Path) -> None:
+    """Move the complete directory ``staging`` to ``target`` in one rename (its files
+    synced first); a ``target`` another process published first is kept. OSError when
+    the rename is impossible (another filesystem)."""
     for path in staging.rglob("*"):
         if path.is_file():
             with path.open("rb") as handle:

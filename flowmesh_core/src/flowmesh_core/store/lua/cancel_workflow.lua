@@ -3,7 +3,8 @@
 -- every one of its items without a result is detached from its op (its lineage record
 -- says cancelled, and it leaves the op's waiters, so no later result or failure reaches
 -- it and none is charged to it). An op that no other requester waits for:
---   pending: leaves the ready pool and is forgotten (it never runs);
+--   pending: leaves the ready pool and is forgotten (it never runs), with its resume
+--            point if an earlier attempt left one;
 --   running: is left to finish on its worker (a batch in hand is not interrupted); its
 --            result then enters the action cache charged to nobody, and a worker that
 --            dies with it does not have it planned again (requeue drops it).
@@ -60,7 +61,7 @@ for _, lin in ipairs(redis.call('ZRANGE', key('workflow_lineage', workflow), 0, 
         if redis.call('ZCARD', ready) == 0 then
           redis.call('ZREM', KEY.ready_signatures, state[2])
         end
-        redis.call('DEL', op)
+        redis.call('DEL', op, key('resume', domain, op_key))
         redis.call('ZREM', KEY.inflight, key('inflight_member', domain, op_key))
       end
     end

@@ -6,7 +6,8 @@
 -- it is added to each requester's tenant totals. A node whose last item this releases is
 -- announced on the outbox (node.items_done) by this same step. An op whose every
 -- requester cancelled has no waiter left: its result enters the action cache, charged
--- to nobody.
+-- to nobody. The op's resume point (a training run's latest intermediate checkpoint)
+-- goes with the op: the run is over.
 --
 -- ARGV: 1 domain, 2 op key, 3 result digest, 4 finished_at, 5 batch id, 6 worker,
 --       7 started_at, 8 cost in USD, 9 energy in Wh, 10 worker-seconds,
@@ -55,6 +56,6 @@ for _, waiter in ipairs(waiters) do
     finished = finished + 1
   end
 end
-redis.call('DEL', key('op', domain, op_key), wk)
+redis.call('DEL', key('op', domain, op_key), wk, key('resume', domain, op_key))
 redis.call('ZREM', KEY.inflight, key('inflight_member', domain, op_key))
 return {existing and 'duplicate' or 'completed', digest, #waiters, finished}

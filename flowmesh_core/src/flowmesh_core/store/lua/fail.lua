@@ -2,7 +2,8 @@
 -- the in-flight op so that a later request may try again. Nothing enters the action
 -- cache. An op already completed is left alone (a result beats a late failure report).
 -- Each node that loses an item this way is announced on the outbox (node.item_failed,
--- once per node) by this same step.
+-- once per node) by this same step. The op's resume point goes with it: a later request
+-- starts a new run from step 0.
 --
 -- ARGV: 1 domain, 2 op key, 3 error message, 4 now, 5 the node's error (names the item)
 -- Returns the number of nodes announced.
@@ -33,6 +34,6 @@ end
 if redis.call('DEL', op) == 1 then
   redis.call('HINCRBY', KEY.cluster_stats, 'failed', 1)
 end
-redis.call('DEL', wk)
+redis.call('DEL', wk, key('resume', domain, op_key))
 redis.call('ZREM', KEY.inflight, key('inflight_member', domain, op_key))
 return failed

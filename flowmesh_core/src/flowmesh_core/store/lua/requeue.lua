@@ -2,7 +2,7 @@
 -- so the scheduler plans it again. Only the worker named in ARGV may be displaced, so a
 -- stale reclaim cannot take work from the worker that now runs it. The op keeps its
 -- fair-queuing start time: it goes back to the front, not the end. An op that no
--- requester waits for any more (all cancelled) is dropped instead.
+-- requester waits for any more (all cancelled) is dropped instead, with its resume point.
 --
 -- ARGV: 1 domain, 2 op key, 3 worker expected to hold it, 4 now
 -- Returns 1 if requeued, 0 otherwise.
@@ -15,7 +15,7 @@ end
 local wk = key('waiters', ARGV[1], ARGV[2])
 if redis.call('LLEN', wk) == 0 then
   -- Every requester cancelled while it ran: nobody needs it planned again.
-  redis.call('DEL', op, wk)
+  redis.call('DEL', op, wk, key('resume', ARGV[1], ARGV[2]))
   redis.call('ZREM', KEY.inflight, key('inflight_member', ARGV[1], ARGV[2]))
   return 0
 end

@@ -5,11 +5,26 @@
 -- ARGV: 1 head (members listed per signature), 2 now, 3 fairness half-life in seconds
 -- Returns {workers, pool, usage}:
 --   workers: per registered worker with a profile, {profile, heartbeat, warm, inflight,
---            draining} (nil where a field is missing);
+--            draining, held} (nil where a field is missing);
 --   pool:    per signature with items waiting, {signature, count, {member, score, ...},
---            meaning} with the first `head` members, oldest start time first, and the
---            signature's stored meaning (JSON; '' if none);
+--            meaning, tree_bytes} with the first `head` members, oldest start time
+--            first, the signature's stored meaning (JSON; '' if none) and, when its model
+--            is a checkpoint digest whose size is indexed, the bytes of that checkpoint's
+--            files ('' otherwise: a named model, or a tree no worker stored);
 --   usage:   tenant, usage decayed to now, ... (flat)
+
+-- The indexed size of the checkpoint a signature's meaning names as its model, or ''.
+local function tree_bytes(meaning)
+  if meaning == '' then
+    return ''
+  end
+  local ok, decoded = pcall(cjson.decode, meaning)
+  local model = ok and type(decoded) == 'table' and decoded.model
+  if type(model) ~= 'table' or type(model.digest) ~= 'string' then
+    return ''
+  end
+  return redis.call('HGET', key('blob', model.digest), 'tree_bytes') or ''
+end
 
 local head, now, half_life = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 
@@ -17,7 +32,7 @@ local head, now, half_life = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV
 local workers, n = {}, 0
 for _, id in ipairs(redis.call('ZRANGE', KEY.workers, 0, -1)) do
   local fields = redis.call('HMGET', key('worker', id),
-    'profile', 'heartbeat', 'warm', 'inflight', 'draining')
+    'profile', 'heartbeat', 'warm', 'inflight', 'draining', 'held')
   if fields[1] then
     n = n + 1
     workers[n] = fields
@@ -31,7 +46,7 @@ for _, signature in ipairs(redis.call('ZRANGE', KEY.ready_signatures, 0, -1)) do
   if count > 0 then
     local members = redis.call('ZRANGE', ready, 0, head - 1, 'WITHSCORES')
     local meaning = redis.call('HGET', key('signature_meta', signature), 'meta') or ''
-    table.insert(pool, {signature, count, members, meaning})
+    table.insert(pool, {signature, count, members, meaning, tree_bytes(meaning)})
   end
 end
 

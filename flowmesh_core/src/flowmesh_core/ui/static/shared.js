@@ -14,6 +14,8 @@ const TERMS = [
   ["fairness", "how under-served the batch's tenants were, -1..1 (raises or lowers value)"],
   ["accelerator", "the chosen worker's accelerator"],
   ["model_warm", "the model was already loaded there (no load time)"],
+  ["input_bytes", "bytes the batch needs on the worker (a checkpoint model's files, inputs)"],
+  ["input_local", "fraction of those bytes already on the worker's disk (not fetched)"],
   ["price_per_hour", "the worker's $ per hour"],
   ["watts", "the worker's power draw"],
   ["free_workers", "free workers the policy chose among"],
