@@ -427,7 +427,7 @@ class Engine:
         wave = self._next_wave(pool, scaler, counts) if scaler.ahead else None
         # the product's decision (flowmesh_core.autoscale): which idle workers go, and how
         # many to buy for the backlog and, ahead of time, for the next wave
-        view = self._view(acc, sigs, alive, expired, wave, self.booting[pool])
+        view = self._view(acc, sigs, alive, expired, self.booting[pool], wave, scaler.ahead)
         decision = decide(scaler.spec(acc), view, scaler.drain_s)
         for w in expired[: decision.remove]:
             self._remove(w)
@@ -446,10 +446,12 @@ class Engine:
         sigs: list[str],
         alive: list[SimWorker],
         expired: list[SimWorker],
-        wave: Wave | None,
         booting: int,
+        wave: Wave | None,
+        known: bool,
     ) -> PoolView:
-        """The pool as the product's observer would see it, priced on ``acc``."""
+        """The pool as the product's observer would see it, priced on ``acc``; ``known``:
+        the next wave was computed (``wave`` is None when nothing is coming)."""
         backlog = [(self.stages[sig].work, sum(i.units for i in self.pool[sig])) for sig in sigs]
         seconds = sum(backlog_seconds(self.roof, acc, w, ready, self.works) for w, ready in backlog)
         cap = Roofline.max_batch(acc, self.works)
@@ -463,6 +465,7 @@ class Engine:
             load_s=max((self.roof.load_seconds(acc, w.model) for w, _ in backlog), default=0.0),
             ahead_s=wave.seconds if wave else 0.0,
             ahead_batches=wave.batches if wave else 0,
+            ahead_known=known,
         )
 
     def _next_wave(self, pool: str, scaler: Autoscaler, counts: Counter[str]) -> Wave | None:

@@ -3,6 +3,8 @@ idle replicas, scale to zero, stay within the pool's bounds, release the pricies
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pydantic
 import pytest
 
@@ -47,7 +49,7 @@ def test_a_burst_past_the_drain_target_buys_what_the_ready_replicas_cannot_drain
     # lead = 120 s boot + 30 s load; 2 busy replicas finish 2 x 150 = 300 s of the 1500 s
     # before a new replica takes any; the other 1200 s in 60 s needs 20 replicas
     spec = PoolSpec(max_replicas=50, boot_s=120.0)
-    view = PoolView(2, backlog_s=1500.0, batches=80, load_s=30.0)
+    view = PoolView(2, backlog_s=1500.0, batches=80, load_s=30.0, ahead_known=True)
     d = decide(spec, view, drain_s=60.0)
     assert (d.add, d.ahead, d.desired) == (20, 0, 22)
     assert "backlog 1500s" in d.reason
@@ -55,18 +57,47 @@ def test_a_burst_past_the_drain_target_buys_what_the_ready_replicas_cannot_drain
     slower = decide(PoolSpec(max_replicas=50, boot_s=300.0), view, drain_s=60.0)
     assert slower.add == 14
     # the same burst on an empty pool: all of it, within the batches there are
-    assert decide(spec, PoolView(0, backlog_s=1500.0, batches=80, load_s=30.0), 60.0).add == 25
-    assert decide(spec, PoolView(0, backlog_s=1500.0, batches=7, load_s=30.0), 60.0).add == 7
+    empty = PoolView(0, backlog_s=1500.0, batches=80, load_s=30.0, ahead_known=True)
+    assert decide(spec, empty, 60.0).add == 25
+    few = PoolView(0, backlog_s=1500.0, batches=7, load_s=30.0, ahead_known=True)
+    assert decide(spec, few, 60.0).add == 7
 
 
 def test_a_backlog_the_ready_replicas_drain_within_a_lead_buys_nothing() -> None:
     spec = PoolSpec(max_replicas=50, boot_s=120.0)
     # 4 replicas x 130 s lead = 520 s: a 500 s backlog is gone before a new one could start
-    d = decide(spec, PoolView(4, backlog_s=500.0, batches=9, load_s=10.0), drain_s=60.0)
+    view = PoolView(4, backlog_s=500.0, batches=9, load_s=10.0, ahead_known=True)
+    d = decide(spec, view, drain_s=60.0)
     assert (d.add, d.desired) == (0, 4)
     assert "lead 130s" in d.reason
     # 100 s more than they drain in a lead: two more replicas
-    assert decide(spec, PoolView(4, backlog_s=620.0, batches=9, load_s=10.0), 60.0).add == 2
+    more = PoolView(4, backlog_s=620.0, batches=9, load_s=10.0, ahead_known=True)
+    assert decide(spec, more, 60.0).add == 2
+
+
+def _old_rule(spec: PoolSpec, view: PoolView, drain_s: float) -> int:
+    """Replicas the rule before the lead discount added (written out from its docs)."""
+    spare = view.booting + view.idle
+    need = max(0, -(-view.backlog_s // drain_s) - spare)
+    return int(min(max(0, min(need, view.batches - spare)), spec.max_replicas - view.replicas))
+
+
+@pytest.mark.parametrize(
+    ("replicas", "booting", "idle", "backlog_s", "batches"),
+    [(4, 0, 0, 500.0, 9), (2, 0, 0, 1500.0, 80), (3, 2, 1, 600.0, 40), (8, 1, 0, 90.0, 2)],
+)
+def test_without_the_next_wave_a_backlog_buys_as_the_old_rule_never_fewer(
+    replicas: int, booting: int, idle: int, backlog_s: float, batches: int
+) -> None:
+    # the live observer without the next wave: waiting a lead for a backlog would make
+    # each later stage wait a boot too, so no lead discount (docs/autoscaling.md)
+    spec = PoolSpec(max_replicas=50, boot_s=120.0)
+    view = PoolView(replicas, booting, idle, 0, backlog_s, batches, load_s=10.0)
+    blind = decide(spec, view, drain_s=60.0)
+    assert blind.add == _old_rule(spec, view, 60.0)
+    assert "lead" not in blind.reason
+    seen = decide(spec, replace(view, ahead_known=True), drain_s=60.0)
+    assert blind.add >= seen.add
 
 
 def test_the_next_wave_grows_the_pool_one_lead_early_and_counts_the_whole_pool() -> None:

@@ -14,6 +14,10 @@ The policy (docs/autoscaling.md):
   model) within ``drain_s``, never more new replicas than there are batches waiting,
   counting booting and idle replicas as already bought. A backlog the ready replicas
   drain before a new one could start buys nothing: that replica would only be billed.
+  This discount holds only where the caller also sees the next wave
+  (``PoolView.ahead_known``): without it, waiting one lead for the backlog means every
+  later stage waits a boot too, so a view without the next wave is sized on the whole
+  backlog (the rule before the lead was added, never slower than it).
 * **Scale ahead** for the next wave (``ahead_s``: work that becomes ready when the work
   running now finishes, such as a workflow's next stage): the whole pool will be free by
   then, so the pool is grown to what drains that wave within ``drain_s`` (never more than
@@ -50,6 +54,7 @@ class PoolView:
     load_s: float = 0.0  # model load a new replica needs before its first batch
     ahead_s: float = 0.0  # the next wave of work (ready once running work ends), seconds
     ahead_batches: int = 0  # batches that wave forms on this pool
+    ahead_known: bool = False  # the caller computed the next wave (ahead_* may still be 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +88,7 @@ def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True
     spare = view.booting + max(0, view.idle - remove)
     now = ahead = 0
     if scale:
-        lead = spec.boot_s + view.load_s
-        left = max(0.0, view.backlog_s - (view.replicas - remove) * lead)
+        left = max(0.0, view.backlog_s - (view.replicas - remove) * _lead(spec, view))
         now = max(0, min(math.ceil(left / drain_s), view.batches) - spare)
         ahead = max(0, wave - alive - now)
     add = max(now + ahead, spec.min_replicas - alive)
@@ -120,10 +124,18 @@ def _reason(
         return "nothing waiting: scale to zero"
     if remove:
         return f"{remove} replica(s) idle past idle_s"
-    if view.backlog_s > 0:
-        lead = spec.boot_s + view.load_s
+    if view.backlog_s > 0 and view.ahead_known:
+        lead = _lead(spec, view)
         return f"backlog covered by ready, booting and idle replicas (lead {lead:.0f}s)"
+    if view.backlog_s > 0:
+        return "backlog covered by booting and idle replicas"
     return "steady"
+
+
+def _lead(spec: PoolSpec, view: PoolView) -> float:
+    """Seconds the ready replicas drain before a new one starts, counted only with the
+    next wave in view (the module docstring says why)."""
+    return spec.boot_s + view.load_s if view.ahead_known else 0.0
 
 
 def recommend(
