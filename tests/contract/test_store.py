@@ -297,3 +297,47 @@ async def test_unreachable_redis_is_a_clear_error() -> None:
             await store.ping()
     finally:
         await store.aclose()
+
+
+async def test_the_index_of_active_workflows_follows_each_way_a_workflow_ends(
+    store: Store,
+) -> None:
+    # docs/autoscaling.md, "The next wave": the autoscaler reads running workflows here
+    for wf_id in ("wf-done", "wf-fail", "wf-cancel"):
+        await store.submit_workflow(wf_id, "acme", "", '{"nodes": {}}', ["embed", "score"])
+    items = [make_item() for _ in range(3)]
+    await store.start_node("acme", DOMAIN, "wf-done", "embed", "k" * 64, items, batched=True)
+    active = {wf.id: wf for wf in await store.active_workflows(10)}
+    assert set(active) == {"wf-done", "wf-fail", "wf-cancel"}
+    assert active["wf-done"].nodes == {"embed": "pending", "score": "waiting"}
+    assert active["wf-done"].items == {"embed": (3, 3)}
+    assert active["wf-fail"].items == {}
+    assert active["wf-cancel"].spec == '{"nodes": {}}'
+    assert len(await store.active_workflows(2)) == 2  # the cap: the oldest two
+
+    await store.finish_node("wf-done", "embed", DIGEST_A)
+    score = make_item()
+    await store.start_node("acme", DOMAIN, "wf-done", "score", "s" * 64, [score], batched=False)
+    assert "wf-done" in {wf.id for wf in await store.active_workflows(10)}  # score is left
+    assert await store.finish_node("wf-done", "score", DIGEST_B) == (True, True)
+    assert await store.fail_nodes("wf-fail", "embed", "boom", ["score"])
+    cancelled = await store.cancel_workflow("wf-cancel", "acme")
+    assert cancelled is not None
+    assert cancelled.cancelled
+    assert await store.active_workflows(10) == []
+
+
+async def test_a_workflow_cancelled_and_failed_at_once_leaves_the_index_once(
+    clients: list[Store],
+) -> None:
+    first, second = clients[0], clients[1]
+    for n in range(20):
+        wf_id = f"wf{n}"
+        await first.submit_workflow(wf_id, "acme", "", "{}", ["embed"])
+        await asyncio.gather(
+            first.cancel_workflow(wf_id, "acme"), second.fail_nodes(wf_id, "embed", "x", [])
+        )
+        state = await first.workflow(wf_id)
+        assert state is not None
+        assert state.status in ("cancelled", "failed")
+    assert await first.active_workflows(100) == []

@@ -32,7 +32,9 @@ async def _recommend(tenant: CurrentTenant, state: State) -> Recommendation:
             "(`flowmesh tenant create NAME --admin`)"
         )
     control = state.control
-    return await observe_and_recommend(control.store, control.settings, time.time())
+    return await observe_and_recommend(
+        control.store, control.settings, time.time(), control.registry
+    )
 
 
 @router.get("/autoscale", summary="Replicas each worker pool should have (admin)")

@@ -10,29 +10,37 @@ scale-down delay is the HPA's stabilization window (the chart sets it to
 (docs/autoscaling.md).
 
 A new replica's lead is the pool's ``boot_s`` plus the longest learned load of a waiting
-model on its accelerator. The next wave (``PoolView.ahead_s``: the stages running
-workflows reach next) is not observed yet: the store keeps no index of running
-workflows' pending nodes to read it from, so a live pool scales for what is ready only
-(docs/autoscaling.md, "What the live recommendation does not see yet").
+model on its accelerator. The next wave (``PoolView.ahead_s``: the nodes running
+workflows reach next, ``wave.next_wave``) is read from the index of active workflows,
+at most ``MAX_WORKFLOWS`` of them (the oldest), and placed on the pools as the ready work
+is; the decision then counts the lead (docs/autoscaling.md, "The next wave"). Reading
+it costs three round trips whatever the number of workflows.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from flowmesh_core.autoscale.decide import Decision, PoolView, recommend
 from flowmesh_core.autoscale.place import Waiting, place
 from flowmesh_core.autoscale.pools import PoolSpec
+from flowmesh_core.autoscale.wave import next_wave, wave_groups
 from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.control.throughput import ThroughputModel
+from flowmesh_core.models import Workflow
+from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
+from flowmesh_core.store.records import ActiveWorkflow
 
-__all__ = ["Recommendation", "observe_and_recommend"]
+__all__ = ["MAX_WORKFLOWS", "Recommendation", "observe_and_recommend"]
 
 _HEAD = 1
+MAX_WORKFLOWS = 500  # active workflows read per call for the next wave (oldest first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,8 @@ class Recommendation:
                     "idle": self.views[name].idle,
                     "backlog_s": round(self.views[name].backlog_s, 3),
                     "batches": self.views[name].batches,
+                    "ahead_s": round(self.views[name].ahead_s, 3),
+                    "ahead_batches": self.views[name].ahead_batches,
                     "reason": d.reason,
                 }
                 for name, d in self.decisions.items()
@@ -75,8 +85,30 @@ def _seconds(model: ThroughputModel) -> Any:
     return per_item
 
 
-async def observe_and_recommend(store: Store, settings: Settings, now: float) -> Recommendation:
-    """Read the fleet and ready pool at ``now`` and recommend replicas for each pool."""
+@lru_cache(maxsize=2 * MAX_WORKFLOWS)
+def _graph(spec: str) -> Workflow:
+    return Workflow.model_validate_json(spec)
+
+
+def _coming(active: Sequence[ActiveWorkflow], registry: Registry) -> list[Waiting]:
+    """The next wave of ``active`` as ready-pool groups; a spec that no longer parses
+    (written by another version) is skipped rather than failing the recommendation."""
+    coming = []
+    for wf in active:
+        try:
+            graph = _graph(wf.spec)
+        except ValueError:
+            continue
+        items = {node: total for node, (total, _) in wf.items.items()}
+        coming += next_wave(graph, wf.nodes, items, registry)
+    return wave_groups(coming)
+
+
+async def observe_and_recommend(
+    store: Store, settings: Settings, now: float, registry: Registry | None = None
+) -> Recommendation:
+    """Read the fleet, the ready pool and the next wave at ``now`` and recommend replicas
+    for each pool; ``registry`` tells which kinds split their input (default: built-in)."""
     pools = settings.pools
     workers = await store.workers()
     alive = [w for w in workers if w.heartbeat >= now - settings.worker_ttl_s]
@@ -99,6 +131,9 @@ async def observe_and_recommend(store: Store, settings: Settings, now: float) ->
     stored = await store.load_json(store.keys.throughput())
     model = ThroughputModel.from_dict(json.loads(stored)) if stored else ThroughputModel()
     shares = place(pools, waiting, _seconds(model), settings.autoscale_drain_s)
+    kinds = registry or Registry.default()
+    coming = _coming(await store.active_workflows(MAX_WORKFLOWS), kinds)
+    ahead = place(pools, coming, _seconds(model), settings.autoscale_drain_s)
     models = {w.model for w in waiting if w.model}
     views = {
         name: PoolView(
@@ -108,6 +143,9 @@ async def observe_and_recommend(store: Store, settings: Settings, now: float) ->
             backlog_s=shares[name][0],
             batches=shares[name][1],
             load_s=max((model.load_seconds(spec.accelerator, m) for m in models), default=0.0),
+            ahead_s=ahead[name][0],
+            ahead_batches=ahead[name][1],
+            ahead_known=True,
         )
         for name, spec in pools.items()
     }

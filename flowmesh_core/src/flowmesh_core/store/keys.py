@@ -38,6 +38,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
     {p}:tenant:{tenant}:workflows      ZSET    wf ids -> created_at
+    {p}:workflows:active               ZSET    wf ids not final yet -> created_at: added by
+                                               the submission, removed by the step that
+                                               finishes, fails or cancels the workflow (what
+                                               the autoscaler reads the next wave from)
     {p}:tenant:{tenant}:submission:{h} STRING  wf id of the submission whose idempotency key
                                                hashes to h (sha256); expires after a week
     {p}:lin:{wf_id}:{node}:{index}     HASH    one lineage record (see models.LineageRecord)
@@ -201,6 +205,9 @@ class KeySpace:
     def tenant_workflows(self, tenant: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:workflows"
 
+    def active_workflows(self) -> str:
+        return f"{self.prefix}:workflows:active"
+
     def submission(self, tenant: str, key_hash: str) -> str:
         return f"{self.prefix}:tenant:{tenant}:submission:{key_hash}"
 
@@ -349,6 +356,7 @@ class KeySpace:
             "blob_grantors": self.blob_grantors(s, s),
             "blob_grantees": self.blob_grantees(s),
             "tenant_workflows": self.tenant_workflows(s),
+            "active_workflows": self.active_workflows(),
             "tenant": self.tenant(s),
             "tenant_tokens": self.tenant_tokens(),
             "quota": self.quota(s),

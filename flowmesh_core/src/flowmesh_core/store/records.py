@@ -11,6 +11,7 @@ from flowmesh_core.models import ItemStatus, LineageRecord
 from flowmesh_core.models._base import FrozenModel
 
 __all__ = [
+    "ActiveWorkflow",
     "BlobRecord",
     "CancelResult",
     "CompleteResult",
@@ -150,6 +151,17 @@ class WorkflowState(FrozenModel):
     spec: str
     domain: str = "global"
     nodes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveWorkflow:
+    """A workflow not final yet, as the autoscaler reads it: its spec, each node's status,
+    and the items of each started node (items_total, remaining)."""
+
+    id: str
+    spec: str
+    nodes: dict[str, str]
+    items: dict[str, tuple[int, int]]
 
 
 _FLOAT_FIELDS = (

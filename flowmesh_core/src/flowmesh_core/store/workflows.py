@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowmesh_core.models import LineageRecord, Requester
+from flowmesh_core.models.api import NodeState
 from flowmesh_core.store._base import StoreBase, strings
-from flowmesh_core.store.records import WorkflowState, parse_lineage
+from flowmesh_core.store.records import ActiveWorkflow, WorkflowState, parse_lineage
 
 __all__ = ["WorkflowsMixin"]
 
@@ -49,6 +50,43 @@ class WorkflowsMixin(StoreBase):
             (tenant, finished), *raw = await pipe.execute()
         records = {node: strings(r) for node, r in zip(nodes, raw, strict=True)}
         return tenant is not None, finished is not None, records
+
+    async def active_workflows(self, limit: int) -> list[ActiveWorkflow]:
+        """Up to ``limit`` workflows not final yet, oldest first, in three round trips
+        whatever their number: the index, then each one's spec and node statuses, then
+        the item counts of its started nodes. One finished meanwhile is left out."""
+        async with self.guard():
+            ids = [
+                str(i) for i in await self._redis.zrange(self.keys.active_workflows(), 0, limit - 1)
+            ]
+            if not ids:
+                return []
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for wf_id in ids:
+                    pipe.hget(self.keys.workflow(wf_id), "spec")
+                    pipe.hgetall(self.keys.workflow_nodes(wf_id))
+                raw = await pipe.execute()
+            heads = [
+                (wf_id, spec, strings(nodes))
+                for wf_id, spec, nodes in zip(ids, raw[::2], raw[1::2], strict=True)
+                if spec is not None
+            ]
+            started = [
+                (wf_id, node)
+                for wf_id, _, nodes in heads
+                for node, status in nodes.items()
+                if status != NodeState.WAITING
+            ]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for wf_id, node in started:
+                    pipe.hmget(self.keys.node(wf_id, node), ["items_total", "remaining"])
+                counts = await pipe.execute() if started else []
+        items: dict[str, dict[str, tuple[int, int]]] = {wf_id: {} for wf_id, _, _ in heads}
+        for (wf_id, node), (total, left) in zip(started, counts, strict=True):
+            items[wf_id][node] = (int(total or 0), int(left or 0))
+        return [
+            ActiveWorkflow(wf_id, str(spec), nodes, items[wf_id]) for wf_id, spec, nodes in heads
+        ]
 
     async def may_read(self, tenant: str, digest: str) -> bool:
         """Whether ``tenant``'s lineage holds ``digest``."""

@@ -28,6 +28,7 @@ if final(head[1]) then
 end
 local tenant, domain = head[2], head[3] or 'global'
 redis.call('HSET', wk, 'status', NODE.CANCELLED, 'finished_at', now)
+redis.call('ZREM', KEY.active_workflows, workflow)
 release_reserved(workflow, tenant)
 
 local nodes = key('workflow_nodes', workflow)

@@ -27,6 +27,7 @@ if not status or final(status) then
 end
 release_reserved(workflow, head[2])
 redis.call('HSET', wk, 'status', NODE.FAILED, 'finished_at', now)
+redis.call('ZREM', KEY.active_workflows, workflow)
 notify(workflow, EVENT.WORKFLOW_FAILED, failed)
 emit(EVENT.WORKFLOW_FAILED, workflow, failed, err)
 return 1

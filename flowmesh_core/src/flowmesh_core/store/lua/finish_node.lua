@@ -32,6 +32,7 @@ if final(redis.call('HGET', wk, 'status')) then
   return {1, 0}
 end
 redis.call('HSET', wk, 'status', NODE.DONE, 'finished_at', ARGV[4])
+redis.call('ZREM', KEY.active_workflows, workflow)
 notify(workflow, EVENT.WORKFLOW_DONE)
 emit(EVENT.WORKFLOW_DONE, workflow)
 return {1, 1}

@@ -1,6 +1,6 @@
--- submit_workflow: store a workflow, its node states and the tenant's index entry, and
--- announce it on the outbox (so its root nodes start even if the submitter dies before
--- starting them), in one step; or nothing at all if the id is taken or the submission
+-- submit_workflow: store a workflow, its node states, the tenant's index entry and its
+-- entry in the index of active workflows, and announce it on the outbox (so its root
+-- nodes start even if the submitter dies before starting them), in one step; or nothing at all if the id is taken or the submission
 -- is a replay of an earlier one with the same idempotency key.
 --
 --
@@ -61,6 +61,7 @@ for i = 13, #ARGV do
   redis.call('HSET', key('workflow_nodes', workflow), ARGV[i], NODE.WAITING)
 end
 redis.call('ZADD', key('tenant_workflows', tenant), ARGV[4], workflow)
+redis.call('ZADD', KEY.active_workflows, ARGV[4], workflow)
 if submission then
   redis.call('SET', submission, workflow, 'EX', tonumber(ARGV[8]))
 end

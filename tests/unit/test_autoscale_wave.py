@@ -1,0 +1,99 @@
+"""The next wave from a workflow's graph (docs/autoscaling.md, "The next wave"): which
+pending nodes come next, how many items they will have, and how they group."""
+
+from __future__ import annotations
+
+from flowmesh_core.autoscale.wave import Coming, next_wave, wave_groups
+from flowmesh_core.models import Workflow
+from flowmesh_core.registry import Registry
+
+KINDS = Registry.default()
+GEN = {"kind": "llm.generate", "model": "hf:gen", "params": {"n": 2}}
+
+
+def _chain() -> Workflow:
+    return Workflow.model_validate(
+        {
+            "nodes": {
+                "generate": {**GEN, "inputs": {"prompts": ["a", "b", "c"]}},
+                "pairs": {"kind": "data.template", "inputs": {"records": {"ref": "generate"}}},
+                "score": {
+                    "kind": "score",
+                    "model": "hf:rm",
+                    "inputs": {"pairs": {"ref": "pairs"}},
+                },
+                "sft": {
+                    "kind": "train.sft",
+                    "model": "hf:base",
+                    "params": {"epochs": 3},
+                    "inputs": {"dataset": {"ref": "generate"}},
+                },
+                "embed": {
+                    "kind": "embed",
+                    "model": "hf:emb",
+                    "inputs": {"texts": {"ref": "score"}},
+                },
+            }
+        }
+    )
+
+
+def test_the_nodes_reading_a_running_node_are_the_next_wave_with_its_items() -> None:
+    states = {
+        "generate": "running",
+        "pairs": "waiting",
+        "score": "waiting",
+        "sft": "waiting",
+        "embed": "waiting",
+    }
+    wave = next_wave(_chain(), states, {"generate": 6}, KINDS)
+    # pairs splits its records: the 6 generations; sft runs whole, weighing 6 x 3 epochs;
+    # score reads pairs, which has not started: two stages ahead, not this wave
+    assert wave == [
+        Coming("pairs", "data.template", None, 6),
+        Coming("sft", "train.sft", "hf:base", 1, 18.0, alone=True),
+    ]
+
+
+def test_a_sampling_node_multiplies_its_upstream_items() -> None:
+    workflow = Workflow.model_validate(
+        {
+            "nodes": {
+                "seed": {"kind": "data.template", "inputs": {"records": ["a", "b"]}},
+                "gen": {**GEN, "inputs": {"prompts": {"ref": "seed"}}},
+            }
+        }
+    )
+    wave = next_wave(workflow, {"seed": "pending", "gen": "waiting"}, {"seed": 2}, KINDS)
+    assert wave == [Coming("gen", "llm.generate", "hf:gen", 4)]
+
+
+def test_nothing_is_coming_before_a_start_after_the_inputs_are_done_or_when_final() -> None:
+    chain = _chain()
+    waiting = dict.fromkeys(chain.nodes, "waiting")
+    assert next_wave(chain, waiting, {}, KINDS) == []  # roots are about to start
+    done = {**waiting, "generate": "done"}  # about to start: the ready pool shows them
+    assert next_wave(chain, done, {"generate": 6}, KINDS) == []
+    cancelled = dict.fromkeys(chain.nodes, "cancelled")
+    assert next_wave(chain, cancelled, {"generate": 6}, KINDS) == []
+    # the next stage further on: score once pairs runs
+    later = {**done, "pairs": "pending", "sft": "running"}
+    assert next_wave(chain, later, {"generate": 6, "pairs": 6, "sft": 1}, KINDS) == [
+        Coming("score", "score", "hf:rm", 6)
+    ]
+
+
+def test_waves_of_many_workflows_group_by_kind_and_model_a_training_run_alone() -> None:
+    coming = [
+        Coming("pairs", "data.template", None, 6),
+        Coming("pairs", "data.template", None, 4),
+        Coming("score", "score", "hf:rm", 5),
+        Coming("sft", "train.sft", "hf:base", 1, 18.0, alone=True),
+        Coming("sft", "train.sft", "hf:base", 1, 18.0, alone=True),
+    ]
+    groups = {(g.kind, g.model): g for g in wave_groups(coming)}
+    assert groups["data.template", None].items == 10
+    assert groups["score", "hf:rm"].items == 5
+    sft = groups["train.sft", "hf:base"]
+    assert (sft.items, sft.max_batch, sft.weight) == (2, 1, 18.0)
+    assert groups["score", "hf:rm"].max_batch > 1
