@@ -204,3 +204,54 @@ def test_cli_prints_the_recommendation_and_mistakes_are_one_line(
     assert unknown.returncode == 2
     assert "'h100' is not a pool in settings (cpu, gpu-l4)" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+async def test_the_next_stage_raises_its_pool_before_its_items_are_ready(
+    harness: Harness,
+) -> None:
+    # docs/autoscaling.md, "The next wave": generate has started (its items wait in the
+    # ready pool); score, which reads it, has no item yet. The learned rates put generate
+    # on the cpu pool and score on the L4 pool, so only the next wave can grow the L4 pool.
+    pools = {
+        "cpu": {"usd_per_hour": 0.1, "max_replicas": 20},
+        "gpu-l4": {"accelerator": "L4", "usd_per_hour": 0.8, "max_replicas": 4},
+    }
+    app = await harness.app(run_scheduler=False, pools=pools, autoscale_drain_s=1.0)
+    admin = await harness.client(app, await harness.tenant("ops", admin=True))
+    team = await harness.client(app, await harness.tenant("team-a"))
+    learned = ThroughputModel()
+    model = "flowmesh/tiny-gpt"
+    for acc, gen_s, score_s in (("cpu", 0.01, 50.0), ("L4", 5.0, 0.5)):
+        learned.learn(Observation(acc, "llm.generate", model, 1, gen_s))
+        learned.learn(Observation(acc, "score", model, 1, score_s))
+    await harness.store.save_json(harness.store.keys.throughput(), json.dumps(learned.to_dict()))
+    before = (await admin.get("/v1/autoscale")).json()["pools"]
+    assert before["gpu-l4"]["desired"] == 0
+
+    workflow = {
+        "nodes": {
+            "generate": {
+                "kind": "llm.generate",
+                "model": model,
+                "inputs": {"prompts": [f"p{i}" for i in range(8)]},
+            },
+            "score": {"kind": "score", "model": model, "inputs": {"pairs": {"ref": "generate"}}},
+        }
+    }
+    submitted = await team.post("/v1/workflows", json=workflow)
+    assert submitted.status_code == 201, submitted.text
+    wf_id = submitted.json()["workflow_id"]
+    body = (await admin.get("/v1/autoscale")).json()
+    assert body["waiting_items"] == 8  # generate's items only: score has none yet
+    l4 = body["pools"]["gpu-l4"]
+    assert (l4["backlog_s"], l4["ahead_batches"]) == (0.0, 1), body
+    assert l4["ahead_s"] == pytest.approx(8 * 0.5, rel=0.3), body
+    assert l4["desired"] > 0, body
+    assert "next wave" in l4["reason"]
+    assert body["pools"]["cpu"]["ahead_s"] == 0.0
+
+    # cancelled: out of the index, and the L4 pool is no longer asked for
+    assert (await team.delete(f"/v1/workflows/{wf_id}")).status_code == 200
+    assert await harness.store.active_workflows(10) == []
+    after = (await admin.get("/v1/autoscale")).json()["pools"]
+    assert after["gpu-l4"]["desired"] == 0
