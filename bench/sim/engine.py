@@ -28,22 +28,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.sim.fleet import Autoscaler, Batch, SimWorker, Usage, Wave, backlog_seconds
-from bench.sim.hardware import ACCELERATORS, Accelerator, Roofline
+from bench.sim.hardware import ACCELERATORS, Accelerator, Roofline, Work
 from bench.sim.policies import policy_for
 from bench.sim.variants import Dynamics, Variant
 from bench.sim.workload import Stage, Submission, item_keys, training_key
 from flowmesh_core.autoscale import PoolView, decide
+from flowmesh_core.autoscale.wave import next_wave
 from flowmesh_core.control.planning import RoundPlan
 from flowmesh_core.control.rules import FailNode, NodeView, RecordResult, StartNode, next_actions
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.control.utility import BatchCandidate, UtilityWeights, WorkerView
 from flowmesh_core.models import Workflow
 from flowmesh_core.models.api import NodeState
+from flowmesh_core.registry import Registry
 from flowmesh_core.store.keys import KeySpace
 
 __all__ = ["Engine", "Outcome"]
 
 TICK_S = 0.5  # the scheduler's idle wake-up (Scheduler._step waits at most 0.5 s)
+KINDS = Registry.default()
 
 
 @dataclass(slots=True)
@@ -73,16 +76,32 @@ _DONE = "sha256:" + "0" * 64  # the simulator tracks keys, not digests
 
 
 def as_workflow(stages: tuple[Stage, ...]) -> Workflow:
-    """A template's chain of stages as the product's workflow: node ``s{i}`` reads ``s{i-1}``.
+    """A template's chain of stages as the product's workflow: node ``s{i}`` reads ``s{i-1}``
+    through the input its kind splits (or trains on), and asks for its stage's samples.
 
     The simulator advances each run by asking the product's ``next_actions`` about it, as
-    the engine does for a stored workflow.
+    the engine does for a stored workflow, and reads its next wave with the product's
+    ``next_wave``, as the live observer does.
     """
     nodes: dict[str, Any] = {}
     for i, stage in enumerate(stages):
+        spec = KINDS.get(stage.work.kind)
         source: Any = {"ref": f"s{i - 1}"} if i else ["prompts"]
-        nodes[f"s{i}"] = {"kind": stage.work.kind, "inputs": {"records": source}}
+        params = {spec.samples_param: stage.samples} if spec.samples_param else {}
+        name = spec.batch_input or spec.weight_input or "records"
+        nodes[f"s{i}"] = {"kind": stage.work.kind, "params": params, "inputs": {name: source}}
     return Workflow.model_validate({"nodes": nodes})
+
+
+def stage_items(stages: tuple[Stage, ...], prompts: int) -> list[int]:
+    """Each stage's items as the workflow graph says before dedup (``items_total`` of a
+    started node): a batchable stage's upstream items times its samples, a training run 1."""
+    out, items = [], prompts
+    for stage in stages:
+        if not stage.training:
+            items *= stage.samples
+        out.append(1 if stage.training else items)
+    return out
 
 
 @dataclass
@@ -469,16 +488,26 @@ class Engine:
         )
 
     def _next_wave(self, pool: str, scaler: Autoscaler, counts: Counter[str]) -> Wave | None:
-        """The next wave of the runs in flight, from their workflows' graphs (what the
-        control plane knows of a running workflow: its nodes, and the size of each
-        started node's input)."""
-        runs = (
-            (r.sub.template.stages, r.stage, len(r.sub.prompts))
-            for r in self.runs
-            if r.finished is None and not r.failed
-        )
-
-        def in_pool(stage: Stage) -> bool:
-            return self.variant.pool_of(stage.signature) == pool
-
-        return scaler.next_wave(self.roof, runs, self.works, counts, in_pool)
+        """The largest wave (one, two... stages ahead) of the runs in flight, found by the
+        product's ``next_wave`` from their workflows' graphs, node states and started
+        nodes' items (what the live observer reads from the store), priced on the type
+        it would buy for it."""
+        waves: dict[int, dict[Work, list[int]]] = {}
+        for run in self.runs:
+            if run.finished is not None or run.failed:
+                continue
+            stages = run.sub.template.stages
+            states = {f"s{i}": NodeState.WAITING.value for i in range(len(stages))}
+            states.update({name: view.state for name, view in run.nodes.items()})
+            totals = stage_items(stages, len(run.sub.prompts))
+            items = {name: totals[int(name[1:])] for name in run.nodes}
+            for coming in next_wave(self.workflows[stages], states, items, KINDS):
+                stage = stages[int(coming.node[1:])]
+                if self.variant.pool_of(stage.signature) != pool:
+                    continue
+                group = waves.setdefault(coming.depth, {}).setdefault(stage.work, [0, 0])
+                group[0] += int(coming.weight) if coming.alone else coming.items
+                group[1] += 1 if coming.alone else 0
+        priced = (scaler.price_wave(self.roof, g, self.works, counts) for g in waves.values())
+        found = [w for w in priced if w is not None]
+        return max(found, key=lambda w: w.workers(scaler.drain_s), default=None)

@@ -8,8 +8,9 @@ preempted at a Poisson rate; the engine re-plans their work.
 The autoscaler looks at the ready pool every ``interval_s``: it estimates the backlog in
 accelerator-seconds on the type it would buy (the type with the lowest $ per item for the
 largest backlog, unless heterogeneity is switched off), that type's lead (boot, then the
-model load) and the next wave: the stages the workflows in flight will reach next, which
-the control plane knows from each workflow's graph and the size of the stage before.
+model load) and the next wave: the nodes the workflows in flight reach next, found by the
+product's own function (``flowmesh_core.autoscale.wave.next_wave``) from each workflow's
+graph and the items of the node before, as the live observer finds them.
 How many workers to buy and which idle ones to release is the product's decision
 (``flowmesh_core.autoscale.decide``): what the ready workers cannot drain within one lead
 is drained within ``drain_s``, the pool grows ahead to what the next wave needs, at least
@@ -20,12 +21,11 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bench.sim.hardware import ACCELERATORS, MODELS, Accelerator, Roofline, Work
-from bench.sim.workload import Stage
 from flowmesh_core.autoscale import PoolSpec
+from flowmesh_core.autoscale.decide import replicas_for
 
 __all__ = ["Autoscaler", "Batch", "SimWorker", "Usage", "Wave", "backlog_seconds"]
 
@@ -103,7 +103,7 @@ class Autoscaler:
     heterogeneous: bool = True
     default_type: str = "A100"
     buy_by: str = "usd"  # or "energy": the type with the fewest Wh for the backlog
-    ahead: bool = True  # price the next wave (next_wave) for the product's scale-ahead
+    ahead: bool = True  # price the next wave (price_wave) for the product's scale-ahead
 
     def pick_type(
         self,
@@ -144,48 +144,28 @@ class Autoscaler:
         boot = {"boot_s": acc.boot_s, "accelerator": acc.name} if acc else {}
         return PoolSpec(min_replicas=self.min_workers, max_replicas=self.max_workers, **boot)
 
-    def next_wave(
+    def price_wave(
         self,
         roof: Roofline,
-        runs: Iterable[tuple[Sequence[Stage], int, int]],
+        groups: dict[Work, list[int]],
         works: list[Work],
         counts: dict[str, int],
-        belongs: Callable[[Stage], bool] = lambda stage: True,
     ) -> Wave | None:
-        """The largest wave of work the runs in flight will reach after their current stage.
-
-        ``runs`` holds (stages, current stage, prompts) per unfinished run; only stages
-        that ``belongs`` to this autoscaler's pool count. Waves are
-        grouped by how many stages ahead they are; a stage's items are its upstream's
-        times its samples (what the workflow graph says before dedup), a training run is
-        one batch of its examples. Each wave is priced on the type ``pick_type`` buys for
-        its largest group (by seconds on ``default_type``); the wave that needs the most
-        workers to drain within ``drain_s`` is returned.
+        """The next wave priced on the type ``pick_type`` buys for its largest group (by
+        seconds on ``default_type``); None when nothing is coming or every type is at its
+        cap. ``groups`` maps a work to (items or examples, training runs): what the
+        product's ``flowmesh_core.autoscale.wave.next_wave`` reads from the workflows'
+        graphs (the engine builds it).
         """
-        waves: dict[int, dict[Work, list[int]]] = {}
-        for stages, current, prompts in runs:
-            items = prompts
-            for index, stage in enumerate(stages):
-                if not stage.training:
-                    items *= stage.samples
-                if index > current and belongs(stage):
-                    group = waves.setdefault(index - current, {}).setdefault(stage.work, [0, 0])
-                    group[0] += prompts if stage.training else items
-                    group[1] += 1 if stage.training else 0
-        best: Wave | None = None
+        if not groups:
+            return None
         reference = ACCELERATORS[self.default_type]
-        for groups in waves.values():
-            # the group with the most work (a training run is long however few they are)
-            sizes = {w: Wave.of(roof, reference, {w: g}, works).seconds for w, g in groups.items()}
-            work = max(sizes, key=lambda w: (sizes[w], repr(w)))
-            units, runs = groups[work]
-            choice = self.pick_type(roof, [(work, units // max(runs, 1))], works, counts)
-            if choice is None:
-                continue
-            wave = Wave.of(roof, ACCELERATORS[choice], groups, works)
-            if best is None or wave.workers(self.drain_s) > best.workers(self.drain_s):
-                best = wave
-        return best
+        # the group with the most work (a training run is long however few they are)
+        sizes = {w: Wave.of(roof, reference, {w: g}, works).seconds for w, g in groups.items()}
+        work = max(sizes, key=lambda w: (sizes[w], repr(w)))
+        units, runs = groups[work]
+        choice = self.pick_type(roof, [(work, units // max(runs, 1))], works, counts)
+        return None if choice is None else Wave.of(roof, ACCELERATORS[choice], groups, works)
 
 
 def backlog_seconds(
@@ -224,4 +204,4 @@ class Wave:
 
     def workers(self, drain_s: float) -> int:
         """Workers that drain this wave within ``drain_s``, never more than its batches."""
-        return min(math.ceil(self.seconds / drain_s), self.batches)
+        return replicas_for(self.seconds, self.batches, drain_s)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from bench.sim import engine as engine_module
 from bench.sim.engine import Engine
-from bench.sim.fleet import Autoscaler, SimWorker, Wave, backlog_seconds
+from bench.sim.fleet import SimWorker, Wave, backlog_seconds
 from bench.sim.hardware import ACCELERATORS, Roofline, Work
 from bench.sim.static import run_oracle, run_static
 from bench.sim.variants import FLOWMESH, Dynamics, Features, Variant
@@ -171,25 +172,29 @@ def test_with_heterogeneity_and_locality_off_the_scheduler_sees_one_kind_of_work
 
 
 def test_the_next_wave_is_read_from_the_graph_and_priced_on_its_own_type() -> None:
-    """A dpo run at its first stage: next comes a score over its 2 x 100 samples, then one
-    DPO run over its 100 examples; the wave needing more workers is the one returned."""
+    """A dpo run at its first stage, through the product's next_wave: next comes a score
+    over its 2 x 100 samples, then one DPO run; the wave needing more workers is used."""
     roof, dpo = Roofline(), TEMPLATES["dpo"]
     works = sorted({st.work for st in dpo.stages}, key=repr)
-    scaler = Autoscaler(types=("A100",), marketplace=True, drain_s=1.0)
-    wave = scaler.next_wave(roof, [(dpo.stages, 0, 100)], works, {})
+    subs = [Submission(0.0, "t", dpo, tuple(range(100)))]
+    engine = Engine(subs, FLOWMESH, Dynamics(marketplace=True, drain_s=1.0), seed=1)
+    engine._submit(subs[0])  # s0 starts: its 200 samples wait in the ready pool
+    scaler = engine.scalers["all"]
+    wave = engine._next_wave("all", scaler, Counter())
     assert wave is not None
-    a100 = ACCELERATORS["A100"]
-    score = Wave.of(roof, a100, {dpo.stages[1].work: [200, 0]}, works)
-    train = Wave.of(roof, a100, {dpo.stages[2].work: [100, 1]}, works)
+    choice = ACCELERATORS[wave.type_name]
+    score = Wave.of(roof, choice, {dpo.stages[1].work: [200, 0]}, works)
+    # the graph says the DPO run trains on its upstream's 200 scored samples
+    train = Wave.of(roof, choice, {dpo.stages[2].work: [200, 1]}, works)
     assert train.batches == 1  # a training run is one batch, however long
     assert score.seconds == pytest.approx(
-        backlog_seconds(roof, a100, dpo.stages[1].work, 200, works)
+        backlog_seconds(roof, choice, dpo.stages[1].work, 200, works)
     )
-    assert wave == max(score, train, key=lambda w: w.workers(scaler.drain_s))
-    # past the last stage nothing is ahead; a stage outside the pool does not count
-    assert scaler.next_wave(roof, [(dpo.stages, 2, 100)], works, {}) is None
-    outside = scaler.next_wave(roof, [(dpo.stages, 0, 100)], works, {}, lambda st: False)
-    assert outside is None
+    assert wave.seconds in (score.seconds, train.seconds)
+    assert wave.workers(1.0) == max(score.workers(1.0), train.workers(1.0))
+    # nothing is coming for a pool the stages do not belong to, nor with no run in flight
+    assert engine._next_wave("elsewhere", scaler, Counter()) is None
+    assert Engine(subs, FLOWMESH, Dynamics(), seed=1)._next_wave("all", scaler, Counter()) is None
 
 
 @pytest.mark.timeout(120)

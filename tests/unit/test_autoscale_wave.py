@@ -3,7 +3,7 @@ pending nodes come next, how many items they will have, and how they group."""
 
 from __future__ import annotations
 
-from flowmesh_core.autoscale.wave import Coming, next_wave, wave_groups
+from flowmesh_core.autoscale.wave import Coming, next_wave, wave_groups, waves
 from flowmesh_core.models import Workflow
 from flowmesh_core.registry import Registry
 
@@ -48,10 +48,12 @@ def test_the_nodes_reading_a_running_node_are_the_next_wave_with_its_items() -> 
     }
     wave = next_wave(_chain(), states, {"generate": 6}, KINDS)
     # pairs splits its records: the 6 generations; sft runs whole, weighing 6 x 3 epochs;
-    # score reads pairs, which has not started: two stages ahead, not this wave
+    # score reads pairs, which has not started: two stages ahead; embed three
     assert wave == [
         Coming("pairs", "data.template", None, 6),
         Coming("sft", "train.sft", "hf:base", 1, 18.0, alone=True),
+        Coming("score", "score", "hf:rm", 6, depth=2),
+        Coming("embed", "embed", "hf:emb", 6, depth=3),
     ]
 
 
@@ -68,19 +70,26 @@ def test_a_sampling_node_multiplies_its_upstream_items() -> None:
     assert wave == [Coming("gen", "llm.generate", "hf:gen", 4)]
 
 
-def test_nothing_is_coming_before_a_start_after_the_inputs_are_done_or_when_final() -> None:
+def test_nodes_about_to_start_are_in_no_wave_and_a_finished_workflow_has_none() -> None:
     chain = _chain()
     waiting = dict.fromkeys(chain.nodes, "waiting")
-    assert next_wave(chain, waiting, {}, KINDS) == []  # roots are about to start
-    done = {**waiting, "generate": "done"}  # about to start: the ready pool shows them
-    assert next_wave(chain, done, {"generate": 6}, KINDS) == []
+    # generate done: pairs and sft are about to start (the ready pool will show them), so
+    # they are in no wave; what reads them is one stage further than they are
+    done = {**waiting, "generate": "done"}
+    assert [(c.node, c.depth) for c in next_wave(chain, done, {"generate": 6}, KINDS)] == [
+        ("score", 1),
+        ("embed", 2),
+    ]
     cancelled = dict.fromkeys(chain.nodes, "cancelled")
     assert next_wave(chain, cancelled, {"generate": 6}, KINDS) == []
-    # the next stage further on: score once pairs runs
+    # pairs and sft started: score next, over the 6 pairs; embed after it
     later = {**done, "pairs": "pending", "sft": "running"}
     assert next_wave(chain, later, {"generate": 6, "pairs": 6, "sft": 1}, KINDS) == [
-        Coming("score", "score", "hf:rm", 6)
+        Coming("score", "score", "hf:rm", 6),
+        Coming("embed", "embed", "hf:emb", 6, depth=2),
     ]
+    final = dict.fromkeys(chain.nodes, "done")
+    assert next_wave(chain, final, dict.fromkeys(chain.nodes, 6), KINDS) == []
 
 
 def test_waves_of_many_workflows_group_by_kind_and_model_a_training_run_alone() -> None:
@@ -97,3 +106,7 @@ def test_waves_of_many_workflows_group_by_kind_and_model_a_training_run_alone() 
     sft = groups["train.sft", "hf:base"]
     assert (sft.items, sft.max_batch, sft.weight) == (2, 1, 18.0)
     assert groups["score", "hf:rm"].max_batch > 1
+    deep = [Coming("embed", "embed", "hf:emb", 6, depth=2), *coming]
+    by_depth = waves(deep)
+    assert sorted(by_depth) == [1, 2]
+    assert [(g.kind, g.items) for g in by_depth[2]] == [("embed", 6)]

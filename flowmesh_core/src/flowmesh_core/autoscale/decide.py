@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from flowmesh_core.autoscale.pools import PoolSpec
 
-__all__ = ["Decision", "PoolView", "decide", "recommend"]
+__all__ = ["Decision", "PoolView", "decide", "recommend", "replicas_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True
     if drain_s <= 0:
         raise ValueError("drain_s must be positive")
     alive = view.replicas + view.booting
-    wave = min(math.ceil(view.ahead_s / drain_s), view.ahead_batches) if scale else 0
+    wave = replicas_for(view.ahead_s, view.ahead_batches, drain_s) if scale else 0
     # booting replicas count towards min_replicas: they will be there before a new one;
     # an idle replica the next wave needs is kept rather than released and bought again
     keep = max(spec.min_replicas, wave)
@@ -97,6 +97,12 @@ def decide(spec: PoolSpec, view: PoolView, drain_s: float, *, scale: bool = True
     desired = alive + add
     reason = _reason(spec, view, add, ahead, remove, desired, drain_s)
     return Decision(desired, add, remove, reason, ahead)
+
+
+def replicas_for(seconds: float, batches: int, drain_s: float) -> int:
+    """Replicas that drain ``seconds`` of work within ``drain_s``, never more than its
+    ``batches`` (a replica without a batch only costs)."""
+    return min(math.ceil(seconds / drain_s), batches)
 
 
 def _reason(

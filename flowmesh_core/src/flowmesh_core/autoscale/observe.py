@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from flowmesh_core.autoscale.decide import Decision, PoolView, recommend
+from flowmesh_core.autoscale.decide import Decision, PoolView, recommend, replicas_for
 from flowmesh_core.autoscale.place import Waiting, place
 from flowmesh_core.autoscale.pools import PoolSpec
-from flowmesh_core.autoscale.wave import next_wave, wave_groups
+from flowmesh_core.autoscale.wave import next_wave, waves
 from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.control.throughput import ThroughputModel
 from flowmesh_core.models import Workflow
@@ -90,9 +90,10 @@ def _graph(spec: str) -> Workflow:
     return Workflow.model_validate_json(spec)
 
 
-def _coming(active: Sequence[ActiveWorkflow], registry: Registry) -> list[Waiting]:
-    """The next wave of ``active`` as ready-pool groups; a spec that no longer parses
-    (written by another version) is skipped rather than failing the recommendation."""
+def _coming(active: Sequence[ActiveWorkflow], registry: Registry) -> dict[int, list[Waiting]]:
+    """The waves of ``active`` by depth, as ready-pool groups; a spec that no longer
+    parses (written by another version) is skipped rather than failing the
+    recommendation."""
     coming = []
     for wf in active:
         try:
@@ -101,7 +102,23 @@ def _coming(active: Sequence[ActiveWorkflow], registry: Registry) -> list[Waitin
             continue
         items = {node: total for node, (total, _) in wf.items.items()}
         coming += next_wave(graph, wf.nodes, items, registry)
-    return wave_groups(coming)
+    return waves(coming)
+
+
+def _largest_wave(
+    pools: dict[str, PoolSpec],
+    coming: dict[int, list[Waiting]],
+    seconds: Any,
+    drain_s: float,
+) -> dict[str, tuple[float, int]]:
+    """Each pool's share of the wave (one, two... stages ahead) that needs the most of its
+    replicas: the pool is grown once for the largest of them, as the simulator does."""
+    best = {name: (0.0, 0) for name in pools}
+    for groups in coming.values():
+        for name, share in place(pools, groups, seconds, drain_s).items():
+            if replicas_for(*share, drain_s) > replicas_for(*best[name], drain_s):
+                best[name] = share
+    return best
 
 
 async def observe_and_recommend(
@@ -133,7 +150,7 @@ async def observe_and_recommend(
     shares = place(pools, waiting, _seconds(model), settings.autoscale_drain_s)
     kinds = registry or Registry.default()
     coming = _coming(await store.active_workflows(MAX_WORKFLOWS), kinds)
-    ahead = place(pools, coming, _seconds(model), settings.autoscale_drain_s)
+    ahead = _largest_wave(pools, coming, _seconds(model), settings.autoscale_drain_s)
     models = {w.model for w in waiting if w.model}
     views = {
         name: PoolView(

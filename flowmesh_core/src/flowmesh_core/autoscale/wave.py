@@ -1,17 +1,20 @@
-"""The next wave: work a running workflow's graph says will be ready once its running nodes end.
+"""The next waves: work a running workflow's graph says will be ready once its running
+nodes end.
 
 Pure: the caller passes a workflow's graph, each node's status and the item counts of
-its started nodes (``Store.active_workflows``). A node is in the next wave when it has
-not started, every node it reads has started, and at least one of those is not done yet
-(a node whose inputs are all done is about to start, and its items will be in the ready
-pool the observer reads). Its expected items are what the workflow graph says before
-dedup: the upstream's items for a node that splits its list input (times the samples it
-asks for), one for a node that runs whole; a training node's one item stands for its
-upstream's items times its epochs (docs/autoscaling.md, "The next wave").
+its started nodes (``Store.active_workflows``). A node that has not started is in the
+wave ``depth`` stages ahead when the longest chain of unfinished nodes back to a started
+one has ``depth`` unstarted nodes: 1 when a node it reads is running, 2 when such a node
+waits for a running one, and so on. A node whose inputs are all done is about to start:
+its items will be in the ready pool the observer reads, so it is in no wave. Its expected
+items are what the graph says before dedup: the upstream's items (the node it splits, or
+the largest input) times the samples it asks for when it splits its list input, one when
+it runs whole; a training node's one item stands for its upstream's items times its
+epochs (docs/autoscaling.md, "The next wave").
 
 The groups it returns are the ready pool's own shape (``place.Waiting``), grouped by kind
-and model, so the observer places and prices them across pools exactly as it does the
-ready work.
+and model, so the observer places and prices each wave across pools as it does the ready
+work; the simulator (bench/sim) reads its runs' waves with this same function.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from flowmesh_core.models.api import NodeState
 from flowmesh_core.models.operator import ModelRef, NodeRef
 from flowmesh_core.registry import Registry
 
-__all__ = ["Coming", "next_wave", "wave_groups"]
+__all__ = ["Coming", "next_wave", "wave_groups", "waves"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Coming:
     items: int
     weight: float = 1.0  # units of work per item (a training run: examples x epochs)
     alone: bool = False  # a training run: one batch of its own
+    depth: int = 1  # stages ahead: 1 once a node it reads is running, 2 after that...
 
 
 def next_wave(
@@ -47,45 +51,67 @@ def next_wave(
     items: Mapping[str, int],
     registry: Registry,
 ) -> list[Coming]:
-    """The nodes of ``workflow`` that become ready when its running nodes finish.
+    """The nodes of ``workflow`` that become ready as its running nodes finish, each with
+    how many stages ahead it is (``depth`` 1: when a running node it reads finishes),
+    nearest first, then in the workflow's order.
 
     ``states`` maps each node to its status, ``items`` each started node to its items. A
     node of a kind ``registry`` does not know is left out (it cannot start either).
     """
+    depth: dict[str, int] = {}  # 0: started, or about to start (every input done)
+    est: dict[str, int] = {}
     out = []
-    for name, node in workflow.nodes.items():
-        deps = node.dependencies()
-        if states.get(name) != NodeState.WAITING or not deps:
+    for name in workflow.topological_order():
+        node = workflow.nodes[name]
+        if states.get(name, NodeState.WAITING) != NodeState.WAITING:
+            depth[name], est[name] = 0, items.get(name, 0)
             continue
-        if any(states.get(d, NodeState.WAITING) == NodeState.WAITING for d in deps):
-            continue  # two stages ahead or more: not the next wave
-        if all(states.get(d) == NodeState.DONE for d in deps):
-            continue  # about to start: the ready pool shows it
+        deps = node.dependencies()
+        open_deps = [d for d in deps if states.get(d) != NodeState.DONE]
+        depth[name] = 1 + max((depth[d] for d in open_deps), default=-1)
         try:
             spec = registry.get(node.kind)
         except UnknownKindError:
+            depth[name], est[name] = 0, 0
             continue
-        upstream = max((items.get(d, 0) for d in deps), default=0)
+        upstream = max((est[d] for d in deps), default=0)
         source = node.inputs.get(spec.batch_input or spec.weight_input or "")
         if isinstance(source, NodeRef):
-            upstream = items.get(source.ref, upstream)
-        samples = node.params.get(spec.samples_param or "", 1)
-        samples = samples if isinstance(samples, int) and samples > 0 else 1
-        epochs = node.params.get("epochs", 1)
-        epochs = epochs if isinstance(epochs, int | float) and epochs > 0 else 1
-        model = node.model.key if isinstance(node.model, ModelRef) else None
-        if spec.batch_input is not None:
-            out.append(Coming(name, node.kind, model, max(1, upstream * samples)))
-        elif spec.weight_input is not None:
+            upstream = est[source.ref]
+        coming = _coming(node.params, spec.batch_input, spec.samples_param, upstream)
+        kind, model = node.kind, node.model.key if isinstance(node.model, ModelRef) else None
+        if spec.weight_input is not None and spec.batch_input is None:
+            epochs = node.params.get("epochs", 1)
+            epochs = epochs if isinstance(epochs, int | float) and epochs > 0 else 1
             weight = float(max(1, upstream) * epochs)
-            out.append(Coming(name, node.kind, model, 1, weight, alone=True))
+            item = Coming(name, kind, model, 1, weight, alone=True, depth=depth[name])
         else:
-            out.append(Coming(name, node.kind, model, 1))
-    return out
+            item = Coming(name, kind, model, coming, depth=depth[name])
+        est[name] = item.items
+        if depth[name] > 0:
+            out.append(item)
+    order = {name: i for i, name in enumerate(workflow.nodes)}
+    return sorted(out, key=lambda c: (c.depth, order[c.node]))
+
+
+def _coming(params: Mapping[str, object], split: str | None, samples: str | None, up: int) -> int:
+    """Items a node will have: its upstream's times its samples when it splits, else 1."""
+    if split is None:
+        return 1
+    n = params.get(samples or "", 1)
+    return max(1, up * (n if isinstance(n, int) and n > 0 else 1))
+
+
+def waves(coming: Iterable[Coming]) -> dict[int, list[Waiting]]:
+    """``wave_groups`` of each depth: the waves one, two... stages ahead."""
+    by_depth: dict[int, list[Coming]] = {}
+    for c in coming:
+        by_depth.setdefault(c.depth, []).append(c)
+    return {d: wave_groups(cs) for d, cs in sorted(by_depth.items())}
 
 
 def wave_groups(coming: Iterable[Coming]) -> list[Waiting]:
-    """The next wave as the ready pool's groups: one per kind, model and item weight; a
+    """Nodes coming as the ready pool's groups: one per kind, model and item weight; a
     training run is a batch of its own, as its own signature makes it in the ready pool."""
     default = Waiting("", "", None, 0).max_batch
     groups: dict[tuple[str, str, float, bool], int] = {}
