@@ -249,6 +249,9 @@ async def test_the_next_stage_raises_its_pool_before_its_items_are_ready(
     assert l4["desired"] > 0, body
     assert "next wave" in l4["reason"]
     assert body["pools"]["cpu"]["ahead_s"] == 0.0
+    gauges = (await admin.get("/v1/autoscale/metrics")).text.splitlines()
+    (line,) = [g for g in gauges if g.startswith('flowmesh_pool_ahead_seconds{pool="gpu-l4"}')]
+    assert float(line.split()[-1]) == pytest.approx(l4["ahead_s"], abs=1e-3)
 
     # cancelled: out of the index, and the L4 pool is no longer asked for
     assert (await team.delete(f"/v1/workflows/{wf_id}")).status_code == 200

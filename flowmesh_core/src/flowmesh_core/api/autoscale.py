@@ -67,6 +67,13 @@ async def autoscale_metrics(tenant: CurrentTenant, state: State) -> Response:
             ["pool"],
             registry=registry,
         ),
+        "ahead": Gauge(
+            "flowmesh_pool_ahead_seconds",
+            "The next wave placed on the pool (work running workflows reach next), in "
+            "seconds of its accelerator.",
+            ["pool"],
+            registry=registry,
+        ),
     }
     for name, d in rec.decisions.items():
         view = rec.views[name]
@@ -74,4 +81,5 @@ async def autoscale_metrics(tenant: CurrentTenant, state: State) -> Response:
         gauges["replicas"].labels(name).set(view.replicas)
         gauges["idle"].labels(name).set(view.idle)
         gauges["backlog"].labels(name).set(view.backlog_s)
+        gauges["ahead"].labels(name).set(view.ahead_s)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
