@@ -93,7 +93,7 @@ def paper_runs(seed: int) -> list[tuple[str, Runner]]:
         ("flowmesh", _fabric(FLOWMESH, on_demand, seed)),
         ("flowmesh-market", _fabric(FLOWMESH, market, seed)),
         ("flowmesh-market, buys by Wh", _fabric(FLOWMESH, replace(market, buy_by="energy"), seed)),
-        # what the live observer feeds the autoscaler today: ready work only, no next wave
+        # ready work only, no next wave: decide() then buys as the rule before the lead did
         ("flowmesh-market, ready only", _fabric(FLOWMESH, replace(market, ahead=False), seed)),
     ]
     runs += [(v.name, _fabric(v, on_demand, seed)) for v in (*ABLATIONS, *BASELINES)]

@@ -54,7 +54,7 @@ class Dynamics:
     drain_s: float = 60.0  # the autoscaler buys enough to drain the backlog within this
     idle_s: float = 60.0  # ... and removes a worker idle this long
     buy_by: str = "usd"  # what the autoscaler minimises per item when it buys: usd or energy
-    ahead: bool = True  # show the autoscaler the next wave (the product's observer cannot yet)
+    ahead: bool = True  # show the autoscaler the next wave (as the live observer does)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,8 @@ def autoscale_command(cli: CliContext, as_json: bool) -> None:
 
     Pools are declared in settings ([flowmesh.pools.NAME]); a worker joins one with
     `flowmesh worker --pool NAME`. The recommendation drains the ready work within
-    autoscale_drain_s on the cheapest pools first, releases idle replicas (the priciest
+    autoscale_drain_s on the cheapest pools first, grows a pool one lead early for the
+    stages running workflows reach next ("ahead s"), releases idle replicas (the priciest
     pools first) and lets a pool with min_replicas = 0 scale to zero.
     """
     if not cli.settings.pools:
@@ -49,7 +50,7 @@ def autoscale_command(cli: CliContext, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rec.to_json(), indent=2))
         return
-    table = Table("pool", "replicas", "idle", "backlog s", "batches", "desired", "why")
+    table = Table("pool", "replicas", "idle", "backlog s", "batches", "ahead s", "desired", "why")
     for name, d in rec.decisions.items():
         v = rec.views[name]
         table.add_row(
@@ -58,6 +59,7 @@ def autoscale_command(cli: CliContext, as_json: bool) -> None:
             str(v.idle),
             f"{v.backlog_s:.1f}",
             str(v.batches),
+            f"{v.ahead_s:.1f}",
             str(d.desired),
             d.reason,
         )
