@@ -110,3 +110,18 @@ def test_waves_of_many_workflows_group_by_kind_and_model_a_training_run_alone() 
     by_depth = waves(deep)
     assert sorted(by_depth) == [1, 2]
     assert [(g.kind, g.items) for g in by_depth[2]] == [("embed", 6)]
+
+
+def test_a_kind_nobody_registered_is_left_out_and_what_reads_it_stays_a_stage_later() -> None:
+    workflow = Workflow.model_validate(
+        {
+            "nodes": {
+                "gen": {**GEN, "inputs": {"prompts": ["a"]}},
+                "mine": {"kind": "custom.thing", "inputs": {"records": {"ref": "gen"}}},
+                "embed": {"kind": "embed", "model": "hf:emb", "inputs": {"texts": {"ref": "mine"}}},
+            }
+        }
+    )
+    states = {"gen": "running", "mine": "waiting", "embed": "waiting"}
+    wave = next_wave(workflow, states, {"gen": 2}, KINDS)
+    assert [(c.node, c.depth, c.items) for c in wave] == [("embed", 2, 1)]

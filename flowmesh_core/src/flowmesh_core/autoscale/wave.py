@@ -56,7 +56,8 @@ def next_wave(
     nearest first, then in the workflow's order.
 
     ``states`` maps each node to its status, ``items`` each started node to its items. A
-    node of a kind ``registry`` does not know is left out (it cannot start either).
+    node of a kind ``registry`` does not know is left out (it cannot start either); what
+    reads it still counts it as a stage ahead.
     """
     depth: dict[str, int] = {}  # 0: started, or about to start (every input done)
     est: dict[str, int] = {}
@@ -72,7 +73,7 @@ def next_wave(
         try:
             spec = registry.get(node.kind)
         except UnknownKindError:
-            depth[name], est[name] = 0, 0
+            est[name] = 0
             continue
         upstream = max((est[d] for d in deps), default=0)
         source = node.inputs.get(spec.batch_input or spec.weight_input or "")
