@@ -92,7 +92,7 @@ ReadySummary: TypeAlias = list[tuple[str, int, list[tuple[str, float]]]]
 """Each signature with items waiting: (signature, count, first members with their start time)."""
 
 
-INPUTS_LISTED = 64
+INPUTS_LISTED = 32
 """How many of a signature's input blobs (the largest) a scheduling round reads."""
 
 
