@@ -164,7 +164,8 @@ class FleetMixin(StoreBase):
         held: Sequence[str] | None = None,
     ) -> bool:
         """A worker is alive (and, if given, holds these models warm and these checkpoint
-        digests on its disk, most recent first: the scheduler's locality term).
+        and input-blob digests on its disk, most recent first: the scheduler's locality
+        term).
 
         False, and nothing written, if the worker is not registered (taken for dead and
         forgotten, or Redis lost its data: it registers again when its next read finds
