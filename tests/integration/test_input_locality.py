@@ -116,7 +116,7 @@ async def test_the_local_fraction_is_the_share_of_bytes_held(store: Store, tmp_p
 
 
 async def test_a_blob_of_unknown_size_weighs_nothing(store: Store, tmp_path: Path) -> None:
-    # A blob the index does not know (another node's result): no term at all.
+    # A blob the index does not know (no upload or completion recorded it): no term at all.
     unknown = digest_bytes(b"a result nobody indexed")
     await register(store, 2)
     assert await store.heartbeat("w1", held=[unknown])
@@ -156,8 +156,15 @@ async def test_a_worker_that_read_a_big_blob_once_reports_it(
     )
     status = await plane.wait(tenant, submitted.workflow_id, 20)
     assert status.state is NodeState.DONE, status
+    # It keeps its own big result too, indexed with its size for the items that read it.
+    result = status.nodes[0].result_digest
+    assert result is not None
+    assert result != digest
+    size = await plane.store.redis.hget(plane.store.keys.blob(result), "size")
+    assert size is not None
+    assert int(size) == plane.blobs.stat(result).size > 64 << 10
     assert worker.runner.blob_cache is not None
-    assert worker.runner.blob_cache.held() == [digest]
+    assert set(worker.runner.blob_cache.held()) == {digest, result}
 
     for _ in range(50):  # the next heartbeat (every 0.5 s) carries it
         (record,) = [r for r in await plane.store.workers() if r.profile.worker_id == "w-cache"]

@@ -15,7 +15,8 @@ heartbeat so the scheduler can prefer it for batches that read those blobs
 (docs/architecture.md, "Data locality").
 
 This module never fetches a digest on its own: it reads only what a caller's source was
-asked for, after the control plane checked the requester's right to it. One worker
+asked for, after the control plane checked the requester's right to it, and keeps the
+results the worker itself stored (``keep``). One worker
 process owns the directory; threads of that process may share the cache.
 """
 
@@ -80,9 +81,14 @@ class BlobCache:
         if data is not None:
             return data
         data = source.get_bytes(digest)
+        self.keep(digest, data)
+        return data
+
+    def keep(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` (which must hash to ``digest``) when big enough: a blob this
+        worker just fetched, or a result it just stored in the CAS."""
         if self.min_bytes <= len(data) <= self.budget_bytes:
             self._fill(digest, data)
-        return data
 
     def held(self, limit: int = BLOBS_REPORTED) -> list[str]:
         """The digests held, most recently used first, at most ``limit``."""

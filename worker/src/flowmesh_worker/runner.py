@@ -361,7 +361,10 @@ class BatchRunner:
         if not as_blob:
             digest = digest_bytes(outcome)
             return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
-        return ItemResult(domain=domain, op_key=op_key, digest=next(stored).digest)
+        put = next(stored)
+        if self.blob_cache is not None:  # the next node's items may read it here
+            self.blob_cache.keep(put.digest, outcome)
+        return ItemResult(domain=domain, op_key=op_key, digest=put.digest, size=put.size)
 
 
 class _Packed:

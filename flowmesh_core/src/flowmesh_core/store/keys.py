@@ -24,7 +24,8 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:inline:{digest}                STRING  a small result's bytes, kept with its action-
                                                cache entry instead of in the CAS (never
                                                expires, like the action cache)
-    {p}:blob:{digest}                  HASH    size, media_type, created_at
+    {p}:blob:{digest}                  HASH    size, media_type, created_at (uploads, results
+                                               stored in the CAS, manifests, checkpoint trees)
     {p}:blob:{digest}:holders          SET     worker ids holding a local copy
     {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
                                                tree's readers may read its files); a tree's
