@@ -128,6 +128,27 @@ async def test_a_blob_of_unknown_size_weighs_nothing(store: Store, tmp_path: Pat
     assert len(await assignment_entries(store, "w0")) == 1
 
 
+async def test_a_stored_result_is_indexed_with_its_size_for_the_items_reading_it(
+    store: Store,
+) -> None:
+    first, second, small = (reading(BIG) for _ in range(3))
+    result, tiny = digest_bytes(b"a stored result"), digest_bytes(b"{}")
+    pairs = [
+        (requester(i, workflow="wf-up"), item) for i, item in enumerate([first, second, small])
+    ]
+    await store.join_many(DOMAIN, pairs)
+    await store.complete(DOMAIN, first.op_key, result, size=300_000)
+    await store.complete(DOMAIN, second.op_key, result, size=1)  # the first record stays
+    await store.complete(DOMAIN, small.op_key, tiny, inline=b"{}", size=2)  # inline: not
+    assert await store.redis.hget(store.keys.blob(result), "size") == "300000"
+    assert not await store.redis.exists(store.keys.blob(tiny))
+
+    await enqueue(store, result, n=2, workflow="wf-down")
+    view = await store.round_view(8, time.time(), 60.0)
+    # The three upstream items were never claimed here: they still count as items.
+    assert view.inputs[SIGNATURE] == SignatureInputs(5, 600_000, {result: 600_000.0})
+
+
 @pytest.fixture
 async def own_workers(fabric: Fabric, tmp_path: Path) -> AsyncIterator[Workers]:
     """Workers with a model directory (and so an input-blob cache) of this test's own."""

@@ -365,6 +365,7 @@ class LedgerMixin(StoreBase):
         worker_seconds: float = 0.0,
         inline: bytes | None = None,
         half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
+        size: int | None = None,
     ) -> CompleteResult:
         """Record ``digest`` for ``op_key`` and release every waiting requester, atomically.
 
@@ -387,6 +388,7 @@ class LedgerMixin(StoreBase):
             worker_seconds=worker_seconds,
             inline=inline,
             half_life_s=half_life_s,
+            size=size,
         )
         return self.complete_outcome(await self.run_script(*call))
 
