@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 MIN_CACHED_BYTES = 64 << 10
 """Blobs smaller than this (64 KiB) are read from the source every time."""
 
-BLOBS_REPORTED = 64
+BLOBS_REPORTED = 16
 """How many cached blobs a worker reports in its heartbeat (the most recently used)."""
 
 _STALE_TEMP_S = 3600.0  # a temporary file this old is a crashed fill's leftover
