@@ -26,7 +26,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at (uploads, results
                                                stored in the CAS, manifests, checkpoint trees)
-    {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}:holders          SET     worker ids holding a local copy (``record_blob``
+                                               only; workers report the blobs they hold in
+                                               their heartbeat instead: held, below)
     {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
                                                tree's readers may read its files); a tree's
                                                own {p}:blob hash holds tree_bytes, the sum
