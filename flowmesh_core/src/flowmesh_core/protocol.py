@@ -71,6 +71,7 @@ class ItemResult(FrozenModel):
     error: str | None = None
     inline: str | None = None
     deterministic: bool = False
+    size: int | None = Field(default=None, ge=0)  # bytes of a result stored in the CAS
 
 
 class Completion(FrozenModel):

@@ -217,6 +217,13 @@ class Settings(BaseSettings):
     worker_model_cache_mb: int = Field(
         default=4096, ge=1, description="memory a worker may spend keeping models warm (MiB)"
     )
+    worker_blob_cache_mb: int = Field(
+        default=2048,
+        ge=0,
+        description="local disk a worker may spend keeping copies of the input blobs of "
+        "64 KiB or more that it read (MiB, under worker_model_dir/input-blobs; least "
+        "recently used first out); 0 = keep none",
+    )
     worker_generate_backend: str = Field(
         default="auto",
         description="llm.generate engine: transformers, vllm, or auto (vllm on a GPU with "

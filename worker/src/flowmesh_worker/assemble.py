@@ -14,6 +14,7 @@ from flowmesh_core.model_names import model_roots, worker_model_dir
 from flowmesh_core.models import WorkerProfile
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
+from flowmesh_worker.blob_cache import BlobCache
 from flowmesh_worker.executors import Executor, create_executor
 from flowmesh_worker.profile import Hardware, detect_hardware, make_profile
 from flowmesh_worker.runner import BatchRunner
@@ -72,6 +73,9 @@ def build_worker(
         profile.worker_id,
         inline_bytes=settings.inline_result_bytes,
         model_roots=[Path(root) for root in model_roots(settings)],
+        blob_cache=BlobCache(
+            model_dir(settings) / "input-blobs", settings.worker_blob_cache_mb << 20
+        ),
     )
     return Worker(
         store, runner, profile, heartbeat_s=max(0.2, settings.worker_ttl_s / 3), drain_s=drain_s

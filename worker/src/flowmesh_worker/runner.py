@@ -35,6 +35,7 @@ from flowmesh_core.checkpoint import build_tree
 from flowmesh_core.errors import FlowMeshError, InvalidInputError, ItemRejectedError
 from flowmesh_core.hashing import canonical_json, digest_bytes
 from flowmesh_core.protocol import Assignment, Completion, ItemResult
+from flowmesh_worker.blob_cache import BlobCache
 from flowmesh_worker.executors import Batch, Checkpoint, Executor, ItemError, Loaded, WorkItem
 from flowmesh_worker.inputs import ByteSource, resolve_inputs
 from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
@@ -103,10 +104,13 @@ class BatchRunner:
         *,
         inline_bytes: int = 0,
         model_roots: Sequence[Path] | None = None,
+        blob_cache: BlobCache | None = None,
     ) -> None:
         """Results up to ``inline_bytes`` travel in the report instead of the CAS (see
         ``Settings.inline_result_bytes``); local models may lie under ``model_roots``
-        (``None``: ``model_dir``; see ``Settings.model_roots``)."""
+        (``None``: ``model_dir``; see ``Settings.model_roots``). Items' referenced
+        inputs are read through ``blob_cache`` (None: none is kept)."""
+        self.blob_cache = blob_cache
         self.blobs = blobs
         self.inline_bytes = inline_bytes
         self.factory = factory
@@ -129,7 +133,10 @@ class BatchRunner:
         try:
             executor = self._executor(assignment.kind)
             loaded, load_seconds = self._load(executor, assignment)
-            outcomes = self._execute(executor, assignment, loaded, inputs or self.blobs)
+            source = inputs or self.blobs
+            if self.blob_cache is not None:
+                source = self.blob_cache.over(source)
+            outcomes = self._execute(executor, assignment, loaded, source)
         except FlowMeshError as exc:
             outcomes = [ItemError(str(exc))] * len(assignment.items)
         except Exception as exc:
@@ -354,7 +361,10 @@ class BatchRunner:
         if not as_blob:
             digest = digest_bytes(outcome)
             return ItemResult(domain=domain, op_key=op_key, digest=digest, inline=outcome.decode())
-        return ItemResult(domain=domain, op_key=op_key, digest=next(stored).digest)
+        put = next(stored)
+        if self.blob_cache is not None:  # the next node's items may read it here
+            self.blob_cache.keep(put.digest, outcome)
+        return ItemResult(domain=domain, op_key=op_key, digest=put.digest, size=put.size)
 
 
 class _Packed:

@@ -292,21 +292,26 @@ class Worker:
             )  # fmt: skip
 
     async def _heartbeats(self) -> None:
-        """Beat every ``heartbeat_s`` (with the warm models and the checkpoints on disk)
-        until the worker is finished."""
+        """Beat every ``heartbeat_s`` (with the warm models, and the checkpoints and
+        input blobs on disk) until the worker is finished."""
         while not self._finished.is_set():
             started = time.monotonic()
             try:
                 await self.store.heartbeat(
                     self.worker_id,
                     warm=self.runner.cache.warm_keys(),
-                    held=held(self.runner.model_dir),
+                    held=self._held(),
                 )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
             wait = max(0.05, self.heartbeat_s - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), wait)
+
+    def _held(self) -> list[str]:
+        """The digests reported as held: checkpoints on disk, then cached input blobs."""
+        blobs = self.runner.blob_cache
+        return held(self.runner.model_dir) + (blobs.held() if blobs is not None else [])
 
 
 class _LoopResumeStore:

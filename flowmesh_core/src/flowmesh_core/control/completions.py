@@ -174,6 +174,7 @@ class CompletionApplier:
                     worker_seconds=seconds * share,
                     inline=inline,
                     half_life_s=self.fairness_half_life_s,
+                    size=result.size,
                 )
             )
         size = len(report.results)

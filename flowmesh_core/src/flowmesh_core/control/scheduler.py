@@ -47,7 +47,7 @@ from flowmesh_core.errors import (
 from flowmesh_core.models import ModelRef
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
-from flowmesh_core.store.fleet import WorkerRecord
+from flowmesh_core.store.fleet import SignatureInputs, WorkerRecord
 
 __all__ = ["Scheduler", "holders", "model_id"]
 
@@ -215,7 +215,16 @@ class Scheduler:
         held = holders(view.workers)
         plan = RoundPlan(
             {
-                sig: _candidate(sig, n, ms, view.meaning, now, view.tree_bytes.get(sig, 0), held)
+                sig: _candidate(
+                    sig,
+                    n,
+                    ms,
+                    view.meaning,
+                    now,
+                    view.tree_bytes.get(sig, 0),
+                    held,
+                    view.inputs.get(sig),
+                )
                 for sig, n, ms in pool
             },
             {sig: [m for m, _ in ms] for sig, _, ms in pool},
@@ -268,7 +277,8 @@ class Scheduler:
 
 
 def holders(records: list[WorkerRecord]) -> dict[str, list[str]]:
-    """Checkpoint digest -> the workers that report it on their disk (``held``)."""
+    """Checkpoint or input-blob digest -> the workers that report it on their disk
+    (``held``)."""
     held: dict[str, list[str]] = {}
     for record in records:
         for digest in record.held:
@@ -284,14 +294,28 @@ def _candidate(
     now: float,
     tree_bytes: int = 0,
     held: dict[str, list[str]] | None = None,
+    inputs: SignatureInputs | None = None,
 ) -> BatchCandidate:
     """The candidate of one ready-pool group. A group whose model is a checkpoint of
-    ``tree_bytes`` bytes moves them once per batch, except to the workers that hold that
-    checkpoint on disk (``held``; local fraction 1)."""
+    ``tree_bytes`` bytes moves them once per batch; its items move the mean bytes of
+    the input blobs they read (``inputs``). A worker's local fraction is the share of
+    those bytes (the checkpoint's, and the listed input blobs') it reports on disk
+    (``held``); docs/architecture.md, "Data locality"."""
     meta = meaning.get(signature, {})
     oldest = members[0][1] if members else now
     model = model_id(meta.get("model"))
-    holding = (held or {}).get(model or "", []) if tree_bytes else []
+    held = held or {}
+    local: dict[str, float] = {}
+    if tree_bytes:
+        local.update(dict.fromkeys(held.get(model or "", []), float(tree_bytes)))
+    total = float(tree_bytes)
+    per_item = 0.0
+    if inputs is not None:
+        per_item = inputs.nbytes / inputs.items
+        total += inputs.nbytes
+        for digest, nbytes in inputs.blobs.items():
+            for worker_id in held.get(digest, []):
+                local[worker_id] = local.get(worker_id, 0.0) + nbytes
     return BatchCandidate(
         signature=signature,
         kind=str(meta.get("kind", "?")),
@@ -301,7 +325,8 @@ def _candidate(
         tenant_items=Counter(member_tenant(m) for m, _ in members),
         item_weight=float(meta.get("weight", 1.0)),
         batch_input_bytes=float(tree_bytes),
-        local_fraction=dict.fromkeys(holding, 1.0),
+        input_bytes_per_item=per_item,
+        local_fraction={w: min(1.0, b / total) for w, b in local.items() if b > 0},
     )
 
 

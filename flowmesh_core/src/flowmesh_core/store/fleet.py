@@ -28,6 +28,7 @@ __all__ = [
     "FleetMixin",
     "ReadySummary",
     "RoundView",
+    "SignatureInputs",
     "WorkerRecord",
 ]
 
@@ -50,7 +51,8 @@ def _error_code(exc: redis.exceptions.ResponseError) -> str:
 
 class WorkerRecord:
     """A registered worker as stored: profile, heartbeat, warm models, batches in flight,
-    and the checkpoints it keeps on local disk (``held``, most recent first).
+    and the checkpoints and input blobs it keeps on local disk (``held``, each most
+    recent first).
 
     A ``draining`` worker is finishing what it holds and takes no new batches.
     """
@@ -90,6 +92,21 @@ ReadySummary: TypeAlias = list[tuple[str, int, list[tuple[str, float]]]]
 """Each signature with items waiting: (signature, count, first members with their start time)."""
 
 
+INPUTS_LISTED = 32
+"""How many of a signature's input blobs (the largest) a scheduling round reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureInputs:
+    """What a ready-pool group's items read (since its pool last emptied): ``items``
+    created, the indexed ``nbytes`` of the blobs they read, and the largest of those
+    blobs with the bytes read of each (``blobs``, at most ``INPUTS_LISTED``)."""
+
+    items: int
+    nbytes: int
+    blobs: dict[str, float]
+
+
 @dataclass(frozen=True, slots=True)
 class RoundView:
     """What a scheduling round reads, as of one moment (``FleetMixin.round_view``)."""
@@ -99,6 +116,7 @@ class RoundView:
     meaning: dict[str, dict[str, Any]]  # signature in the pool -> as ``signature_info``
     tree_bytes: dict[str, int]  # signature -> bytes of its checkpoint model's files, if known
     usage: dict[str, float]  # tenant -> worker-seconds, decayed to the view's time
+    inputs: dict[str, SignatureInputs]  # signature -> what its items read, if known
 
 
 class FleetMixin(StoreBase):
@@ -146,7 +164,8 @@ class FleetMixin(StoreBase):
         held: Sequence[str] | None = None,
     ) -> bool:
         """A worker is alive (and, if given, holds these models warm and these checkpoint
-        digests on its disk, most recent first: the scheduler's locality term).
+        and input-blob digests on its disk, most recent first: the scheduler's locality
+        term).
 
         False, and nothing written, if the worker is not registered (taken for dead and
         forgotten, or Redis lost its data: it registers again when its next read finds
@@ -340,7 +359,7 @@ class FleetMixin(StoreBase):
         each of its signatures means (as ``signature_info``), and every tenant's fair-share
         usage decayed to ``now`` with ``half_life_s``: one round trip that reads them all
         at one moment (``round_view.lua``)."""
-        args = [head, repr(now), repr(float(half_life_s))]
+        args = [head, repr(now), repr(float(half_life_s)), INPUTS_LISTED]
         workers, pool, usage = await self.run_script("round_view", [], args)
         names = ("profile", "heartbeat", "warm", "inflight", "draining", "held")
         records = [
@@ -351,12 +370,19 @@ class FleetMixin(StoreBase):
         ]
         summary = [
             (str(sig), int(count), [(str(m), float(s)) for m, s in _pairs(members)])
-            for sig, count, members, _, _ in pool
+            for sig, count, members, *_ in pool
         ]
-        meaning = {str(sig): dict(json.loads(m)) if m else {} for sig, _, _, m, _ in pool}
-        sizes = {str(sig): int(n) for sig, _, _, _, n in pool if n}
+        meaning = {str(sig): dict(json.loads(m)) if m else {} for sig, _, _, m, *_ in pool}
+        sizes = {str(sig): int(n) for sig, _, _, _, n, *_ in pool if n}
         usage_now = {str(t): float(u) for t, u in _pairs(usage)}
-        return RoundView(records, summary, meaning, sizes, usage_now)
+        inputs = {
+            str(sig): SignatureInputs(
+                int(items), int(nbytes), {str(d): float(b) for d, b in _pairs(blobs)}
+            )
+            for sig, _, _, _, _, items, nbytes, blobs in pool
+            if items and nbytes
+        }
+        return RoundView(records, summary, meaning, sizes, usage_now, inputs)
 
     # -- the scheduler lease -----------------------------------------------------------
 

@@ -24,8 +24,11 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:inline:{digest}                STRING  a small result's bytes, kept with its action-
                                                cache entry instead of in the CAS (never
                                                expires, like the action cache)
-    {p}:blob:{digest}                  HASH    size, media_type, created_at
-    {p}:blob:{digest}:holders          SET     worker ids holding a local copy
+    {p}:blob:{digest}                  HASH    size, media_type, created_at (uploads, results
+                                               stored in the CAS, manifests, checkpoint trees)
+    {p}:blob:{digest}:holders          SET     worker ids holding a local copy (``record_blob``
+                                               only; workers report the blobs they hold in
+                                               their heartbeat instead: held, below)
     {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
                                                tree's readers may read its files); a tree's
                                                own {p}:blob hash holds tree_bytes, the sum
@@ -53,12 +56,19 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:ready                          ZSET    signatures with items waiting -> first enqueue
     {p}:ready:{signature}              ZSET    "{tenant}|{domain}|{op_key}" -> virtual start
                                                time (fair queuing across tenants)
-    {p}:sig:{signature}                HASH    kind, version, model, params: what it means
+    {p}:sig:{signature}                HASH    meta (JSON: kind, version, model, params: what
+                                               it means); input_items, input_bytes: items
+                                               created since its ready pool last emptied, and
+                                               the indexed bytes of the blobs they read
+    {p}:sig:{signature}:inputs         ZSET    blob digest -> bytes those items read of it
+                                               (the scheduler's data-locality inputs)
     {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
     {p}:workers                        ZSET    worker id -> last heartbeat
     {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), held (JSON: the
                                                checkpoint digests it keeps on local disk,
-                                               most recent first), inflight, heartbeat
+                                               most recent first, then the input blobs in
+                                               its local cache, likewise), inflight,
+                                               heartbeat
     {p}:assign:{worker_id}             STREAM  batches assigned to one worker (group "worker")
     {p}:events                         STREAM  completion reports from workers (group "control")
     {p}:batch:{batch_id}               HASH    an assigned batch: worker, signature, members
@@ -245,6 +255,9 @@ class KeySpace:
     def signature_meta(self, signature: str) -> str:
         return f"{self.prefix}:sig:{signature}"
 
+    def signature_inputs(self, signature: str) -> str:
+        return f"{self.prefix}:sig:{signature}:inputs"
+
     def vclock(self) -> str:
         return f"{self.prefix}:vclock"
 
@@ -370,6 +383,7 @@ class KeySpace:
             "ready_member": self.ready_member(s, s, s),
             "ready_member_pattern": "^([^|]*)|([^|]*)|(.*)$",
             "signature_meta": self.signature_meta(s),
+            "signature_inputs": self.signature_inputs(s),
             "vclock": self.vclock(),
             "workers": self.workers(),
             "worker": self.worker(s),

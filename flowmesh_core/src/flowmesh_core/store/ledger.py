@@ -321,9 +321,12 @@ class LedgerMixin(StoreBase):
         inline: bytes | None = None,
         half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
         finished_at: float | None = None,
+        size: int | None = None,
     ) -> ScriptCall:
         """The script call that completes one op (see ``complete``); ``finished_at``
-        defaults to now."""
+        defaults to now. A result stored in the CAS with its ``size`` known is indexed
+        with it (``{p}:blob``), so the items that read it weigh its bytes (docs/
+        architecture.md, "Data locality")."""
         validate_digest(digest)
         now = time.time() if finished_at is None else finished_at
         args = [
@@ -339,6 +342,7 @@ class LedgerMixin(StoreBase):
             repr(float(worker_seconds)),
             inline if inline is not None else "",
             repr(float(half_life_s)),
+            "" if size is None or inline is not None else size,
         ]
         return ("complete", [], args)
 
@@ -361,6 +365,7 @@ class LedgerMixin(StoreBase):
         worker_seconds: float = 0.0,
         inline: bytes | None = None,
         half_life_s: float = DEFAULT_FAIRNESS_HALF_LIFE_S,
+        size: int | None = None,
     ) -> CompleteResult:
         """Record ``digest`` for ``op_key`` and release every waiting requester, atomically.
 
@@ -383,6 +388,7 @@ class LedgerMixin(StoreBase):
             worker_seconds=worker_seconds,
             inline=inline,
             half_life_s=half_life_s,
+            size=size,
         )
         return self.complete_outcome(await self.run_script(*call))
 

@@ -53,6 +53,37 @@ local function wake_scheduler()
   redis.call('LTRIM', KEY.wake, 0, 15)
 end
 
+-- Count one created item towards its signature's data-locality figures: one more item,
+-- and the indexed size ({p}:blob hash) of each blob it reads as a plain blob input (an
+-- unindexed blob counts 0). The scheduler reads them back in round_view.
+local function count_inputs(signature, spec)
+  local meta = key('signature_meta', signature)
+  redis.call('HINCRBY', meta, 'input_items', 1)
+  if not string.find(spec, '"kind":"blob"', 1, true) then
+    return
+  end
+  local ok, decoded = pcall(cjson.decode, spec)
+  if not ok or type(decoded) ~= 'table' or type(decoded.inputs) ~= 'table' then
+    return
+  end
+  for _, input in pairs(decoded.inputs) do
+    if type(input) == 'table' and input.kind == 'blob' and type(input.digest) == 'string' then
+      local size = tonumber(redis.call('HGET', key('blob', input.digest), 'size') or '0') or 0
+      if size > 0 then
+        redis.call('HINCRBY', meta, 'input_bytes', size)
+        redis.call('ZINCRBY', key('signature_inputs', signature), size, input.digest)
+      end
+    end
+  end
+end
+
+-- A signature's ready pool emptied: its data-locality figures start afresh, so they
+-- describe the items waiting rather than every item it ever had.
+local function forget_inputs(signature)
+  redis.call('HDEL', key('signature_meta', signature), 'input_items', 'input_bytes')
+  redis.call('DEL', key('signature_inputs', signature))
+end
+
 -- Attach one requester (tenant, workflow, node, index) to an op key: a cache hit, a
 -- join of the op in flight, or the creation of the op (into the ready pool).
 -- r: {tenant, domain, workflow, node, index, now, op_key, signature, spec, sig_meta,
@@ -122,6 +153,7 @@ local function join_item(r)
   if redis.call('EXISTS', meta) == 0 then
     redis.call('HSET', meta, 'meta', r.sig_meta)
   end
+  count_inputs(r.signature, r.spec)
   record(ITEM.PENDING, HOW.EXECUTED)
   redis.call('HINCRBY', stats, 'created', 1)
   count_in_flight(r.tenant, 1)

@@ -61,6 +61,7 @@ for _, lin in ipairs(redis.call('ZRANGE', key('workflow_lineage', workflow), 0, 
         redis.call('ZREM', ready, state[3])
         if redis.call('ZCARD', ready) == 0 then
           redis.call('ZREM', KEY.ready_signatures, state[2])
+          forget_inputs(state[2])
         end
         redis.call('DEL', op, key('resume', domain, op_key))
         redis.call('ZREM', KEY.inflight, key('inflight_member', domain, op_key))

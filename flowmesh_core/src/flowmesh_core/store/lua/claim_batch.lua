@@ -36,6 +36,7 @@ for i = 1, #popped, 2 do
 end
 if redis.call('ZCARD', ready) == 0 then
   redis.call('ZREM', KEY.ready_signatures, ARGV[6])
+  forget_inputs(ARGV[6])
 end
 if #members == 0 then
   return {'empty', 0}

@@ -13,7 +13,8 @@
 --       7 started_at, 8 cost in USD, 9 energy in Wh, 10 worker-seconds,
 --       11 the result's bytes when it travels inline ('' when it is in the CAS),
 --       12 the fairness half-life in seconds (each requester's share is charged to its
---       tenant's decayed usage)
+--       tenant's decayed usage), 13 the size of a result stored in the CAS ('' when not
+--       known): indexed like an upload (the first record stays), for data locality
 -- Returns {outcome, digest, n_released, n_nodes_finished}; outcome is completed |
 -- duplicate.
 
@@ -26,6 +27,12 @@ if not existing then
     redis.call('SET', key('inline', digest), ARGV[11], 'NX')
   end
   redis.call('SET', ac, digest)
+  if (ARGV[13] or '') ~= '' then
+    local blob = key('blob', digest)
+    redis.call('HSETNX', blob, 'size', ARGV[13])
+    redis.call('HSETNX', blob, 'media_type', 'application/json')
+    redis.call('HSETNX', blob, 'created_at', ARGV[4])
+  end
   redis.call('SADD', KEY.results, digest)
   redis.call('HINCRBY', KEY.cluster_stats, 'executed', 1)
 end

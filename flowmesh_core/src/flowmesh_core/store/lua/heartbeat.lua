@@ -1,9 +1,9 @@
 -- heartbeat: a registered worker is alive at ARGV[2] (and holds the models in ARGV[3]
--- warm, the checkpoints in ARGV[4] on its disk).
+-- warm, the checkpoints and cached input blobs in ARGV[4] on its disk).
 --
 -- KEYS: 1 the worker's record, 2 the workers' sorted set (scored by last heartbeat)
 -- ARGV: 1 worker id, 2 time of the beat (seconds), 3 warm models as JSON ('' keeps them),
---       4 checkpoint digests held on disk as JSON ('' keeps them)
+--       4 checkpoint and input-blob digests held on disk as JSON ('' keeps them)
 -- Returns 1 if recorded. Returns 0 and writes nothing if the worker has no record (the
 -- control plane took it for dead and forgot it, or Redis lost its data: it must register
 -- again) or the record holds a later beat. A beat that a network partition held back

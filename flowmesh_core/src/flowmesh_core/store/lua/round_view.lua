@@ -2,7 +2,8 @@
 -- consistent snapshot): the fleet, the ready pool with what each signature means, and
 -- every tenant's fair-share usage. Reads only.
 --
--- ARGV: 1 head (members listed per signature), 2 now, 3 fairness half-life in seconds
+-- ARGV: 1 head (members listed per signature), 2 now, 3 fairness half-life in seconds,
+--       4 input blobs listed per signature
 -- Returns {workers, pool, usage}:
 --   workers: per registered worker with a profile, {profile, heartbeat, warm, inflight,
 --            draining, held} (nil where a field is missing);
@@ -11,6 +12,8 @@
 --            first, the signature's stored meaning (JSON; '' if none) and, when its model
 --            is a checkpoint digest whose size is indexed, the bytes of that checkpoint's
 --            files ('' otherwise: a named model, or a tree no worker stored);
+--            then input_items, input_bytes ('' when unknown) and the largest input
+--            blobs its waiting items read, {digest, bytes, ...} (see count_inputs);
 --   usage:   tenant, usage decayed to now, ... (flat)
 
 -- The indexed size of the checkpoint a signature's meaning names as its model, or ''.
@@ -27,6 +30,7 @@ local function tree_bytes(meaning)
 end
 
 local head, now, half_life = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local listed = tonumber(ARGV[4])
 
 -- One redis.call per worker is most of this script's time: add nothing per field.
 local workers, n = {}, 0
@@ -45,8 +49,15 @@ for _, signature in ipairs(redis.call('ZRANGE', KEY.ready_signatures, 0, -1)) do
   local count = redis.call('ZCARD', ready)
   if count > 0 then
     local members = redis.call('ZRANGE', ready, 0, head - 1, 'WITHSCORES')
-    local meaning = redis.call('HGET', key('signature_meta', signature), 'meta') or ''
-    table.insert(pool, {signature, count, members, meaning, tree_bytes(meaning)})
+    local meta = redis.call('HMGET', key('signature_meta', signature),
+      'meta', 'input_items', 'input_bytes')
+    local meaning, inputs = meta[1] or '', {}
+    if meta[3] then
+      inputs = redis.call('ZREVRANGE', key('signature_inputs', signature), 0, listed - 1,
+        'WITHSCORES')
+    end
+    table.insert(pool, {signature, count, members, meaning, tree_bytes(meaning),
+      meta[2] or '', meta[3] or '', inputs})
   end
 end
 
