@@ -23,7 +23,7 @@ from flowmesh_core.client import AsyncClient
 from flowmesh_core.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from flowmesh_core.hashing import digest_bytes
 from flowmesh_core.manifest import build_manifest
-from flowmesh_core.models import Item
+from flowmesh_core.models import Item, ModelRef
 from flowmesh_worker.inputs import resolve_inputs
 from tests.integration.api_harness import BASE_URL, Harness
 
@@ -373,3 +373,35 @@ async def test_a_granted_uploaded_checkpoint_is_a_model_only_with_its_files(
     assert (await t.grant(t.a, config, "team-b")).status_code == 201
     accepted = await t.b.post("/v1/operators", json=doc)
     assert accepted.status_code == 201, accepted.text
+
+
+async def test_an_adapter_on_a_granted_base_stops_when_the_grant_is_revoked(
+    harness: Harness,
+) -> None:
+    """B's LoRA adapter trained on A's granted checkpoint reads that base at every run,
+    so the base is checked against B's rights each time: after A revokes, B's adapter is
+    refused like an unknown digest, and B granting the adapter to C never passes the
+    base on (docs/isolation.md, "Grants")."""
+    t = await _tenants(harness)
+    store, blobs = harness.store, harness.blobs
+    weights = blobs.put_bytes(b"base weights").digest
+    base = blobs.put_bytes(build_tree({"model.bin": weights}, format="full", base=None)).digest
+    adapter_file = blobs.put_bytes(b"adapter weights").digest
+    ref = ModelRef(digest=base)
+    adapter = blobs.put_bytes(build_tree({"a.bin": adapter_file}, format="lora", base=ref))
+    for tenant, tree in (("team-a", base), ("team-b", adapter.digest)):  # what `complete` writes
+        await store.redis.sadd(store.keys.tenant_results(tenant), tree)
+    doc = {**_embed(["x"]), "model": adapter.digest}
+
+    assert (await t.b.post("/v1/operators", json=doc)).status_code == 404  # base not granted
+    assert (await t.grant(t.a, base, "team-b")).status_code == 201
+    assert (await t.b.post("/v1/operators", json=doc)).status_code == 201
+    assert (await t.grant(t.b, adapter.digest, "team-c")).status_code == 201
+    refused_c = await t.c.post("/v1/operators", json=doc)
+    assert refused_c.status_code == 404, refused_c.text
+    assert f"no blob {base} for this tenant" in refused_c.text
+
+    assert (await t.revoke(t.a, base, "team-b")).status_code == 204
+    refused_b = await t.b.post("/v1/operators", json=doc)
+    assert refused_b.status_code == 404, refused_b.text
+    assert f"no blob {base} for this tenant" in refused_b.text

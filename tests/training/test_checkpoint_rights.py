@@ -71,3 +71,16 @@ async def test_a_granted_trees_files_follow_the_grantors_lineage(store: Store) -
 
     await store.revoke_blob_grant(TREE, "owner", "friend")
     assert await store.unreadable_for("friend", [*FILES, TREE]) == [*FILES, TREE]
+
+
+async def test_a_file_granted_and_in_its_own_trees_lineage_is_its_own_to_grant(
+    store: Store,
+) -> None:
+    """A direct grant of a file does not hide the lineage right the tenant's own tree
+    gives it: that tenant may grant the file on (docs/isolation.md, "Who may grant")."""
+    await store.record_checkpoint(TREE, 120, FILES, 3_000)
+    await holds(store, "owner", TREE)
+    await store.record_upload("other", FILES[0], 10, "application/octet-stream")
+    await store.grant_blob(FILES[0], "other", "owner", 0)
+    assert await store.read_right("owner", FILES[0]) is ReadRight.LINEAGE
+    assert await store.read_right("stranger", FILES[0]) is None

@@ -230,8 +230,13 @@ class WorkflowEngine:
         """A checkpoint named as a model must be one (a tree) that ``tenant`` may use: a
         result its lineage holds (a checkpoint it trained, or shared by dedup), or one
         it uploaded whose files (and base) it may read (docs/training.md). Refused like
-        an unknown digest otherwise, as ``_check_readable`` does."""
-        if model is None or model.digest is None:
+        an unknown digest otherwise, as ``_check_readable`` does.
+
+        A lineage tree's files are trusted whole, but a LoRA tree's base is read again
+        at every run, so it is checked against the tenant's rights now, whatever vouched
+        for the tree: an adapter trained on a granted checkpoint stops working when that
+        grant is revoked, and a grant of the adapter does not pass its base on."""
+        if model is None or model.digest is None or tenant.admin:
             return
         digest = model.digest
         await self._check_readable(tenant, [digest])
@@ -240,14 +245,14 @@ class WorkflowEngine:
         except BlobNotFoundError:
             raise NotFoundError(f"no blob {digest} for this tenant") from None
         tree = model_tree(digest, data)
-        if tenant.admin or await self.store.trusted_listings(tenant.name, [digest]):
-            return  # a lineage result (its own or a grantor's): its run was checked already
         if depth >= _MAX_BASES:
             raise InvalidOperatorError(
                 f"model {digest}: its chain of base checkpoints is over {_MAX_BASES} long"
             )
-        await self._check_readable(tenant, tree.digests)
-        await self._check_model(tenant, tree.base, depth + 1)
+        if not await self.store.trusted_listings(tenant.name, [digest]):
+            await self._check_readable(tenant, tree.digests)
+        if tree.format == "lora":  # a full tree is a whole model: its base is history
+            await self._check_model(tenant, tree.base, depth + 1)
 
     async def _check_listed(self, tenant: Tenant, expansion: Expansion) -> None:
         """The digests the manifests an expansion read list (a tenant can upload a

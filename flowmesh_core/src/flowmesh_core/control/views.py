@@ -30,10 +30,11 @@ AGE_SAMPLE = 1000
 """A share's oldest wait is read from its first this many items in queue order (fair-
 queuing order follows arrival within a tenant, so the oldest is among them)."""
 
-TENANT_HIDDEN_TERMS = frozenset({"ready", "fairness", "free_workers", "input_local"})
+TENANT_HIDDEN_TERMS = frozenset({"ready", "fairness", "free_workers", "input_bytes", "input_local"})
 """Decision terms that depend on other tenants' activity (the group's size when chosen,
-the tenants' fair-share balance, the free fleet, whether earlier work left the inputs on
-the worker's disk): an admin's only."""
+the tenants' fair-share balance, the free fleet, the mean input size of the group's
+waiting items, whether earlier work left the inputs on the worker's disk): an admin's
+only."""
 
 
 class FabricViews:

@@ -46,6 +46,12 @@ class ReadRight(StrEnum):
     GRANT = "grant"  # another tenant granted it (not grantable further)
 
 
+def _stronger(a: ReadRight | None, b: ReadRight | None) -> ReadRight | None:
+    """The stronger of two reasons (LINEAGE, then UPLOAD, then GRANT; None is none)."""
+    order = list(ReadRight)
+    return min((r for r in (a, b) if r is not None), key=order.index, default=None)
+
+
 class RightsMixin(StoreBase):
     """Blob owners, and the one question every read asks: which digests may a tenant read."""
 
@@ -98,12 +104,13 @@ class RightsMixin(StoreBase):
         return right
 
     async def _rights(self, tenant: str, digests: list[str]) -> list[ReadRight | None]:
-        """Per digest, why ``tenant`` may read it: its own right on the digest, else a
-        right through a checkpoint tree that lists it (``_tree_rights``)."""
+        """Per digest, why ``tenant`` may read it, the strongest reason: its own right on
+        the digest or a right through a checkpoint tree that lists it (``_tree_rights``),
+        which is looked for only where the digest's own right is none or a grant."""
         rights = await self._own_rights(tenant, digests)
-        missing = [d for d, right in zip(digests, rights, strict=True) if right is None]
-        by_tree = await self._tree_rights(tenant, missing)
-        return [right or by_tree.get(d) for d, right in zip(digests, rights, strict=True)]
+        weak = [d for d, r in zip(digests, rights, strict=True) if r in (None, ReadRight.GRANT)]
+        by_tree = await self._tree_rights(tenant, weak)
+        return [_stronger(r, by_tree.get(d)) for d, r in zip(digests, rights, strict=True)]
 
     async def _own_rights(self, tenant: str, digests: list[str]) -> list[ReadRight | None]:
         async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
