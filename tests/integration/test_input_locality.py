@@ -193,3 +193,31 @@ async def test_a_worker_that_read_a_big_blob_once_reports_it(
             break
         await asyncio.sleep(0.1)
     assert digest in record.held
+
+
+async def test_a_signature_that_never_drains_keeps_its_figures_bounded_and_recent(
+    store: Store,
+) -> None:
+    """The figures of a signature whose ready pool never empties (so never forgets them)
+    stay bounded: at most 256 blobs, the largest by bytes read, and every figure halves
+    once 4,096 items are counted, so newer items weigh more than older ones."""
+    digests = [digest_bytes(f"blob {i}".encode()) for i in range(300)]
+    for i, digest in enumerate(digests):
+        await store.record_blob(digest, 1_000 + i, "application/json")
+    pairs = [(requester(i, workflow="wf-many"), reading(d)) for i, d in enumerate(digests)]
+    await store.join_many(DOMAIN, pairs)
+    inputs = store.keys.signature_inputs(SIGNATURE)
+    assert await store.redis.zcard(inputs) == 256
+    kept = {str(d) for d in await store.redis.zrange(inputs, 0, -1)}
+    assert kept == set(digests[-256:])  # the largest stay
+
+    meta = store.keys.signature_meta(SIGNATURE)
+    small = digest_bytes(b"a small blob")
+    await store.record_blob(small, 10, "application/json")
+    many = [(requester(i, workflow="wf-more"), reading(small)) for i in range(4_095 - 300)]
+    await store.join_many(DOMAIN, many)
+    before = int(await store.redis.hget(meta, "input_bytes"))
+    await store.join_many(DOMAIN, [(requester(0, workflow="wf-last"), reading(small))])
+    items, total = await store.redis.hmget(meta, "input_items", "input_bytes")
+    assert int(items) == 2_048  # the 4,096th item halved the count
+    assert int(total) == before // 2 + 10  # and the bytes, then added its own

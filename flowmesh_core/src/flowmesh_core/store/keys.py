@@ -60,8 +60,10 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                it means); input_items, input_bytes: items
                                                created since its ready pool last emptied, and
                                                the indexed bytes of the blobs they read
+                                               (halved at 4,096 items: _prelude.lua)
     {p}:sig:{signature}:inputs         ZSET    blob digest -> bytes those items read of it
-                                               (the scheduler's data-locality inputs)
+                                               (the scheduler's data-locality inputs; the
+                                               256 largest)
     {p}:vclock                         HASH    tenant -> its fair-queuing virtual clock
     {p}:workers                        ZSET    worker id -> last heartbeat
     {p}:worker:{worker_id}             HASH    profile (JSON), warm (JSON), held (JSON: the

@@ -53,12 +53,32 @@ local function wake_scheduler()
   redis.call('LTRIM', KEY.wake, 0, 15)
 end
 
+-- Bounds on a signature's data-locality figures, so a signature whose ready pool never
+-- empties (and so never forgets them) keeps them small and recent: at most INPUTS_KEPT
+-- blobs, the largest by bytes read, and once INPUTS_DECAY_AT items are counted every
+-- figure is halved, so older items weigh half as much as newer ones, again and again.
+local INPUTS_KEPT = 256
+local INPUTS_DECAY_AT = 4096
+
+local function decay_inputs(meta, inputs, items)
+  local bytes = tonumber(redis.call('HGET', meta, 'input_bytes') or '0') or 0
+  redis.call('HSET', meta, 'input_items', math.floor(items / 2),
+    'input_bytes', math.floor(bytes / 2))
+  if redis.call('EXISTS', inputs) == 1 then
+    redis.call('ZUNIONSTORE', inputs, 1, inputs, 'WEIGHTS', 0.5)
+  end
+end
+
 -- Count one created item towards its signature's data-locality figures: one more item,
 -- and the indexed size ({p}:blob hash) of each blob it reads as a plain blob input (an
 -- unindexed blob counts 0). The scheduler reads them back in round_view.
 local function count_inputs(signature, spec)
   local meta = key('signature_meta', signature)
-  redis.call('HINCRBY', meta, 'input_items', 1)
+  local inputs = key('signature_inputs', signature)
+  local items = redis.call('HINCRBY', meta, 'input_items', 1)
+  if items >= INPUTS_DECAY_AT then
+    decay_inputs(meta, inputs, items)
+  end
   if not string.find(spec, '"kind":"blob"', 1, true) then
     return
   end
@@ -71,7 +91,8 @@ local function count_inputs(signature, spec)
       local size = tonumber(redis.call('HGET', key('blob', input.digest), 'size') or '0') or 0
       if size > 0 then
         redis.call('HINCRBY', meta, 'input_bytes', size)
-        redis.call('ZINCRBY', key('signature_inputs', signature), size, input.digest)
+        redis.call('ZINCRBY', inputs, size, input.digest)
+        redis.call('ZREMRANGEBYRANK', inputs, 0, -(INPUTS_KEPT + 1))
       end
     end
   end
