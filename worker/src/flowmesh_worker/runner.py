@@ -48,10 +48,11 @@ log = logging.getLogger("flowmesh.worker")
 
 ExecutorFactory = Callable[[str], Executor]
 ProgressSink = Callable[[str, str, Mapping[str, Any]], None]
+"""Takes (domain, op key, progress) of a running item; set by the worker loop."""
+
 PHASE_RENEW_S = 10.0
 """How often a phase (a model load) is reported again while it lasts; the progress key
 lives at least 30 s (``Worker._progress_sink``), so it never lapses mid-load."""
-"""Takes (domain, op key, progress) of a running item; set by the worker loop."""
 
 
 @dataclass(frozen=True)
