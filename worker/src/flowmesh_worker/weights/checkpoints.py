@@ -51,6 +51,7 @@ __all__ = [
     "held",
     "materialise",
     "merge_adapter",
+    "on_disk",
     "publish",
 ]
 
@@ -87,16 +88,22 @@ def held(model_dir: Path, limit: int = HELD_REPORTED) -> list[str]:
     """The digests of the checkpoints materialised under ``model_dir``, most recently
     used first, at most ``limit`` (what the worker reports for the scheduler's locality
     term: docs/architecture.md, "Data locality")."""
+    return [digest for digest, _ in reversed(on_disk(model_dir))][:limit]
+
+
+def on_disk(model_dir: Path) -> list[tuple[str, Path]]:
+    """(digest, directory) of each checkpoint under ``model_dir``, least recently used
+    first (a use touches the directory's mtime)."""
+    found = []
     try:
-        found = [
-            (entry.stat().st_mtime, entry.name.removeprefix(_PREFIX))
-            for entry in model_dir.iterdir()
-            if entry.name.startswith(_PREFIX) and entry.is_dir()
-        ]
+        for entry in model_dir.iterdir():
+            if entry.name.startswith(_PREFIX) and entry.is_dir():
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    found.append((entry.stat().st_mtime, entry.name, entry))
     except OSError:  # no model directory yet
         return []
-    found.sort(reverse=True)
-    return [f"sha256:{hex_}" for _, hex_ in found[:limit]]
+    found.sort()
+    return [(f"sha256:{name.removeprefix(_PREFIX)}", path) for _, name, path in found]
 
 
 def materialise(

@@ -1,0 +1,74 @@
+"""The disk budget of a worker's kept checkpoints (docs/training.md, "Checkpoints on a
+worker's disk"): least recently used out first, never one in use, and the heartbeat's
+``held`` list names only what is still whole on the disk."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from flowmesh_core.hashing import digest_bytes
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, held
+from flowmesh_worker.weights.disk import CheckpointDisk
+
+KIB = 1024
+
+
+def kept(model_dir: Path, n: int, size: int) -> list[str]:
+    """``n`` checkpoint directories of ``size`` bytes each, oldest first."""
+    digests = []
+    for i in range(n):
+        digest = digest_bytes(f"checkpoint {i}".encode())
+        folder = checkpoint_dir(digest, model_dir)
+        (folder / "sub").mkdir(parents=True)
+        (folder / "config.json").write_bytes(b"{" + b" " * (size // 2 - 2) + b"}")
+        (folder / "sub" / "model.safetensors").write_bytes(os.urandom(size - size // 2))
+        os.utime(folder, (1000.0 + i, 1000.0 + i))
+        digests.append(digest)
+    return digests
+
+
+def test_the_least_recently_used_go_until_the_rest_fit(tmp_path: Path) -> None:
+    digests = kept(tmp_path, 4, 10 * KIB)
+    os.utime(checkpoint_dir(digests[0], tmp_path))  # used just now: the most recent
+    disk = CheckpointDisk(tmp_path, 25 * KIB)
+    assert disk.nbytes == 40 * KIB
+    assert disk.settle() == [digests[1], digests[2]]
+    assert disk.nbytes == 20 * KIB
+    assert held(tmp_path) == [digests[0], digests[3]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        checkpoint_dir(d, tmp_path).name for d in (digests[0], digests[3])
+    )  # nothing left half-deleted or renamed aside
+    assert disk.settle() == []
+
+
+def test_a_checkpoint_in_use_stays_even_over_the_budget(tmp_path: Path) -> None:
+    digests = kept(tmp_path, 3, 10 * KIB)
+    disk = CheckpointDisk(tmp_path, 0)
+    with disk.using(digests[0]), disk.using(digests[0]):
+        assert disk.settle() == digests[1:]
+        assert held(tmp_path) == [digests[0]]
+    with disk.using(digests[0]):  # still pinned by one user
+        assert disk.settle() == []
+    assert disk.settle() == [digests[0]]
+    assert held(tmp_path) == []
+
+
+def test_concurrent_settles_remove_each_checkpoint_once(tmp_path: Path) -> None:
+    digests = kept(tmp_path, 20, 4 * KIB)
+    disk = CheckpointDisk(tmp_path, 20 * KIB)
+    removed: list[str] = []
+    start = threading.Barrier(8)
+
+    def settle() -> None:
+        start.wait()
+        removed.extend(disk.settle())
+
+    threads = [threading.Thread(target=settle) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(removed) == sorted(digests[:15])
+    assert held(tmp_path) == digests[15:][::-1]
