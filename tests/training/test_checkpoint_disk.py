@@ -7,10 +7,18 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.hashing import digest_bytes
+from flowmesh_worker.executors import ItemError, create_executor
+from flowmesh_worker.runner import BatchRunner
+from flowmesh_worker.weights import TINY_GPT, WarmCache
 from flowmesh_worker.weights.checkpoints import checkpoint_dir, held
 from flowmesh_worker.weights.disk import CheckpointDisk
+from tests.training.test_checkpoints import FAST, assignment, train
 
 KIB = 1024
 
@@ -72,3 +80,48 @@ def test_concurrent_settles_remove_each_checkpoint_once(tmp_path: Path) -> None:
         t.join()
     assert sorted(removed) == sorted(digests[:15])
     assert held(tmp_path) == digests[15:][::-1]
+
+
+@pytest.mark.timeout(240)  # imports torch and trains, like tests/training/test_checkpoints.py
+def test_a_batch_keeps_its_checkpoint_while_it_runs_and_the_budget_applies_after(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    blobs = open_blob_store(f"file://{tmp_path / 'blobs'}")
+    digest = train(blobs, model_dir, "train.sft", TINY_GPT, FAST)
+    worker_dir = tmp_path / "worker"
+    disk = CheckpointDisk(worker_dir, 0)  # keep nothing past its batch
+    run = BatchRunner(
+        blobs, create_executor, WarmCache(1 << 30), worker_dir, "w-2", checkpoint_disk=disk
+    )
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def meanwhile(domain: str, op_key: str, progress: Any) -> None:
+        seen.append((disk.settle(), held(worker_dir)))  # another batch ending, mid-run
+
+    run.progress_sink = meanwhile
+    params = {"max_new_tokens": 2}
+    executed = run.execute(assignment("llm.generate", digest, params, {"prompts": ["q 1 :"]}))
+    assert not [o for o in executed.outcomes if isinstance(o, ItemError)], executed.outcomes
+    assert seen  # the batch's model was fetched and loaded, then settled around
+    assert all(evicted == [] and now == [digest] for evicted, now in seen), seen
+    run.store(executed)
+    assert held(worker_dir) == []
+    assert not checkpoint_dir(digest, worker_dir).exists()
+
+    # a checkpoint it trains is kept only while it fits: with 0, not past its batch
+    trained = BatchRunner(
+        blobs, create_executor, WarmCache(1 << 30), worker_dir, "w-2", checkpoint_disk=disk
+    )
+    executed = trained.execute(
+        assignment(
+            "train.sft",
+            TINY_GPT,
+            {**FAST, "seed": 2},
+            {"dataset": [{"prompt": "a", "completion": " b"}] * 4},
+        )
+    )
+    (result,) = trained.store(executed).results
+    assert result.error is None, result.error
+    assert result.digest is not None
+    assert held(worker_dir) == []
+    assert not checkpoint_dir(result.digest, worker_dir).exists()
