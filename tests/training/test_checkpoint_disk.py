@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ import pytest
 
 from flowmesh_core.blobs import open_blob_store
 from flowmesh_core.hashing import digest_bytes
+from flowmesh_core.models import ModelRef
 from flowmesh_worker.executors import ItemError, create_executor
 from flowmesh_worker.runner import BatchRunner
-from flowmesh_worker.weights import TINY_GPT, WarmCache
+from flowmesh_worker.weights import TINY_GPT, WarmCache, resolve_model
 from flowmesh_worker.weights.checkpoints import checkpoint_dir, held
 from flowmesh_worker.weights.disk import CheckpointDisk
 from tests.training.test_checkpoints import FAST, assignment, train
@@ -125,3 +128,31 @@ def test_a_batch_keeps_its_checkpoint_while_it_runs_and_the_budget_applies_after
     assert result.digest is not None
     assert held(worker_dir) == []
     assert not checkpoint_dir(result.digest, worker_dir).exists()
+
+
+# PEFT reads a property this transformers release renamed; the warning is theirs.
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
+@pytest.mark.timeout(240)
+def test_a_lora_on_a_checkpoint_holds_its_base_while_it_is_merged(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    blobs = open_blob_store(f"file://{tmp_path / 'blobs'}")
+    base = train(blobs, model_dir, "train.sft", TINY_GPT, FAST)
+    lora = train(blobs, model_dir, "train.lora", base, {**FAST, "lora_r": 8})
+    worker_dir = tmp_path / "worker"
+    disk = CheckpointDisk(worker_dir, 0)
+    pinned: list[str | None] = []
+
+    @contextmanager
+    def pin(digest: str | None) -> Iterator[None]:
+        with disk.using(digest):
+            pinned.append(digest)
+            yield
+            pinned.append(f"{digest} merged: {disk.settle()} {held(worker_dir)}")
+
+    merged = resolve_model(ModelRef(digest=lora), model_dir=worker_dir, blobs=blobs, pin=pin)
+    # the base was fetched and merged under the pin: a settle meanwhile (0 budget) kept it
+    assert pinned == [base, f"{base} merged: [] {[base]}"]
+    assert merged == checkpoint_dir(lora, worker_dir)
+    assert sorted(disk.settle()) == sorted([base, lora])  # unpinned, 0 budget: none kept
+    assert held(worker_dir) == []

@@ -241,8 +241,13 @@ class BatchRunner:
             return None, 0.0
         if model is None:
             raise FlowMeshError(f"kind {assignment.kind!r} needs a model; the batch named none")
+        disk = self.checkpoint_disk
         path = resolve_model(
-            model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
+            model,
+            model_dir=self.model_dir,
+            roots=self.model_roots,
+            blobs=self.blobs,
+            pin=disk.using if disk else None,
         )
 
         def load() -> Loaded:  # only on a miss: a warm model reports nothing

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from flowmesh_core.blobs import BlobStore
@@ -45,6 +46,7 @@ from flowmesh_core.models import ModelRef
 
 __all__ = [
     "HELD_REPORTED",
+    "Pin",
     "checkpoint_dir",
     "fetch_tree",
     "hash_directory",
@@ -58,6 +60,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ResolveBase = Callable[[ModelRef], Path]
+Pin = Callable[[str | None], AbstractContextManager[None]]
 
 HELD_REPORTED = 32
 """How many materialised checkpoints a worker reports in its heartbeat (the most recent)."""
@@ -107,14 +110,21 @@ def on_disk(model_dir: Path) -> list[tuple[str, Path]]:
 
 
 def materialise(
-    digest: str, *, blobs: BlobStore, model_dir: Path, resolve_base: ResolveBase
+    digest: str,
+    *,
+    blobs: BlobStore,
+    model_dir: Path,
+    resolve_base: ResolveBase,
+    pin: Pin | None = None,
 ) -> Path:
     """The local directory of the checkpoint ``digest``, fetched and verified on first use.
 
     ``resolve_base`` turns a LoRA checkpoint's base into a local directory (a named
-    model, or another checkpoint, materialised the same way). Raises NotFoundError for a
-    digest the CAS does not hold, InvalidOperatorError for a blob that is no checkpoint,
-    CorruptBlobError for a file whose bytes do not match the tree.
+    model, or another checkpoint, materialised the same way); a base that is a
+    checkpoint is held with ``pin`` (``CheckpointDisk.using``) while it is merged.
+    Raises NotFoundError for a digest the CAS does not hold, InvalidOperatorError for a
+    blob that is no checkpoint, CorruptBlobError for a file whose bytes do not match the
+    tree.
     """
     target = checkpoint_dir(digest, model_dir)
     if target.is_dir():
@@ -129,7 +139,8 @@ def materialise(
         _fetch_files(digest, tree, blobs, files_at)
         if tree.format == "lora":
             assert tree.base is not None  # parse_tree refuses a LoRA tree without one
-            merge_adapter(resolve_base(tree.base), files_at, staging)
+            with pin(tree.base.digest) if pin else contextlib.nullcontext():
+                merge_adapter(resolve_base(tree.base), files_at, staging)
             shutil.rmtree(files_at)
         publish(staging, target)
     finally:
