@@ -10,7 +10,8 @@ import pytest
 
 from flowmesh_core.errors import ConflictError, StoreUnavailableError
 from flowmesh_core.hashing import digest_bytes
-from flowmesh_core.models import Item, ItemStatus, Requester, Satisfaction
+from flowmesh_core.models import Item, ItemStatus, Requester, Satisfaction, Workflow
+from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.store import JoinOutcome, Store
 
 DOMAIN = "global"
@@ -304,7 +305,9 @@ async def test_the_index_of_active_workflows_follows_each_way_a_workflow_ends(
 ) -> None:
     # docs/autoscaling.md, "The next wave": the autoscaler reads running workflows here
     for wf_id in ("wf-done", "wf-fail", "wf-cancel"):
-        await store.submit_workflow(wf_id, "acme", "", '{"nodes": {}}', ["embed", "score"])
+        await store.submit_workflow(
+            wf_id, "acme", "", _TWO_NODES.model_dump_json(), ["embed", "score"]
+        )
     items = [make_item() for _ in range(3)]
     await store.start_node("acme", DOMAIN, "wf-done", "embed", "k" * 64, items, batched=True)
     active = {wf.id: wf for wf in await store.active_workflows(10)}
@@ -312,7 +315,7 @@ async def test_the_index_of_active_workflows_follows_each_way_a_workflow_ends(
     assert active["wf-done"].nodes == {"embed": "pending", "score": "waiting"}
     assert active["wf-done"].items == {"embed": (3, 3)}
     assert active["wf-fail"].items == {}
-    assert active["wf-cancel"].spec == '{"nodes": {}}'
+    assert active["wf-cancel"].graph == GraphSummary.of(_TWO_NODES).to_json()
     assert len(await store.active_workflows(2)) == 2  # the cap: the oldest two
 
     await store.finish_node("wf-done", "embed", DIGEST_A)
@@ -324,6 +327,52 @@ async def test_the_index_of_active_workflows_follows_each_way_a_workflow_ends(
     cancelled = await store.cancel_workflow("wf-cancel", "acme")
     assert cancelled is not None
     assert cancelled.cancelled
+    assert await store.active_workflows(10) == []
+
+
+_TWO_NODES = Workflow.model_validate(
+    {
+        "nodes": {
+            "embed": {"kind": "embed", "model": "hf:e", "inputs": {"texts": ["a"]}},
+            "score": {"kind": "score", "model": "hf:s", "inputs": {"pairs": {"ref": "embed"}}},
+        }
+    }
+)
+
+
+async def test_the_autoscaler_reads_a_workflows_summary_never_its_spec(store: Store) -> None:
+    # docs/autoscaling.md, "The next wave": a spec may be as big as a request body; each
+    # poll reads only the summary stored beside it, which holds no input value
+    texts = [f"text {i} " + "x" * 1000 for i in range(1000)]
+    big = Workflow.model_validate(
+        {
+            "nodes": {
+                "embed": {"kind": "embed", "model": "hf:e", "inputs": {"texts": texts}},
+                "gen": {
+                    "kind": "llm.generate",
+                    "model": "hf:g",
+                    "params": {"n": 3, "stop": texts[:50]},
+                    "inputs": {"prompts": {"ref": "embed"}},
+                },
+            }
+        }
+    )
+    spec = big.model_dump_json()
+    await store.submit_workflow("wf-big", "acme", "", spec, list(big.nodes))
+    (active,) = await store.active_workflows(10)
+    summary = GraphSummary.from_json(active.graph)
+    assert summary == GraphSummary.of(big)
+    assert summary.nodes["gen"].numbers == {"n": 3}
+    assert summary.nodes["gen"].refs == {"prompts": "embed"}
+    assert len(active.graph) * 1000 < len(spec)
+    # the spec gone (or unreadable), the poll sees the same: it never reads it
+    await store.redis.hdel(store.keys.workflow("wf-big"), "spec")
+    assert await store.active_workflows(10) == [active]
+
+
+async def test_a_workflow_stored_before_summaries_is_not_seen_ahead(store: Store) -> None:
+    await store.submit_workflow("wf-old", "acme", "", _TWO_NODES.model_dump_json(), ["embed"])
+    await store.redis.hdel(store.keys.workflow("wf-old"), "graph")
     assert await store.active_workflows(10) == []
 
 

@@ -241,7 +241,12 @@ async def test_the_next_stage_raises_its_pool_before_its_items_are_ready(
     submitted = await team.post("/v1/workflows", json=workflow)
     assert submitted.status_code == 201, submitted.text
     wf_id = submitted.json()["workflow_id"]
+    # the poll reads the graph summary stored at submission, never the spec
+    head = harness.store.keys.workflow(wf_id)
+    spec = await harness.store.redis.hget(head, "spec")
+    await harness.store.redis.hset(head, "spec", "not read")
     body = (await admin.get("/v1/autoscale")).json()
+    await harness.store.redis.hset(head, "spec", spec)
     assert body["waiting_items"] == 8  # generate's items only: score has none yet
     l4 = body["pools"]["gpu-l4"]
     assert (l4["backlog_s"], l4["ahead_batches"]) == (0.0, 1), body

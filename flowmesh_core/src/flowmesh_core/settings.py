@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         "64 KiB or more that it read (MiB, under worker_model_dir/input-blobs; least "
         "recently used first out); 0 = keep none",
     )
+    worker_checkpoint_disk_mb: int = Field(
+        default=12288,
+        ge=0,
+        description="local disk a worker may spend keeping checkpoints it trained or "
+        "fetched (MiB, ckpt-* under worker_model_dir; least recently used first out, "
+        "never one a running batch uses); 0 = keep none past its batch",
+    )
     worker_generate_backend: str = Field(
         default="auto",
         description="llm.generate engine: transformers, vllm, or auto (vllm on a GPU with "

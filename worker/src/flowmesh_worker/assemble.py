@@ -19,6 +19,7 @@ from flowmesh_worker.executors import Executor, create_executor
 from flowmesh_worker.profile import Hardware, detect_hardware, make_profile
 from flowmesh_worker.runner import BatchRunner
 from flowmesh_worker.weights import WarmCache
+from flowmesh_worker.weights.disk import CheckpointDisk
 from flowmesh_worker.worker import Worker
 
 __all__ = ["build_worker", "generate_backend", "model_dir"]
@@ -75,6 +76,9 @@ def build_worker(
         model_roots=[Path(root) for root in model_roots(settings)],
         blob_cache=BlobCache(
             model_dir(settings) / "input-blobs", settings.worker_blob_cache_mb << 20
+        ),
+        checkpoint_disk=CheckpointDisk(
+            model_dir(settings), settings.worker_checkpoint_disk_mb << 20
         ),
     )
     return Worker(

@@ -33,6 +33,7 @@ from pathlib import Path
 from flowmesh_core.blobs.file import FileBlobStore
 from flowmesh_core.errors import CorruptBlobError, FlowMeshError
 from flowmesh_core.hashing import DIGEST_PREFIX, hex_of
+from flowmesh_worker._lru import evict_lru
 from flowmesh_worker.inputs import ByteSource
 
 __all__ = ["BLOBS_REPORTED", "MIN_CACHED_BYTES", "BlobCache"]
@@ -135,15 +136,7 @@ class BlobCache:
     def _evict(self, keep: str | None) -> list[str]:
         """Entries dropped (LRU first) until the rest fit the budget; never ``keep``.
         The caller holds the lock, or is the constructor."""
-        held = sum(self._entries.values())
-        evicted: list[str] = []
-        for digest in list(self._entries):
-            if held <= self.budget_bytes:
-                break
-            if digest != keep:
-                held -= self._entries.pop(digest)
-                evicted.append(digest)
-        return evicted
+        return evict_lru(self._entries, self.budget_bytes, () if keep is None else (keep,))
 
     def _drop(self, digest: str) -> None:
         with self._lock:

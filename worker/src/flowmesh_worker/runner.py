@@ -21,11 +21,12 @@ reports it); anything else is deleted.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from flowmesh_worker.inputs import ByteSource, resolve_inputs
 from flowmesh_worker.resume import ItemCheckpoints, ResumeStore
 from flowmesh_worker.weights import WarmCache, resolve_model
 from flowmesh_worker.weights.checkpoints import checkpoint_dir, hash_directory, publish
+from flowmesh_worker.weights.disk import CheckpointDisk
 
 __all__ = ["BatchRunner", "Executed", "StoredTree"]
 
@@ -106,12 +108,15 @@ class BatchRunner:
         inline_bytes: int = 0,
         model_roots: Sequence[Path] | None = None,
         blob_cache: BlobCache | None = None,
+        checkpoint_disk: CheckpointDisk | None = None,
     ) -> None:
         """Results up to ``inline_bytes`` travel in the report instead of the CAS (see
         ``Settings.inline_result_bytes``); local models may lie under ``model_roots``
         (``None``: ``model_dir``; see ``Settings.model_roots``). Items' referenced
-        inputs are read through ``blob_cache`` (None: none is kept)."""
+        inputs are read through ``blob_cache`` (None: none is kept). Checkpoints kept
+        under ``model_dir`` stay within ``checkpoint_disk``'s budget (None: unbounded)."""
         self.blob_cache = blob_cache
+        self.checkpoint_disk = checkpoint_disk
         self.blobs = blobs
         self.inline_bytes = inline_bytes
         self.factory = factory
@@ -131,13 +136,16 @@ class BatchRunner:
         started = time.time()
         load_seconds = 0.0
         outcomes: list[Any]
+        model = assignment.model
+        disk = self.checkpoint_disk
         try:
-            executor = self._executor(assignment.kind)
-            loaded, load_seconds = self._load(executor, assignment)
-            source = inputs or self.blobs
-            if self.blob_cache is not None:
-                source = self.blob_cache.over(source)
-            outcomes = self._execute(executor, assignment, loaded, source)
+            with disk.using(model.digest if model else None) if disk else nullcontext():
+                executor = self._executor(assignment.kind)
+                loaded, load_seconds = self._load(executor, assignment)
+                source = inputs or self.blobs
+                if self.blob_cache is not None:
+                    source = self.blob_cache.over(source)
+                outcomes = self._execute(executor, assignment, loaded, source)
         except FlowMeshError as exc:
             outcomes = [ItemError(str(exc))] * len(assignment.items)
         except Exception as exc:
@@ -186,6 +194,8 @@ class BatchRunner:
         ]
         self._keep(executed)
         self.discard(executed)
+        if self.checkpoint_disk is not None:
+            self.checkpoint_disk.settle()
         return Completion(
             batch_id=assignment.batch_id,
             worker_id=self.worker_id,
@@ -199,7 +209,8 @@ class BatchRunner:
     def _keep(self, executed: Executed) -> None:
         """Publish each full checkpoint ``executed`` trained as this worker's local copy
         (``checkpoint_dir``), so the worker holds it (and reports it) without fetching
-        it back. Only a courtesy: when it cannot be moved it is deleted with the rest."""
+        it back, within the disk budget (``weights.disk``). Only a courtesy: when it
+        cannot be moved it is deleted with the rest."""
         for tree in executed.checkpoints:
             if tree.directory is None:
                 continue
@@ -208,6 +219,7 @@ class BatchRunner:
                 self.model_dir.mkdir(parents=True, exist_ok=True)
                 if not target.exists():
                     publish(tree.directory, target)
+                os.utime(target)  # the most recently used: the last the budget removes
             except OSError as exc:
                 log.info("checkpoint %s not kept locally: %s", tree.digest, exc)
 
@@ -230,8 +242,13 @@ class BatchRunner:
             return None, 0.0
         if model is None:
             raise FlowMeshError(f"kind {assignment.kind!r} needs a model; the batch named none")
+        disk = self.checkpoint_disk
         path = resolve_model(
-            model, model_dir=self.model_dir, roots=self.model_roots, blobs=self.blobs
+            model,
+            model_dir=self.model_dir,
+            roots=self.model_roots,
+            blobs=self.blobs,
+            pin=disk.using if disk else None,
         )
 
         def load() -> Loaded:  # only on a miss: a warm model reports nothing

@@ -14,7 +14,8 @@ model on its accelerator. The next wave (``PoolView.ahead_s``: the nodes running
 workflows reach next, ``wave.next_wave``) is read from the index of active workflows,
 at most ``MAX_WORKFLOWS`` of them (the oldest), and placed on the pools as the ready work
 is; the decision then counts the lead (docs/autoscaling.md, "The next wave"). Reading
-it costs three round trips whatever the number of workflows.
+it costs three round trips whatever the number of workflows, and reads each one's graph
+summary, never its spec.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from flowmesh_core.autoscale.decide import Decision, PoolView, recommend, replicas_for
@@ -31,7 +31,7 @@ from flowmesh_core.autoscale.pools import PoolSpec
 from flowmesh_core.autoscale.wave import next_wave, waves
 from flowmesh_core.control.scheduler import model_id
 from flowmesh_core.control.throughput import ThroughputModel
-from flowmesh_core.models import Workflow
+from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.registry import Registry
 from flowmesh_core.settings import Settings
 from flowmesh_core.store import Store
@@ -85,19 +85,14 @@ def _seconds(model: ThroughputModel) -> Any:
     return per_item
 
 
-@lru_cache(maxsize=2 * MAX_WORKFLOWS)
-def _graph(spec: str) -> Workflow:
-    return Workflow.model_validate_json(spec)
-
-
 def _coming(active: Sequence[ActiveWorkflow], registry: Registry) -> dict[int, list[Waiting]]:
-    """The waves of ``active`` by depth, as ready-pool groups; a spec that no longer
-    parses (written by another version) is skipped rather than failing the
-    recommendation."""
+    """The waves of ``active`` by depth, as ready-pool groups; a graph summary that no
+    longer parses (written by another version) is skipped rather than failing the
+    recommendation. Summaries are small, so none is cached."""
     coming = []
     for wf in active:
         try:
-            graph = _graph(wf.spec)
+            graph = GraphSummary.from_json(wf.graph)
         except ValueError:
             continue
         items = {node: total for node, (total, _) in wf.items.items()}

@@ -1,7 +1,8 @@
 """The next waves: work a running workflow's graph says will be ready once its running
 nodes end.
 
-Pure: the caller passes a workflow's graph, each node's status and the item counts of
+Pure: the caller passes a workflow's graph (the workflow, or the summary of it stored
+at submission, ``GraphSummary``), each node's status and the item counts of
 its started nodes (``Store.active_workflows``). A node that has not started is in the
 wave ``depth`` stages ahead when the longest chain of unfinished nodes back to a started
 one has ``depth`` unstarted nodes: 1 when a node it reads is running, 2 when such a node
@@ -26,7 +27,7 @@ from flowmesh_core.autoscale.place import Waiting
 from flowmesh_core.errors import UnknownKindError
 from flowmesh_core.models import Workflow
 from flowmesh_core.models.api import NodeState
-from flowmesh_core.models.operator import ModelRef, NodeRef
+from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.registry import Registry
 
 __all__ = ["Coming", "next_wave", "wave_groups", "waves"]
@@ -46,7 +47,7 @@ class Coming:
 
 
 def next_wave(
-    workflow: Workflow,
+    workflow: Workflow | GraphSummary,
     states: Mapping[str, str],
     items: Mapping[str, int],
     registry: Registry,
@@ -59,15 +60,16 @@ def next_wave(
     node of a kind ``registry`` does not know is left out (it cannot start either); what
     reads it still counts it as a stage ahead.
     """
+    graph = GraphSummary.of(workflow) if isinstance(workflow, Workflow) else workflow
     depth: dict[str, int] = {}  # 0: started, or about to start (every input done)
     est: dict[str, int] = {}
     out = []
-    for name in workflow.topological_order():
-        node = workflow.nodes[name]
+    for name in graph.order:
+        node = graph.nodes[name]
         if states.get(name, NodeState.WAITING) != NodeState.WAITING:
             depth[name], est[name] = 0, items.get(name, 0)
             continue
-        deps = node.dependencies()
+        deps = node.deps
         open_deps = [d for d in deps if states.get(d) != NodeState.DONE]
         depth[name] = 1 + max((depth[d] for d in open_deps), default=-1)
         try:
@@ -76,13 +78,13 @@ def next_wave(
             est[name] = 0
             continue
         upstream = max((est[d] for d in deps), default=0)
-        source = node.inputs.get(spec.batch_input or spec.weight_input or "")
-        if isinstance(source, NodeRef):
-            upstream = est[source.ref]
-        coming = _coming(node.params, spec.batch_input, spec.samples_param, upstream)
-        kind, model = node.kind, node.model.key if isinstance(node.model, ModelRef) else None
+        source = node.refs.get(spec.batch_input or spec.weight_input or "")
+        if source is not None:
+            upstream = est[source]
+        coming = _coming(node.numbers, spec.batch_input, spec.samples_param, upstream)
+        kind, model = node.kind, node.model
         if spec.weight_input is not None and spec.batch_input is None:
-            epochs = node.params.get("epochs", 1)
+            epochs = node.numbers.get("epochs", 1)
             epochs = epochs if isinstance(epochs, int | float) and epochs > 0 else 1
             weight = float(max(1, upstream) * epochs)
             item = Coming(name, kind, model, 1, weight, alone=True, depth=depth[name])
@@ -91,7 +93,7 @@ def next_wave(
         est[name] = item.items
         if depth[name] > 0:
             out.append(item)
-    order = {name: i for i, name in enumerate(workflow.nodes)}
+    order = {name: i for i, name in enumerate(graph.nodes)}
     return sorted(out, key=lambda c: (c.depth, order[c.node]))
 
 

@@ -37,7 +37,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
     {p}:blob:{digest}:grant:{grantee}  SET     tenants that granted the blob to grantee
                                                (POST /v1/blobs/{digest}/grants)
     {p}:blob:{digest}:grantees         SET     tenants with at least one grant of the blob
-    {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec
+    {p}:wf:{wf_id}                     HASH    tenant, name, status, created_at, spec,
+                                               graph (the spec's GraphSummary, which the
+                                               autoscaler reads instead of the spec)
     {p}:wf:{wf_id}:nodes               HASH    node -> status
     {p}:wf:{wf_id}:lineage             ZSET    lineage keys of the workflow -> requested_at
     {p}:tenant:{tenant}:workflows      ZSET    wf ids -> created_at

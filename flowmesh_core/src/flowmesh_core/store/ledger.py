@@ -23,7 +23,8 @@ from typing import Any
 
 from flowmesh_core.errors import ConflictError, QuotaExceededError
 from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models import Item, ItemStatus, Requester
+from flowmesh_core.models import Item, ItemStatus, Requester, Workflow
+from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store._base import ScriptCall, StoreBase
 from flowmesh_core.store.records import (
@@ -90,7 +91,7 @@ class LedgerMixin(StoreBase):
         q = quota or SubmitQuota()
         args = [wf_id, tenant, name, repr(time.time()), spec, domain, key_hash, IDEMPOTENCY_TTL_S]
         args += [q.max_in_flight, repr(float(q.rate)), repr(float(q.burst)), q.root_items]
-        return ("submit_workflow", [], [*args, *nodes])
+        return ("submit_workflow", [], [*args, _graph_summary(spec), *nodes])
 
     @staticmethod
     def submit_outcome(wf_id: str, reply: Sequence[Any]) -> str | None:
@@ -460,6 +461,15 @@ class LedgerMixin(StoreBase):
 def node_failure(op_key: str, error: str) -> str:
     """The error a node records when one of its items fails for good."""
     return f"item {op_key[:12]}: {error}"
+
+
+def _graph_summary(spec: str) -> str:
+    """What the autoscaler reads of a workflow instead of its spec (``GraphSummary``);
+    '' for a spec that is not a valid workflow (the store's own tests store stubs)."""
+    try:
+        return GraphSummary.of(Workflow.model_validate_json(spec)).to_json()
+    except ValueError:
+        return ""
 
 
 def _join_result(requester: Requester, item: Item, reply: Sequence[Any]) -> JoinResult:

@@ -155,11 +155,12 @@ class WorkflowState(FrozenModel):
 
 @dataclass(frozen=True, slots=True)
 class ActiveWorkflow:
-    """A workflow not final yet, as the autoscaler reads it: its spec, each node's status,
-    and the items of each started node (items_total, remaining)."""
+    """A workflow not final yet, as the autoscaler reads it: its graph summary (JSON of
+    ``GraphSummary``, never the spec), each node's status, and the items of each started
+    node (items_total, remaining)."""
 
     id: str
-    spec: str
+    graph: str
     nodes: dict[str, str]
     items: dict[str, tuple[int, int]]
 

@@ -53,8 +53,10 @@ class WorkflowsMixin(StoreBase):
 
     async def active_workflows(self, limit: int) -> list[ActiveWorkflow]:
         """Up to ``limit`` workflows not final yet, oldest first, in three round trips
-        whatever their number: the index, then each one's spec and node statuses, then
-        the item counts of its started nodes. One finished meanwhile is left out."""
+        whatever their number: the index, then each one's graph summary and node
+        statuses, then the item counts of its started nodes. The spec is never read (it
+        may be as big as a request body). One finished meanwhile is left out, and so is
+        one stored before summaries were (it has none: docs/autoscaling.md)."""
         async with self.guard():
             ids = [
                 str(i) for i in await self._redis.zrange(self.keys.active_workflows(), 0, limit - 1)
@@ -63,13 +65,13 @@ class WorkflowsMixin(StoreBase):
                 return []
             async with self._redis.pipeline(transaction=False) as pipe:
                 for wf_id in ids:
-                    pipe.hget(self.keys.workflow(wf_id), "spec")
+                    pipe.hget(self.keys.workflow(wf_id), "graph")
                     pipe.hgetall(self.keys.workflow_nodes(wf_id))
                 raw = await pipe.execute()
             heads = [
-                (wf_id, spec, strings(nodes))
-                for wf_id, spec, nodes in zip(ids, raw[::2], raw[1::2], strict=True)
-                if spec is not None
+                (wf_id, graph, strings(nodes))
+                for wf_id, graph, nodes in zip(ids, raw[::2], raw[1::2], strict=True)
+                if graph is not None
             ]
             started = [
                 (wf_id, node)
@@ -85,7 +87,7 @@ class WorkflowsMixin(StoreBase):
         for (wf_id, node), (total, left) in zip(started, counts, strict=True):
             items[wf_id][node] = (int(total or 0), int(left or 0))
         return [
-            ActiveWorkflow(wf_id, str(spec), nodes, items[wf_id]) for wf_id, spec, nodes in heads
+            ActiveWorkflow(wf_id, str(graph), nodes, items[wf_id]) for wf_id, graph, nodes in heads
         ]
 
     async def may_read(self, tenant: str, digest: str) -> bool:

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from flowmesh_core.blobs import BlobStore
@@ -45,18 +46,21 @@ from flowmesh_core.models import ModelRef
 
 __all__ = [
     "HELD_REPORTED",
+    "Pin",
     "checkpoint_dir",
     "fetch_tree",
     "hash_directory",
     "held",
     "materialise",
     "merge_adapter",
+    "on_disk",
     "publish",
 ]
 
 log = logging.getLogger(__name__)
 
 ResolveBase = Callable[[ModelRef], Path]
+Pin = Callable[[str | None], AbstractContextManager[None]]
 
 HELD_REPORTED = 32
 """How many materialised checkpoints a worker reports in its heartbeat (the most recent)."""
@@ -87,27 +91,40 @@ def held(model_dir: Path, limit: int = HELD_REPORTED) -> list[str]:
     """The digests of the checkpoints materialised under ``model_dir``, most recently
     used first, at most ``limit`` (what the worker reports for the scheduler's locality
     term: docs/architecture.md, "Data locality")."""
+    return [digest for digest, _ in reversed(on_disk(model_dir))][:limit]
+
+
+def on_disk(model_dir: Path) -> list[tuple[str, Path]]:
+    """(digest, directory) of each checkpoint under ``model_dir``, least recently used
+    first (a use touches the directory's mtime)."""
+    found = []
     try:
-        found = [
-            (entry.stat().st_mtime, entry.name.removeprefix(_PREFIX))
-            for entry in model_dir.iterdir()
-            if entry.name.startswith(_PREFIX) and entry.is_dir()
-        ]
+        for entry in model_dir.iterdir():
+            if entry.name.startswith(_PREFIX) and entry.is_dir():
+                with contextlib.suppress(OSError):  # removed meanwhile
+                    found.append((entry.stat().st_mtime, entry.name, entry))
     except OSError:  # no model directory yet
         return []
-    found.sort(reverse=True)
-    return [f"sha256:{hex_}" for _, hex_ in found[:limit]]
+    found.sort()
+    return [(f"sha256:{name.removeprefix(_PREFIX)}", path) for _, name, path in found]
 
 
 def materialise(
-    digest: str, *, blobs: BlobStore, model_dir: Path, resolve_base: ResolveBase
+    digest: str,
+    *,
+    blobs: BlobStore,
+    model_dir: Path,
+    resolve_base: ResolveBase,
+    pin: Pin | None = None,
 ) -> Path:
     """The local directory of the checkpoint ``digest``, fetched and verified on first use.
 
     ``resolve_base`` turns a LoRA checkpoint's base into a local directory (a named
-    model, or another checkpoint, materialised the same way). Raises NotFoundError for a
-    digest the CAS does not hold, InvalidOperatorError for a blob that is no checkpoint,
-    CorruptBlobError for a file whose bytes do not match the tree.
+    model, or another checkpoint, materialised the same way); a base that is a
+    checkpoint is held with ``pin`` (``CheckpointDisk.using``) while it is merged.
+    Raises NotFoundError for a digest the CAS does not hold, InvalidOperatorError for a
+    blob that is no checkpoint, CorruptBlobError for a file whose bytes do not match the
+    tree.
     """
     target = checkpoint_dir(digest, model_dir)
     if target.is_dir():
@@ -122,7 +139,8 @@ def materialise(
         _fetch_files(digest, tree, blobs, files_at)
         if tree.format == "lora":
             assert tree.base is not None  # parse_tree refuses a LoRA tree without one
-            merge_adapter(resolve_base(tree.base), files_at, staging)
+            with pin(tree.base.digest) if pin else contextlib.nullcontext():
+                merge_adapter(resolve_base(tree.base), files_at, staging)
             shutil.rmtree(files_at)
         publish(staging, target)
     finally:

@@ -30,7 +30,7 @@ from flowmesh_core.model_names import (
     unknown_model,
 )
 from flowmesh_core.models import ModelRef
-from flowmesh_worker.weights.checkpoints import materialise
+from flowmesh_worker.weights.checkpoints import Pin, materialise
 from flowmesh_worker.weights.tiny import TINY_MODELS, ensure_tiny_model
 
 __all__ = ["MINILM_NAMES", "resolve_model"]
@@ -46,6 +46,7 @@ def resolve_model(
     roots: Sequence[Path] | None = None,
     hf_cache_dir: Path | None = None,
     blobs: BlobStore | None = None,
+    pin: Pin | None = None,
 ) -> Path:
     """A local directory holding the weights ``ref`` names.
 
@@ -53,6 +54,7 @@ def resolve_model(
     checkpoints read from ``blobs`` are materialised there); ``roots`` the directories
     local models may lie under (``None``: ``model_dir``);
     ``hf_cache_dir`` is the Hugging Face hub cache to look in, ``None`` for its default.
+    ``pin`` holds a LoRA checkpoint's base checkpoint while it is merged (``materialise``).
     Raises ``InvalidOperatorError`` for a reference this worker can never serve as
     written, ``UnknownModelError`` for a path outside the roots, and ``NotFoundError``
     for a model that is simply not on this machine.
@@ -69,8 +71,14 @@ def resolve_model(
             blobs=blobs,
             model_dir=model_dir,
             resolve_base=lambda base: resolve_model(
-                base, model_dir=model_dir, roots=roots, hf_cache_dir=hf_cache_dir, blobs=blobs
+                base,
+                model_dir=model_dir,
+                roots=roots,
+                hf_cache_dir=hf_cache_dir,
+                blobs=blobs,
+                pin=pin,
             ),
+            pin=pin,
         )
     name = str(ref.name)
     if name in MINILM_NAMES and ref.revision is None:

@@ -14,7 +14,8 @@
 --       7 idempotency key hash ('' when the submission carries none),
 --       8 seconds the idempotency key is remembered, 9 most items in flight (0: no
 --       limit), 10 submissions per second (0: no limit), 11 burst (tokens), 12 the root
---       nodes' items, 13.. node names
+--       nodes' items, 13 the graph summary the autoscaler reads instead of the spec
+--       (JSON, '' when the spec has none), 14.. node names
 -- Returns {1, id} if created, {0, id} if the id already existed, {2, earlier id} if a
 -- submission with this idempotency key was made before (nothing is created), {3,
 -- 'rate' | 'in_flight', seconds to wait before trying again, the limit} if a quota
@@ -57,7 +58,10 @@ if roots > 0 then
 end
 redis.call('HSET', wk, 'tenant', tenant, 'name', ARGV[3], 'status', NODE.PENDING,
   'created_at', ARGV[4], 'spec', ARGV[5], 'domain', ARGV[6], 'reserved', roots)
-for i = 13, #ARGV do
+if ARGV[13] ~= '' then
+  redis.call('HSET', wk, 'graph', ARGV[13])
+end
+for i = 14, #ARGV do
   redis.call('HSET', key('workflow_nodes', workflow), ARGV[i], NODE.WAITING)
 end
 redis.call('ZADD', key('tenant_workflows', tenant), ARGV[4], workflow)
