@@ -26,6 +26,7 @@ from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.api.routes import _held_back, _resume
 from flowmesh_core.blobs import BlobInfo
 from flowmesh_core.errors import InvalidInputError
+from flowmesh_core.models._base import NAME_PATTERN
 from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt
 from flowmesh_core.models.parse import parse_grant_request
 
@@ -43,7 +44,7 @@ GranteePath = Annotated[
     str,
     Path(
         alias="tenant",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        pattern=f"^{NAME_PATTERN}$",
         description="The tenant the grant was made to (letters, digits, '_', '.', '-').",
     ),
 ]
