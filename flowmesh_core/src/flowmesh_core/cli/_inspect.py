@@ -228,7 +228,18 @@ def _totals_table(report: StatsReport) -> Table:
 
 
 def _tenants_table(report: StatsReport) -> Table:
-    table = Table("tenant", "requested", "created", "cache hits", "joins", "worker-s", "$", "Wh")
+    table = Table(
+        "tenant",
+        "requested",
+        "created",
+        "cache hits",
+        "joins",
+        "worker-s",
+        "$",
+        "Wh",
+        "uploaded bytes",
+        "grants",
+    )
     for column in table.columns[1:]:
         column.justify = "right"
     for t in report.tenants:
@@ -241,8 +252,15 @@ def _tenants_table(report: StatsReport) -> Table:
             f"{t.worker_seconds:.1f}",
             f"{t.cost_usd:.4f}",
             f"{t.energy_wh:.2f}",
+            _of_limit(t.upload_bytes, t.max_upload_bytes),
+            _of_limit(t.grants, t.max_grants),
         )
     return table
+
+
+def _of_limit(used: int, limit: int) -> str:
+    """``used`` against a quota's ``limit`` (0: none)."""
+    return f"{used:,} / {limit:,}" if limit else f"{used:,} (no limit)"
 
 
 @click.command("stats")

@@ -322,6 +322,12 @@ class KeySpace:
         """A member of ``tenant_grants``: one grant of ``digest`` to ``grantee``."""
         return f"{digest}|{grantee}"
 
+    @staticmethod
+    def parse_grant_member(member: str) -> tuple[str, str]:
+        """(digest, grantee) of a member made by ``grant_member``."""
+        digest, _, grantee = member.partition("|")
+        return digest, grantee
+
     def wake(self) -> str:
         return f"{self.prefix}:wake"
 
