@@ -228,18 +228,7 @@ def _totals_table(report: StatsReport) -> Table:
 
 
 def _tenants_table(report: StatsReport) -> Table:
-    table = Table(
-        "tenant",
-        "requested",
-        "created",
-        "cache hits",
-        "joins",
-        "worker-s",
-        "$",
-        "Wh",
-        "uploaded bytes",
-        "grants",
-    )
+    table = Table("tenant", "requested", "created", "cache hits", "joins", "worker-s", "$", "Wh")
     for column in table.columns[1:]:
         column.justify = "right"
     for t in report.tenants:
@@ -252,6 +241,18 @@ def _tenants_table(report: StatsReport) -> Table:
             f"{t.worker_seconds:.1f}",
             f"{t.cost_usd:.4f}",
             f"{t.energy_wh:.2f}",
+        )
+    return table
+
+
+def _quotas_table(report: StatsReport) -> Table:
+    """What each tenant holds against its upload and grant quotas (docs/isolation.md)."""
+    table = Table("tenant", "uploaded bytes (for ever)", "grants held")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for t in report.tenants:
+        table.add_row(
+            t.tenant,
             _of_limit(t.upload_bytes, t.max_upload_bytes),
             _of_limit(t.grants, t.max_grants),
         )
@@ -277,3 +278,4 @@ def stats_command(cli: CliContext, as_json: bool) -> None:
     console.print(_totals_table(report))
     if report.tenants:
         console.print(_tenants_table(report))
+        console.print(_quotas_table(report))
