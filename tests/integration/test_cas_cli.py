@@ -202,12 +202,14 @@ def test_the_client_grants_lists_and_revokes(served: Served) -> None:
         assert (grant.tenant, grant.grantor) == ("team-b", "team-a")
         assert a.grant_blob(digest, "team-b") == grant  # idempotent
         assert a.list_blob_grants(digest) == [grant]
+        assert (digest, "team-b") in {(g.digest, g.tenant) for g in a.list_grants().grants}
         assert b.get_blob(digest) == data
         assert b.list_blob_grants(digest) == []
         with pytest.raises(PermissionDeniedError, match="not passed on"):
             b.grant_blob(digest, "team-c")
         a.revoke_blob_grant(digest, "team-b")
         a.revoke_blob_grant(digest, "team-b")
+        assert digest not in {g.digest for g in a.list_grants().grants}
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
             b.get_blob(digest)
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):

@@ -219,10 +219,10 @@ class BlobAccess:
 def _grant_cursor(after: str) -> tuple[str, str]:
     digest, _, grantee = after.partition("/")
     try:
-        validate_digest(digest)
+        valid = bool(validate_digest(digest)) and bool(grantee)
     except InvalidInputError:
-        grantee = ""
-    if not grantee:
+        valid = False
+    if not valid:
         raise InvalidInputError(
             f"after={after[:80]!r} is not a cursor: pass the 'next' of the page before "
             "(DIGEST/TENANT), or leave it out for the first page"
