@@ -268,6 +268,28 @@ async def test_blob_index_keeps_the_first_record(store: Store) -> None:
     assert await store.blob(DIGEST_B) is None  # a listed file is not indexed by its tree
 
 
+async def test_racing_index_writers_leave_one_writers_whole_record(clients: list[Store]) -> None:
+    """Uploads, results' manifests and checkpoint trees index a blob through one Lua step
+    each (index_blob in the prelude): whichever runs first, its size and media type stay
+    together, never one writer's size with another's media type."""
+    writers = []
+    for i in range(30):
+        store = clients[i % len(clients)]
+        size, media = 100 + i, f"application/x-writer-{i}"
+        if i % 3 == 0:
+            writers.append(store.record_blob(DIGEST_A, size, media))
+        elif i % 3 == 1:
+            writers.append(store.record_upload(f"tenant-{i}", DIGEST_A, size, media))
+        else:
+            writers.append(store.record_checkpoint(DIGEST_A, size, [DIGEST_B], i))
+    await asyncio.gather(*writers)
+    record = await clients[0].blob(DIGEST_A)
+    assert record is not None
+    writer = record.size - 100
+    expected = "application/json" if writer % 3 == 2 else f"application/x-writer-{writer}"
+    assert record.media_type == expected
+
+
 async def test_tenant_stats_count_each_way_of_satisfying(store: Store) -> None:
     item = make_item()
     await store.join_or_create(DOMAIN, requester(0), item)
