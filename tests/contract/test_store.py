@@ -255,17 +255,40 @@ async def test_workflow_records_and_lineage_order(store: Store) -> None:
     assert [r.index for r in lineage] == [0, 1, 2]
 
 
-async def test_blob_index(store: Store) -> None:
-    await store.record_blob(DIGEST_A, 8, "application/json", holder="w1")
+async def test_blob_index_keeps_the_first_record(store: Store) -> None:
+    await store.record_blob(DIGEST_A, 8, "application/json")
     first = await store.blob(DIGEST_A)
-    await store.record_blob(DIGEST_A, 8, "application/json", holder="w2")
+    await store.record_blob(DIGEST_A, 9, "text/plain")
+    await store.record_upload("acme", DIGEST_A, 10, "application/octet-stream")
+    await store.record_checkpoint(DIGEST_A, 11, [DIGEST_B], 3)
     second = await store.blob(DIGEST_A)
     assert first is not None
-    assert second is not None
-    assert second.holders == {"w1", "w2"}
-    assert second.created_at == first.created_at
+    assert second == first
     assert (second.size, second.media_type) == (8, "application/json")
-    assert await store.blob(DIGEST_B) is None
+    assert await store.redis.hget(store.keys.blob(DIGEST_A), "tree_bytes") == "3"
+    assert await store.blob(DIGEST_B) is None  # a listed file is not indexed by its tree
+
+
+async def test_racing_index_writers_leave_one_writers_whole_record(clients: list[Store]) -> None:
+    """Uploads, results' manifests and checkpoint trees index a blob through one Lua step
+    each (index_blob in the prelude): whichever runs first, its size and media type stay
+    together, never one writer's size with another's media type."""
+    writers = []
+    for i in range(30):
+        store = clients[i % len(clients)]
+        size, media = 100 + i, f"application/x-writer-{i}"
+        if i % 3 == 0:
+            writers.append(store.record_blob(DIGEST_A, size, media))
+        elif i % 3 == 1:
+            writers.append(store.record_upload(f"tenant-{i}", DIGEST_A, size, media))
+        else:
+            writers.append(store.record_checkpoint(DIGEST_A, size, [DIGEST_B], i))
+    await asyncio.gather(*writers)
+    record = await clients[0].blob(DIGEST_A)
+    assert record is not None
+    writer = record.size - 100
+    expected = "application/json" if writer % 3 == 2 else f"application/x-writer-{writer}"
+    assert record.media_type == expected
 
 
 async def test_tenant_stats_count_each_way_of_satisfying(store: Store) -> None:

@@ -559,6 +559,7 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
         "/v1/blobs/{digest}": ["get", "head", "put"],
         "/v1/blobs/{digest}/grants": ["get", "post"],
         "/v1/blobs/{digest}/grants/{tenant}": ["delete"],
+        "/v1/grants": ["get"],
         "/v1/workers": ["get"],
         "/v1/stats": ["get"],
         "/v1/pool": ["get"],
@@ -584,6 +585,15 @@ async def test_openapi_describes_every_route(harness: Harness) -> None:
     }
     assert schemas["BlobGrantRequest"]["required"] == ["tenant"]
     assert {"200", "201", "400", "403", "404", "429"} <= set(grant["responses"])
+    made = paths["/v1/grants"]["get"]
+    assert made["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/TenantGrants"
+    }
+    assert {p["name"] for p in made["parameters"]} == {"after", "limit"}
+    assert schemas["TenantGrant"]["required"] == ["digest", "tenant"]
+    assert {"upload_bytes", "max_upload_bytes", "grants", "max_grants"} <= set(
+        schemas["TenantStats"]["properties"]
+    )
     assert paths["/v1/stats"]["get"]["security"]
     assert "security" not in paths["/healthz"]["get"]
 

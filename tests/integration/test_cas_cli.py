@@ -169,6 +169,14 @@ async def test_cas_grant_lets_another_tenant_read_until_cas_revoke(
     assert cas("get", digest, env=served.b).stdout == b"team A shares this with B"
     listed = cas("grants", digest, env=served.a)
     assert listed.stdout == b"team-b\tteam-a\n", listed.stderr
+    every = cas("grants", env=served.a)  # without DIGEST: every grant A made
+    assert every.returncode == 0, every.stderr
+    assert f"{digest}\tteam-b\n".encode() in every.stdout
+    assert digest.encode() not in cas("grants", env=served.b).stdout
+    stats = flowmesh("stats", env=served.a)
+    assert stats.returncode == 0, stats.stderr
+    assert b"grants held" in stats.stdout
+    assert b"team-b" not in stats.stdout  # A sees its own use only
     passed_on = cas("grant", digest, "team-a", env=served.b)  # B may not pass it on
     assert passed_on.returncode == 2
     assert b"not passed on" in passed_on.stderr
@@ -177,6 +185,7 @@ async def test_cas_grant_lets_another_tenant_read_until_cas_revoke(
     revoked = cas("revoke", digest, "team-b", env=served.a)
     assert revoked.returncode == 0, revoked.stderr
     assert cas("grants", digest, env=served.a).stdout == b""
+    assert digest.encode() not in cas("grants", env=served.a).stdout
     assert cas("get", digest, env=served.b).returncode == 2
     for command in ("grant", "revoke", "grants"):
         assert b"DIGEST" in cas(command, "--help", env=served.env).stdout
@@ -193,12 +202,14 @@ def test_the_client_grants_lists_and_revokes(served: Served) -> None:
         assert (grant.tenant, grant.grantor) == ("team-b", "team-a")
         assert a.grant_blob(digest, "team-b") == grant  # idempotent
         assert a.list_blob_grants(digest) == [grant]
+        assert (digest, "team-b") in {(g.digest, g.tenant) for g in a.list_grants().grants}
         assert b.get_blob(digest) == data
         assert b.list_blob_grants(digest) == []
         with pytest.raises(PermissionDeniedError, match="not passed on"):
             b.grant_blob(digest, "team-c")
         a.revoke_blob_grant(digest, "team-b")
         a.revoke_blob_grant(digest, "team-b")
+        assert digest not in {g.digest for g in a.list_grants().grants}
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
             b.get_blob(digest)
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):

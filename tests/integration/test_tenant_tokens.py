@@ -7,6 +7,7 @@ unknown one; a revoked tenant's workflows stay readable by an admin."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from typing import Any
 
@@ -231,3 +232,44 @@ async def test_token_file_refusals_create_nothing_and_keep_the_file(
     assert not clash.exists()  # nor does a failed rotation
     assert await harness.keys() == before
     assert await harness.store.tenant_record("fresh") == {}
+
+
+async def test_a_token_file_that_cannot_be_written_is_removed_and_says_how_to_recover(
+    harness: Harness, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await harness.app(run_scheduler=False)
+    real_write = os.write
+
+    def full_disk_write(fd: int, data: Any) -> int:
+        if bytes(data).startswith(b"fm_"):  # only the token's bytes meet a full disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    def full_disk_fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    path = tmp_path / "keda.token"
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full_disk_write)
+        made = await _flowmesh(harness, "tenant", "create", "keda", "--token-file", str(path))
+    assert made.exit_code == 2
+    assert "Traceback" not in made.stderr
+    assert "No space left on device" in made.stderr
+    assert "flowmesh tenant rotate keda --token-file" in made.stderr
+    assert not path.exists()
+
+    old = await _token(harness, "rotate", "keda")  # what the error says to do works
+    client = await harness.client(app, old)
+    assert (await client.get("/v1/stats")).status_code == 200
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", full_disk_fsync)
+        rotated = await _flowmesh(harness, "tenant", "rotate", "keda", "--token-file", str(path))
+    assert rotated.exit_code == 2
+    assert "flowmesh tenant rotate keda --token-file" in rotated.stderr
+    assert not path.exists()
+    assert (await client.get("/v1/stats")).status_code == 401  # the old token did stop
+
+    again = await _flowmesh(harness, "tenant", "rotate", "keda", "--token-file", str(path))
+    assert again.exit_code == 0, again.stderr
+    fresh = await harness.client(app, path.read_text().strip())
+    assert (await fresh.get("/v1/stats")).status_code == 200

@@ -256,7 +256,15 @@ async def test_grants_past_max_grants_per_tenant_are_429_until_one_is_revoked(
     error = refused.json()["error"]
     assert error["type"] == "QuotaExceededError"
     assert "max_grants_per_tenant" in error["message"]
+    assert "GET /v1/grants" in error["message"]  # where to find what to revoke
     assert await harness.keys() == before
+    listed = (await t.a.get("/v1/grants")).json()
+    assert listed["grants"] == sorted(
+        ({"digest": d, "tenant": "team-b"} for d in (first, second)), key=lambda g: g["digest"]
+    )
+    assert listed["next"] is None
+    (own,) = (await t.a.get("/v1/stats")).json()["tenants"]
+    assert (own["grants"], own["max_grants"]) == (2, 2)
     assert (await t.grant(t.a, first, "team-b")).status_code == 200  # a repeat is no new grant
     assert (await t.c.get(f"/v1/blobs/{first}")).status_code == 404
     assert (await t.revoke(t.a, second, "team-b")).status_code == 204
@@ -265,6 +273,51 @@ async def test_grants_past_max_grants_per_tenant_are_429_until_one_is_revoked(
     admin_rows = await t.upload(t.admin, b'["ops rows"]')
     for name in ("team-a", "team-b", "team-c"):
         assert (await t.grant(t.admin, admin_rows, name)).status_code == 201
+    by_tenant = {s["tenant"]: s for s in (await t.admin.get("/v1/stats")).json()["tenants"]}
+    assert (by_tenant["team-a"]["grants"], by_tenant["team-a"]["max_grants"]) == (2, 2)
+    assert (by_tenant["team-b"]["grants"], by_tenant["ops"]["grants"]) == (0, 3)
+    assert by_tenant["ops"]["max_grants"] == 0  # no limit
+
+
+async def test_the_grants_a_tenant_made_list_page_by_page_and_only_its_own(
+    harness: Harness,
+) -> None:
+    t = await _tenants(harness)
+    rows = [await t.upload(t.a, f'["page {i}"]'.encode()) for i in range(3)]
+    made = sorted((d, to) for d in rows for to in ("team-b", "team-c"))
+    for digest, to in made:
+        assert (await t.grant(t.a, digest, to)).status_code == 201
+    b_rows = await t.upload(t.b, b'["b rows"]')
+    assert (await t.grant(t.b, b_rows, "team-a")).status_code == 201
+
+    seen: list[tuple[str, str]] = []
+    params: dict[str, Any] = {"limit": 4}
+    while True:
+        page = await t.a.get("/v1/grants", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["grants"]) <= 4
+        seen += [(g["digest"], g["tenant"]) for g in body["grants"]]
+        if body["next"] is None:
+            break
+        params["after"] = body["next"]
+    assert seen == made  # each grant once, in order, none of B's
+    assert [g["digest"] for g in (await t.b.get("/v1/grants")).json()["grants"]] == [b_rows]
+    assert (await t.c.get("/v1/grants")).json() == {"grants": [], "next": None}
+    # An admin lists its own grants only (GET /v1/blobs/{digest}/grants shows everyone's).
+    assert (await t.admin.get("/v1/grants")).json()["grants"] == []
+    # A revoked grant leaves the list.
+    assert (await t.revoke(t.a, made[0][0], made[0][1])).status_code == 204
+    left = (await t.a.get("/v1/grants")).json()["grants"]
+    assert [(g["digest"], g["tenant"]) for g in left] == made[1:]
+
+    before = await harness.keys()
+    for bad in ({"after": "nonsense"}, {"after": f"{rows[0]}/"}, {"limit": 0}):
+        refused = await t.a.get("/v1/grants", params=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+    assert "next" in (await t.a.get("/v1/grants", params={"after": "x"})).json()["error"]["message"]
+    assert await harness.keys() == before
+    assert (await (await harness.client(await harness.app())).get("/v1/grants")).status_code == 401
 
 
 async def test_a_granted_blob_is_an_input_end_to_end(harness: Harness) -> None:
@@ -345,11 +398,16 @@ async def test_the_async_client_grants_lists_and_revokes(harness: Harness) -> No
         grant = await a.grant_blob(digest, "team-b")
         assert (grant.tenant, grant.grantor) == ("team-b", "team-a")
         assert await a.list_blob_grants(digest) == [grant]
+        page = await a.list_grants()
+        assert [(g.digest, g.tenant) for g in page.grants] == [(digest, "team-b")]
+        assert page.next is None
+        assert (await b.list_grants()).grants == []
         assert await b.get_blob(digest) == b'["rows for B"]'
         with pytest.raises(PermissionDeniedError):
             await b.grant_blob(digest, "team-a")
         await a.revoke_blob_grant(digest, "team-b")
         assert await a.list_blob_grants(digest) == []
+        assert (await a.list_grants()).grants == []
         with pytest.raises(NotFoundError, match=f"no blob {digest} for this tenant"):
             await b.get_blob(digest)
         with pytest.raises(InvalidInputError, match="tenant"):

@@ -263,7 +263,14 @@ async def test_uploads_past_tenant_max_upload_bytes_are_429_and_leave_nothing(
     error = declared.json()["error"]
     assert error["type"] == "QuotaExceededError"
     assert "tenant_max_upload_bytes" in error["message"]
+    assert "ask an operator to raise" in error["message"]
     assert "retry-after" not in declared.headers  # waiting does not help
+    (own,) = (await a.get("/v1/stats")).json()["tenants"]
+    assert (own["tenant"], own["upload_bytes"], own["max_upload_bytes"]) == (
+        "team-a",
+        MIB,
+        2 * MIB,
+    )
 
     async def unsized() -> AsyncIterator[bytes]:  # no Content-Length: caught mid-stream
         for start in range(0, len(over), 256 * 1024):
@@ -278,6 +285,13 @@ async def test_uploads_past_tenant_max_upload_bytes_are_429_and_leave_nothing(
     assert (await a.put(f"/v1/blobs/{sha256_digest(rest)}", content=rest)).status_code == 201
     assert (await b.put(f"/v1/blobs/{over_digest}", content=over)).status_code == 429
     assert (await admin.put(f"/v1/blobs/{over_digest}", content=over)).status_code == 201
+    by_tenant = {s["tenant"]: s for s in (await admin.get("/v1/stats")).json()["tenants"]}
+    assert {name: s["upload_bytes"] for name, s in by_tenant.items()} == {
+        "team-a": 2 * MIB,
+        "team-b": MIB,
+        "ops": len(over),
+    }
+    assert [by_tenant[n]["max_upload_bytes"] for n in ("team-a", "ops")] == [2 * MIB, 0]
 
 
 async def test_uploads_need_a_token(harness: Harness) -> None:

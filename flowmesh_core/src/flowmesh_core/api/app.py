@@ -79,6 +79,7 @@ def create_app(control: ControlPlane, *, run_scheduler: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(blobs.router)
+    app.include_router(blobs.grants_router)
     app.include_router(pool.router)  # the ready pool and batches (docs/ui.md)
     app.include_router(system.router)
     mount_ui(app)  # the dashboard at /ui (docs/ui.md)

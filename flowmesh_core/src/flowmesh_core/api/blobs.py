@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from flowmesh_core.api.body import ACCEPTED_TYPES, read_model
@@ -26,13 +26,18 @@ from flowmesh_core.api.errors import error_responses as _errors
 from flowmesh_core.api.routes import _held_back, _resume
 from flowmesh_core.blobs import BlobInfo
 from flowmesh_core.errors import InvalidInputError
-from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt
+from flowmesh_core.models._base import NAME_PATTERN
+from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt, TenantGrants
 from flowmesh_core.models.parse import parse_grant_request
 
-__all__ = ["router"]
+__all__ = ["grants_router", "router"]
 
 
 router = APIRouter(prefix="/v1/blobs", responses=_errors(400, 401, 500, 503))
+grants_router = APIRouter(prefix="/v1/grants", responses=_errors(400, 401, 500, 503))
+
+#: The most grants one page of ``GET /v1/grants`` holds.
+MAX_GRANTS_PAGE = 10_000
 
 DigestPath = Annotated[
     str,
@@ -43,7 +48,7 @@ GranteePath = Annotated[
     str,
     Path(
         alias="tenant",
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        pattern=f"^{NAME_PATTERN}$",
         description="The tenant the grant was made to (letters, digits, '_', '.', '-').",
     ),
 ]
@@ -194,6 +199,32 @@ async def revoke_blob_grant(
     not read, as for an unknown one."""
     await state.control.blob_access.revoke(tenant, digest, grantee)
     return Response(status_code=204)
+
+
+@grants_router.get(
+    "",
+    response_model=TenantGrants,
+    summary="The grants the caller made, over every blob",
+)
+async def list_grants(
+    tenant: CurrentTenant,
+    state: State,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=300,
+            description="The `next` of the page before (DIGEST/TENANT); none: the first page.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_GRANTS_PAGE, description="The most grants in this page.")
+    ] = 1000,
+) -> TenantGrants:
+    """The grants the caller made (digest and grantee), sorted by digest then grantee, a
+    page at a time: ``next`` is the ``after`` of the next page (null on the last). Only
+    the caller's own grants, an admin's too: what to revoke when the grant quota
+    (`max_grants_per_tenant`) is reached."""
+    return await state.control.blob_access.grants_made(tenant, after, limit)
 
 
 def _headers(info: BlobInfo) -> dict[str, str]:

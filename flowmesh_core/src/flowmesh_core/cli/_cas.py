@@ -128,17 +128,27 @@ def revoke(cli: CliContext, digest: str, tenant: str) -> None:
 
 
 @cas.command()
-@click.argument("digest")
+@click.argument("digest", required=False)
 @pass_cli
 @reports_errors
-def grants(cli: CliContext, digest: str) -> None:
-    """List your grants of the blob DIGEST, one a line: GRANTEE<TAB>GRANTOR.
+def grants(cli: CliContext, digest: str | None) -> None:
+    """List your grants of the blob DIGEST, one a line: GRANTEE<TAB>GRANTOR; without
+    DIGEST, every grant you made, one a line: DIGEST<TAB>GRANTEE.
 
     Only your own grants are listed (GRANTOR is you), never other tenants'; with an
-    admin token, every tenant's grants of DIGEST.
+    admin token and a DIGEST, every tenant's grants of DIGEST. Without DIGEST, it lists
+    what counts against your grant quota (max_grants_per_tenant): revoke with
+    `flowmesh cas revoke DIGEST GRANTEE`.
     """
-    validate_digest(digest)
     with open_client(cli) as client:
-        made = client.list_blob_grants(digest)
-    for one in made:
-        click.echo(f"{one.tenant}\t{one.grantor}")
+        if digest is None:
+            after: str | None = None
+            while True:
+                page = client.list_grants(after)
+                for made in page.grants:
+                    click.echo(f"{made.digest}\t{made.tenant}")
+                if page.next is None:
+                    return
+                after = page.next
+        for one in client.list_blob_grants(validate_digest(digest)):
+            click.echo(f"{one.tenant}\t{one.grantor}")

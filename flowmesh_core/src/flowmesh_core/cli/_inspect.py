@@ -245,6 +245,25 @@ def _tenants_table(report: StatsReport) -> Table:
     return table
 
 
+def _quotas_table(report: StatsReport) -> Table:
+    """What each tenant holds against its upload and grant quotas (docs/isolation.md)."""
+    table = Table("tenant", "uploaded bytes (for ever)", "grants held")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for t in report.tenants:
+        table.add_row(
+            t.tenant,
+            _of_limit(t.upload_bytes, t.max_upload_bytes),
+            _of_limit(t.grants, t.max_grants),
+        )
+    return table
+
+
+def _of_limit(used: int, limit: int) -> str:
+    """``used`` against a quota's ``limit`` (0: none)."""
+    return f"{used:,} / {limit:,}" if limit else f"{used:,} (no limit)"
+
+
 @click.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_cli
@@ -259,3 +278,4 @@ def stats_command(cli: CliContext, as_json: bool) -> None:
     console.print(_totals_table(report))
     if report.tenants:
         console.print(_tenants_table(report))
+        console.print(_quotas_table(report))

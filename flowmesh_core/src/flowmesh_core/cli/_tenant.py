@@ -85,22 +85,42 @@ def _claim(path: Path | None) -> int | None:
         raise InvalidInputError(f"--token-file {path}: {exc.strerror}") from None
 
 
-def _deliver(token: str, path: Path | None, fd: int | None) -> str:
-    """Write ``token`` to the claimed file (or stdout); the hint for stderr."""
+def _write_token(fd: int, token: str) -> None:
+    """Write ``token`` and a newline into ``fd`` and fsync it, so a full disk shows here."""
+    data = (token + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
+    os.fsync(fd)
+
+
+def _deliver(name: str, token: str, path: Path | None, fd: int | None) -> str:
+    """Write ``token`` to the claimed file (or stdout); the hint for stderr.
+
+    The token is already live (and on rotation the old ones already stopped), so a file
+    that cannot be written is removed and the error says how to get a working token."""
     if fd is None:
         click.echo(token)
         return "Its token (on stdout) is not stored and will not be shown again; save it now."
-    with os.fdopen(fd, "w") as out:
-        out.write(token + "\n")
+    try:
+        _write_token(fd, token)
+    except OSError as exc:
+        os.unlink(path)  # type: ignore[arg-type]
+        raise InvalidInputError(
+            f"--token-file {path}: could not write the token ({exc.strerror}); the file was "
+            f"removed and the token is lost. Run `flowmesh tenant rotate {name} --token-file "
+            "PATH` again with a path that can be written to get a working token"
+        ) from None
+    finally:
+        os.close(fd)
     return f"Its token is in {path} (mode 0600) and is not stored anywhere else."
 
 
 def _issue(
-    path: Path | None, make: Callable[[], Coroutine[Any, Any, tuple[str, _T]]]
+    name: str, path: Path | None, make: Callable[[], Coroutine[Any, Any, tuple[str, _T]]]
 ) -> tuple[_T, str]:
-    """Run ``make`` (a new token and what else it returns) with ``path`` claimed first,
-    deliver the token; what else ``make`` returned and the hint for stderr. A failure
-    leaves no token file behind."""
+    """Run ``make`` (a new token for tenant ``name`` and what else it returns) with
+    ``path`` claimed first, deliver the token; what else ``make`` returned and the hint
+    for stderr. A failure leaves no token file behind."""
     fd = _claim(path)
     try:
         token, extra = run_async(make())
@@ -109,7 +129,7 @@ def _issue(
             os.close(fd)
             os.unlink(path)  # type: ignore[arg-type]
         raise
-    return extra, _deliver(token, path, fd)
+    return extra, _deliver(name, token, path, fd)
 
 
 _TOKEN_FILE = click.option(
@@ -153,7 +173,7 @@ def create(
         max_in_flight=max_in_flight,
         submit_rate=submit_rate,
     )
-    created, hint = _issue(token_file, lambda: _create(cli, wanted))
+    created, hint = _issue(wanted.name, token_file, lambda: _create(cli, wanted))
     kind = "admin tenant" if created.admin else "tenant"
     err_console.print(
         Text.assemble(
@@ -187,7 +207,7 @@ async def _revoke(cli: CliContext, name: str) -> int:
 def rotate(cli: CliContext, name: str, token_file: Path | None) -> None:
     """Give tenant NAME a new token (printed once, or written to --token-file); its
     earlier tokens stop at once."""
-    gone, hint = _issue(token_file, lambda: _rotate(cli, name))
+    gone, hint = _issue(name, token_file, lambda: _rotate(cli, name))
     err_console.print(
         Text.assemble(
             (f"rotated the token of {name!r}: ", "bold green"),

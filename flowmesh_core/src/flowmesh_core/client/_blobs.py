@@ -28,7 +28,7 @@ from pydantic import TypeAdapter, ValidationError
 from flowmesh_core.client._shared import Call, _json_parser, _not_flowmesh, _segment, _verified
 from flowmesh_core.errors import InvalidInputError
 from flowmesh_core.hashing import DIGEST_PREFIX, validate_digest
-from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt
+from flowmesh_core.models.api import BlobGrant, BlobGrants, BlobReceipt, TenantGrants
 
 __all__ = [
     "BlobSource",
@@ -36,6 +36,7 @@ __all__ = [
     "blob_call",
     "blob_grants_call",
     "grant_blob_call",
+    "grants_made_call",
     "put_blob_call",
     "revoke_blob_grant_call",
 ]
@@ -49,6 +50,7 @@ _SPOOL_MEMORY = 8 << 20
 _RECEIPT = TypeAdapter(BlobReceipt)
 _GRANT = _json_parser(TypeAdapter(BlobGrant), "BlobGrant")
 _GRANTS = _json_parser(TypeAdapter(BlobGrants), "BlobGrants")
+_MADE = _json_parser(TypeAdapter(TenantGrants), "TenantGrants")
 
 
 class BlobSource:
@@ -207,3 +209,12 @@ def blob_grants_call(digest: str) -> Call[list[BlobGrant]]:
         return _GRANTS(response).grants
 
     return Call("GET", _grants_path(digest), parse)
+
+
+def grants_made_call(after: str | None, limit: int) -> Call[TenantGrants]:
+    """GET a page of the grants this tenant made over every blob (``next`` of the page
+    before as ``after``; None: the first page)."""
+    params = {"limit": str(limit)}
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/v1/grants", _MADE, params=params)

@@ -20,6 +20,7 @@ from flowmesh_core.client._blobs import (
     blob_call,
     blob_grants_call,
     grant_blob_call,
+    grants_made_call,
     put_blob_call,
     revoke_blob_grant_call,
 )
@@ -30,6 +31,7 @@ from flowmesh_core.models.api import (
     BlobGrant,
     StatsReport,
     SubmitResult,
+    TenantGrants,
     WorkerState,
     WorkflowStatus,
 )
@@ -218,6 +220,12 @@ class Client:
     def list_blob_grants(self, digest: str) -> list[BlobGrant]:
         """The grants of ``digest`` this tenant made (an admin token: everyone's)."""
         return self._call(blob_grants_call(digest))
+
+    def list_grants(self, after: str | None = None, limit: int = 1000) -> TenantGrants:
+        """A page of the grants this tenant made, over every blob, sorted by digest then
+        grantee: up to ``limit`` (at most 10,000), after ``after`` (the ``next`` of the
+        page before; None: the first page). ``next`` is None on the last page."""
+        return self._call(grants_made_call(after, limit))
 
     def download_blob(self, digest: str, path: str | os.PathLike[str]) -> int:
         """``get_blob`` streamed into ``path`` (replaced only once every byte is verified);

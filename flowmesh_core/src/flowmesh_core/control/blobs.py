@@ -33,7 +33,7 @@ from flowmesh_core.errors import (
     PermissionDeniedError,
 )
 from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models.api import BlobGrant, Tenant
+from flowmesh_core.models.api import BlobGrant, Tenant, TenantGrant, TenantGrants
 from flowmesh_core.results import ResultReader
 from flowmesh_core.store import Store
 from flowmesh_core.store.rights import ReadRight, upload_quota_error
@@ -190,6 +190,44 @@ class BlobAccess:
         grantor = None if tenant.admin else tenant.name
         records = await self.store.blob_grants(digest, grantor)
         return [BlobGrant(tenant=r.grantee, grantor=r.grantor) for r in records]
+
+    async def grants_made(self, tenant: Tenant, after: str | None, limit: int) -> TenantGrants:
+        """A page of the grants ``tenant`` made over every blob (an admin: its own too,
+        never another's): up to ``limit``, those after the cursor ``after`` (the ``next``
+        of the page before). InvalidInputError for a cursor no page gave."""
+        cursor = None if after is None else _grant_cursor(after)
+        made, more = await self.store.grants_made(tenant.name, cursor, limit)
+        grants = [TenantGrant(digest=d, tenant=grantee) for d, grantee in made]
+        last = made[-1] if more else None
+        return TenantGrants(grants=grants, next=None if last is None else "/".join(last))
+
+    async def usage(self, names: list[str]) -> dict[str, dict[str, int]]:
+        """Each of ``names``' use of its upload and grant quotas and the limits it is held
+        to (0: none; admins have none), as ``TenantStats`` fields."""
+        found = await self.store.tenant_usage(names)
+        return {
+            name: {
+                "upload_bytes": used.upload_bytes,
+                "max_upload_bytes": 0 if used.admin else self.tenant_max_upload_bytes,
+                "grants": used.grants,
+                "max_grants": 0 if used.admin else self.max_grants,
+            }
+            for name, used in zip(names, found, strict=True)
+        }
+
+
+def _grant_cursor(after: str) -> tuple[str, str]:
+    digest, _, grantee = after.partition("/")
+    try:
+        valid = bool(validate_digest(digest)) and bool(grantee)
+    except InvalidInputError:
+        valid = False
+    if not valid:
+        raise InvalidInputError(
+            f"after={after[:80]!r} is not a cursor: pass the 'next' of the page before "
+            "(DIGEST/TENANT), or leave it out for the first page"
+        )
+    return digest, grantee
 
 
 def _unknown(digest: str) -> NotFoundError:

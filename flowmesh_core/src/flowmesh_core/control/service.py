@@ -327,13 +327,14 @@ class ControlPlane:
         own figures, the totals included: its own requests, its items created (as
         ``executed``), its attributed worker-seconds, $ and Wh; the fabric-wide counts no
         tenant can be attributed (batches, failures) read 0. Nothing in it depends on
-        another tenant's activity (docs/architecture.md, tenant isolation).
+        another tenant's activity (docs/architecture.md, tenant isolation). Each tenant's
+        entry also says what it holds against its upload and grant quotas.
         """
         all_stats = await self.store.all_tenant_stats()
-        per_tenant = [_tenant_stats(name, raw) for name, raw in all_stats.items()]
         if not tenant.admin:
-            own = next((t for t in per_tenant if t.tenant == tenant.name), None)
-            own = own or TenantStats(tenant=tenant.name)
+            usage = await self.blob_access.usage([tenant.name])
+            raw = all_stats.get(tenant.name, {})
+            own = _tenant_stats(tenant.name, raw).model_copy(update=usage[tenant.name])
             return StatsReport(
                 tenants=[own],
                 requested=own.requested,
@@ -344,6 +345,11 @@ class ControlPlane:
                 cost_usd=own.cost_usd,
                 energy_wh=own.energy_wh,
             )
+        usage = await self.blob_access.usage(list(all_stats))
+        per_tenant = [
+            _tenant_stats(name, raw).model_copy(update=usage[name])
+            for name, raw in all_stats.items()
+        ]
         cluster = await self.store.cluster_stats()
         batches = cluster.get("batches", 0.0)
         return StatsReport(

@@ -11,9 +11,11 @@ from pydantic_core import PydanticCustomError
 from flowmesh_core.errors import InvalidDigestError
 from flowmesh_core.hashing import validate_digest
 
-__all__ = ["Digest", "FrozenModel", "Name", "ReplyModel"]
+__all__ = ["NAME_PATTERN", "Digest", "FrozenModel", "Name", "ReplyModel"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+#: What a name (tenant, workflow node, ...) may be; the API's path parameters reuse it.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 class FrozenModel(BaseModel):

@@ -30,6 +30,8 @@ __all__ = [
     "StatsReport",
     "SubmitResult",
     "Tenant",
+    "TenantGrant",
+    "TenantGrants",
     "TenantStats",
     "WorkerState",
     "WorkflowStatus",
@@ -143,7 +145,12 @@ class WorkerState(ReplyModel):
 
 
 class TenantStats(ReplyModel):
-    """What one tenant asked for and how it was satisfied, with its attributed cost."""
+    """What one tenant asked for and how it was satisfied, with its attributed cost, and
+    what it holds against its upload and grant quotas (docs/isolation.md, "Quotas").
+
+    ``upload_bytes`` never goes down (blobs are never deleted); ``max_upload_bytes`` and
+    ``max_grants`` are the limits it is held to (0: none, as for an admin).
+    """
 
     tenant: str
     requested: int = 0
@@ -153,6 +160,10 @@ class TenantStats(ReplyModel):
     worker_seconds: float = 0.0
     cost_usd: float = 0.0
     energy_wh: float = 0.0
+    upload_bytes: int = 0
+    max_upload_bytes: int = 0
+    grants: int = 0
+    max_grants: int = 0
 
 
 class StatsReport(ReplyModel):
@@ -212,6 +223,22 @@ class BlobGrants(ReplyModel):
 
     digest: Digest
     grants: list[BlobGrant]
+
+
+class TenantGrant(ReplyModel):
+    """One grant the caller made: ``tenant`` may read the blob ``digest``."""
+
+    digest: Digest
+    tenant: str
+
+
+class TenantGrants(ReplyModel):
+    """A page of the grants the caller made, over every blob (``GET /v1/grants``), sorted
+    by digest then tenant; ``next`` is the ``after`` that asks for the next page (None:
+    this is the last)."""
+
+    grants: list[TenantGrant]
+    next: str | None = None
 
 
 class PoolShare(ReplyModel):

@@ -8,7 +8,7 @@ The prelude defines, for every script:
 - the status words, from the Python enums (``ITEM``, ``HOW``, ``NODE``, ``JOIN``,
   ``EVENT``), so a script never spells one itself;
 - the shared steps in ``lua/_prelude.lua`` (join one item, count an item down, write to
-  the outbox), so each transition is written once.
+  the outbox, index a blob), so each transition is written once.
 
 A script's source therefore depends on the key prefix; one installation has one prefix.
 """
@@ -41,6 +41,8 @@ SCRIPTS = (
     "tenant_record",
     "grant_blob",
     "record_upload",
+    "index_blob",
+    "record_checkpoint",
     "revoke_blob_grant",
     "ensure_group",
     "heartbeat",

@@ -491,53 +491,36 @@ class FleetMixin(StoreBase):
 
     # -- blob index --------------------------------------------------------------------
 
-    async def record_blob(
-        self, digest: str, size: int, media_type: str, holder: str | None = None
-    ) -> None:
-        """Index a blob (idempotent) and, if given, a worker that holds a local copy."""
+    async def record_blob(self, digest: str, size: int, media_type: str) -> None:
+        """Index a blob (``index_blob.lua``); idempotent, the first record stays."""
         validate_digest(digest)
-        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
-            key = self.keys.blob(digest)
-            pipe.hset(key, mapping={"size": size, "media_type": media_type})
-            pipe.hsetnx(key, "created_at", repr(time.time()))
-            if holder is not None:
-                pipe.sadd(self.keys.blob_holders(digest), holder)
-            await pipe.execute()
+        await self.run_script("index_blob", [], [digest, size, media_type, repr(time.time())])
 
     async def record_checkpoint(
         self, tree: str, size: int, files: Sequence[str], nbytes: int
     ) -> None:
         """Index a checkpoint tree (``size`` bytes) a worker stored: the ``nbytes`` of its
         ``files`` (what a worker that lacks it fetches) and, for each file, that ``tree``
-        lists it (so the tree's readers may read it; ``unreadable_for``). One MULTI;
-        idempotent."""
+        lists it (so the tree's readers may read it; ``unreadable_for``). One Lua step
+        (``record_checkpoint.lua``); idempotent, the first index record stays."""
         validate_digest(tree)
-        async with self.guard(), self._redis.pipeline(transaction=True) as pipe:
-            key = self.keys.blob(tree)
-            pipe.hsetnx(key, "size", size)
-            pipe.hsetnx(key, "media_type", "application/json")
-            pipe.hsetnx(key, "created_at", repr(time.time()))
-            pipe.hset(key, "tree_bytes", nbytes)
-            for digest in dict.fromkeys(files):
-                pipe.sadd(self.keys.blob_trees(validate_digest(digest)), tree)
-            await pipe.execute()
+        listed = [validate_digest(digest) for digest in dict.fromkeys(files)]
+        args = [tree, size, repr(time.time()), nbytes, *listed]
+        await self.run_script("record_checkpoint", [], args)
 
     async def blob(self, digest: str) -> BlobRecord | None:
         """What the index knows of a blob, or None."""
         validate_digest(digest)
-        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.blob(digest))
-            pipe.smembers(self.keys.blob_holders(digest))
-            info, holders = await pipe.execute()
-        if not info:
+        async with self.guard():
+            raw = await self._redis.hgetall(self.keys.blob(digest))
+        if not raw:
             return None
-        info = strings(info)
+        info = strings(raw)
         return BlobRecord(
             digest=digest,
             size=int(info["size"]),
             media_type=info["media_type"],
             created_at=float(info["created_at"]),
-            holders=frozenset(str(h) for h in holders),
         )
 
     # -- counters and learned state ----------------------------------------------------

@@ -14,6 +14,7 @@ that (``control/blobs.py``) before calling ``grant_blob``.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from flowmesh_core.errors import QuotaExceededError
@@ -43,8 +44,9 @@ class GrantsMixin(StoreBase):
         if made < 0:
             raise QuotaExceededError(
                 f"quota: this tenant may hold at most {limit:,} blob grants "
-                "(max_grants_per_tenant); revoke some (DELETE "
-                "/v1/blobs/{digest}/grants/{tenant}, `flowmesh cas revoke`) before granting more"
+                "(max_grants_per_tenant); list them (GET /v1/grants, `flowmesh cas grants`) "
+                "and revoke some (DELETE /v1/blobs/{digest}/grants/{tenant}, "
+                "`flowmesh cas revoke DIGEST TENANT`) before granting more"
             )
         return made == 1
 
@@ -79,3 +81,16 @@ class GrantsMixin(StoreBase):
         """How many grants ``grantor`` holds (what ``max_grants_per_tenant`` bounds)."""
         async with self.guard():
             return int(await self._redis.scard(self.keys.tenant_grants(grantor)))
+
+    async def grants_made(
+        self, grantor: str, after: tuple[str, str] | None, limit: int
+    ) -> tuple[list[tuple[str, str]], bool]:
+        """Up to ``limit`` of the grants ``grantor`` made, as (digest, grantee) sorted,
+        those after ``after`` only; and whether more follow. The set is bounded by
+        ``max_grants_per_tenant``, so it is read whole and sorted here: a page is stable
+        while grants change, which a set scan's cursor is not."""
+        async with self.guard():
+            members = await self._redis.smembers(self.keys.tenant_grants(grantor))
+        made = sorted(self.keys.parse_grant_member(str(m)) for m in members)
+        start = 0 if after is None else bisect.bisect_right(made, after)
+        return made[start : start + limit], start + limit < len(made)

@@ -25,10 +25,9 @@ Layout (``{p}`` is the configured prefix, ``fm`` by default; wrap it in braces, 
                                                cache entry instead of in the CAS (never
                                                expires, like the action cache)
     {p}:blob:{digest}                  HASH    size, media_type, created_at (uploads, results
-                                               stored in the CAS, manifests, checkpoint trees)
-    {p}:blob:{digest}:holders          SET     worker ids holding a local copy (``record_blob``
-                                               only; workers report the blobs they hold in
-                                               their heartbeat instead: held, below)
+                                               stored in the CAS, manifests, checkpoint trees;
+                                               all through index_blob in lua/_prelude.lua,
+                                               so the first record stays)
     {p}:blob:{digest}:trees            SET     checkpoint trees that list this file blob (a
                                                tree's readers may read its files); a tree's
                                                own {p}:blob hash holds tree_bytes, the sum
@@ -192,9 +191,6 @@ class KeySpace:
     def inline(self, digest: str) -> str:
         return f"{self.prefix}:inline:{digest}"
 
-    def blob_holders(self, digest: str) -> str:
-        return f"{self.prefix}:blob:{digest}:holders"
-
     def blob_owners(self, digest: str) -> str:
         return f"{self.prefix}:blob:{digest}:owners"
 
@@ -330,6 +326,12 @@ class KeySpace:
         """A member of ``tenant_grants``: one grant of ``digest`` to ``grantee``."""
         return f"{digest}|{grantee}"
 
+    @staticmethod
+    def parse_grant_member(member: str) -> tuple[str, str]:
+        """(digest, grantee) of a member made by ``grant_member``."""
+        digest, _, grantee = member.partition("|")
+        return digest, grantee
+
     def wake(self) -> str:
         return f"{self.prefix}:wake"
 
@@ -367,6 +369,7 @@ class KeySpace:
             "tenant_results": self.tenant_results(s),
             "tenant_uploads": self.tenant_uploads(s),
             "blob_owners": self.blob_owners(s),
+            "blob_trees": self.blob_trees(s),
             "tenant_granted": self.tenant_granted(s),
             "tenant_grants": self.tenant_grants(s),
             "grant_member": self.grant_member(s, s),

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import Field
-
 from flowmesh_core.models import ItemStatus, LineageRecord
 from flowmesh_core.models._base import FrozenModel
 
@@ -130,13 +128,12 @@ class CompleteResult:
 
 
 class BlobRecord(FrozenModel):
-    """What the index knows of a blob: its size, media type, and which workers hold it."""
+    """What the index knows of a blob: its size, media type, and when it was first recorded."""
 
     digest: str
     size: int
     media_type: str
     created_at: float
-    holders: frozenset[str] = Field(default_factory=frozenset)
 
 
 class WorkflowState(FrozenModel):

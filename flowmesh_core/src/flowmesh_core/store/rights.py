@@ -19,23 +19,38 @@ naming any digest, so only lineage (the tenant's own, or a grantor's) does
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from flowmesh_core.errors import QuotaExceededError
 from flowmesh_core.hashing import validate_digest
 from flowmesh_core.store._base import StoreBase
 
-__all__ = ["ReadRight", "RightsMixin", "upload_quota_error"]
+__all__ = ["ReadRight", "RightsMixin", "TenantUsage", "upload_quota_error"]
 
 
 def upload_quota_error(limit: int) -> QuotaExceededError:
     """The one answer to an upload that would take its tenant past ``limit`` bytes."""
     return QuotaExceededError(
         f"quota: the blobs this tenant uploaded may hold at most {limit:,} bytes "
-        "(tenant_max_upload_bytes), and this upload would pass it; nothing was recorded"
+        "(tenant_max_upload_bytes), and this upload would pass it; nothing was recorded. "
+        "Uploads count for ever (blobs are never deleted), so waiting does not help: ask an "
+        "operator to raise tenant_max_upload_bytes (GET /v1/stats, `flowmesh stats`, shows "
+        "this tenant's use)"
     )
+
+
+@dataclass(frozen=True)
+class TenantUsage:
+    """What a tenant holds against its upload and grant quotas, and whether it is an
+    admin (held to neither)."""
+
+    upload_bytes: int
+    grants: int
+    admin: bool
 
 
 class ReadRight(StrEnum):
@@ -79,6 +94,25 @@ class RightsMixin(StoreBase):
             pipe.hget(self.keys.quota(tenant), "upload_bytes")
             owns, used = await pipe.execute()
         return bool(owns), int(used or 0)
+
+    async def tenant_usage(self, tenants: Sequence[str]) -> list[TenantUsage]:
+        """What each of ``tenants`` holds against its quotas, in the order given (one
+        round trip): the bytes of the blobs it uploaded (never going down) and the grants
+        it made."""
+        async with self.guard(), self._redis.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.hget(self.keys.quota(tenant), "upload_bytes")
+                pipe.scard(self.keys.tenant_grants(tenant))
+                pipe.hget(self.keys.tenant(tenant), "record")
+            raw = await pipe.execute()
+        return [
+            TenantUsage(
+                upload_bytes=int(used or 0),
+                grants=int(grants),
+                admin=bool(record) and bool(json.loads(str(record)).get("admin")),
+            )
+            for used, grants, record in zip(raw[::3], raw[1::3], raw[2::3], strict=True)
+        ]
 
     async def blob_owners(self, digest: str) -> set[str]:
         """The tenants that uploaded ``digest`` (for operators of the fabric, never shown

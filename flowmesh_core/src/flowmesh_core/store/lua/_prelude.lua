@@ -48,6 +48,17 @@ local function release_reserved(workflow, tenant)
   end
 end
 
+-- Index a blob ({p}:blob hash: size, media type, when first recorded). The first record
+-- stays: every writer (uploads, results, manifests, checkpoint trees) goes through here,
+-- so none overwrites what another recorded first. Returns the hash's key.
+local function index_blob(digest, size, media, now)
+  local blob = key('blob', digest)
+  redis.call('HSETNX', blob, 'size', size)
+  redis.call('HSETNX', blob, 'media_type', media)
+  redis.call('HSETNX', blob, 'created_at', now)
+  return blob
+end
+
 local function wake_scheduler()
   redis.call('LPUSH', KEY.wake, '1')
   redis.call('LTRIM', KEY.wake, 0, 15)

@@ -28,10 +28,7 @@ if not existing then
   end
   redis.call('SET', ac, digest)
   if (ARGV[13] or '') ~= '' then
-    local blob = key('blob', digest)
-    redis.call('HSETNX', blob, 'size', ARGV[13])
-    redis.call('HSETNX', blob, 'media_type', 'application/json')
-    redis.call('HSETNX', blob, 'created_at', ARGV[4])
+    index_blob(digest, ARGV[13], 'application/json', ARGV[4])
   end
   redis.call('SADD', KEY.results, digest)
   redis.call('HINCRBY', KEY.cluster_stats, 'executed', 1)

@@ -20,10 +20,7 @@ if limit > 0 then
     return -1
   end
 end
-local blob = key('blob', digest)
-redis.call('HSETNX', blob, 'size', size)
-redis.call('HSETNX', blob, 'media_type', ARGV[4])  -- the first uploader's stays
-redis.call('HSETNX', blob, 'created_at', ARGV[5])
+index_blob(digest, size, ARGV[4], ARGV[5])  -- the first uploader's media type stays
 redis.call('SADD', owners, tenant)
 redis.call('SADD', key('tenant_uploads', tenant), digest)
 redis.call('HINCRBY', qk, 'upload_bytes', size)
