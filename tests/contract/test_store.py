@@ -329,7 +329,12 @@ async def test_the_index_of_active_workflows_follows_each_way_a_workflow_ends(
     # docs/autoscaling.md, "The next wave": the autoscaler reads running workflows here
     for wf_id in ("wf-done", "wf-fail", "wf-cancel"):
         await store.submit_workflow(
-            wf_id, "acme", "", _TWO_NODES.model_dump_json(), ["embed", "score"]
+            wf_id,
+            "acme",
+            "",
+            _TWO_NODES.model_dump_json(),
+            ["embed", "score"],
+            graph=GraphSummary.of(_TWO_NODES),
         )
     items = [make_item() for _ in range(3)]
     await store.start_node("acme", DOMAIN, "wf-done", "embed", "k" * 64, items, batched=True)
@@ -381,7 +386,9 @@ async def test_the_autoscaler_reads_a_workflows_summary_never_its_spec(store: St
         }
     )
     spec = big.model_dump_json()
-    await store.submit_workflow("wf-big", "acme", "", spec, list(big.nodes))
+    await store.submit_workflow(
+        "wf-big", "acme", "", spec, list(big.nodes), graph=GraphSummary.of(big)
+    )
     (active,) = await store.active_workflows(10)
     summary = GraphSummary.from_json(active.graph)
     assert summary == GraphSummary.of(big)
@@ -393,9 +400,10 @@ async def test_the_autoscaler_reads_a_workflows_summary_never_its_spec(store: St
     assert await store.active_workflows(10) == [active]
 
 
-async def test_a_workflow_stored_before_summaries_is_not_seen_ahead(store: Store) -> None:
+async def test_a_workflow_stored_without_a_summary_is_not_seen_ahead(store: Store) -> None:
+    # as one stored before summaries were: the autoscaler never falls back to the spec
     await store.submit_workflow("wf-old", "acme", "", _TWO_NODES.model_dump_json(), ["embed"])
-    await store.redis.hdel(store.keys.workflow("wf-old"), "graph")
+    assert await store.redis.hget(store.keys.workflow("wf-old"), "graph") is None
     assert await store.active_workflows(10) == []
 
 

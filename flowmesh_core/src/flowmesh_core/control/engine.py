@@ -57,6 +57,7 @@ from flowmesh_core.models import (
 )
 from flowmesh_core.models.api import NodePlan, NodeState, SubmitResult, Tenant
 from flowmesh_core.models.bounds import loads_json
+from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.models.workflow import MODEL_INPUT
 from flowmesh_core.registry import Registry
 from flowmesh_core.results import Prefetched, ResultReader
@@ -127,6 +128,7 @@ class WorkflowEngine:
                 domain,
                 idempotency_key,
                 quota,
+                GraphSummary.of(workflow),  # what the autoscaler reads instead of the spec
             )
         ]
         calls += [self._start_call(tenant.name, domain, wf_id, n, e) for n, e in ready.items()]

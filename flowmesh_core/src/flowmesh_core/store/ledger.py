@@ -23,7 +23,7 @@ from typing import Any
 
 from flowmesh_core.errors import ConflictError, QuotaExceededError
 from flowmesh_core.hashing import validate_digest
-from flowmesh_core.models import Item, ItemStatus, Requester, Workflow
+from flowmesh_core.models import Item, ItemStatus, Requester
 from flowmesh_core.models.graph_summary import GraphSummary
 from flowmesh_core.settings import DEFAULT_FAIRNESS_HALF_LIFE_S
 from flowmesh_core.store._base import ScriptCall, StoreBase
@@ -83,6 +83,7 @@ class LedgerMixin(StoreBase):
         domain: str,
         idempotency_key: str | None,
         quota: SubmitQuota | None = None,
+        graph: GraphSummary | None = None,
     ) -> ScriptCall:
         """The script call that stores a workflow (see ``submit_workflow``)."""
         key_hash = (
@@ -91,7 +92,8 @@ class LedgerMixin(StoreBase):
         q = quota or SubmitQuota()
         args = [wf_id, tenant, name, repr(time.time()), spec, domain, key_hash, IDEMPOTENCY_TTL_S]
         args += [q.max_in_flight, repr(float(q.rate)), repr(float(q.burst)), q.root_items]
-        return ("submit_workflow", [], [*args, _graph_summary(spec), *nodes])
+        summary = "" if graph is None else graph.to_json()
+        return ("submit_workflow", [], [*args, summary, *nodes])
 
     @staticmethod
     def submit_outcome(wf_id: str, reply: Sequence[Any]) -> str | None:
@@ -118,6 +120,7 @@ class LedgerMixin(StoreBase):
         domain: str = "global",
         idempotency_key: str | None = None,
         quota: SubmitQuota | None = None,
+        graph: GraphSummary | None = None,
     ) -> str | None:
         """Store a workflow and its node states in one step; ConflictError if the id exists.
 
@@ -125,9 +128,12 @@ class LedgerMixin(StoreBase):
         an ``idempotency_key`` that this tenant used before (within a week), nothing is
         stored and the earlier workflow's id is returned; otherwise None. The workflow
         is announced on the outbox (``workflow.submitted``). ``quota`` is checked and
-        counted in the same step (QuotaExceededError: nothing was stored).
+        counted in the same step (QuotaExceededError: nothing was stored). ``graph`` is
+        what the autoscaler reads of it instead of ``spec`` (none: it is not seen ahead).
         """
-        call = self.submit_call(wf_id, tenant, name, spec, nodes, domain, idempotency_key, quota)
+        call = self.submit_call(
+            wf_id, tenant, name, spec, nodes, domain, idempotency_key, quota, graph
+        )
         return self.submit_outcome(wf_id, await self.run_script(*call))
 
     async def cancel_workflow(self, wf_id: str, tenant: str | None) -> CancelResult | None:
@@ -461,15 +467,6 @@ class LedgerMixin(StoreBase):
 def node_failure(op_key: str, error: str) -> str:
     """The error a node records when one of its items fails for good."""
     return f"item {op_key[:12]}: {error}"
-
-
-def _graph_summary(spec: str) -> str:
-    """What the autoscaler reads of a workflow instead of its spec (``GraphSummary``);
-    '' for a spec that is not a valid workflow (the store's own tests store stubs)."""
-    try:
-        return GraphSummary.of(Workflow.model_validate_json(spec)).to_json()
-    except ValueError:
-        return ""
 
 
 def _join_result(requester: Requester, item: Item, reply: Sequence[Any]) -> JoinResult:
