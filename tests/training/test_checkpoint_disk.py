@@ -19,7 +19,7 @@ from flowmesh_core.models import ModelRef
 from flowmesh_worker.executors import ItemError, create_executor
 from flowmesh_worker.runner import BatchRunner
 from flowmesh_worker.weights import TINY_GPT, WarmCache, resolve_model
-from flowmesh_worker.weights.checkpoints import checkpoint_dir, held
+from flowmesh_worker.weights.checkpoints import checkpoint_dir, held, on_disk
 from flowmesh_worker.weights.disk import CheckpointDisk
 from tests.training.test_checkpoints import FAST, assignment, train
 
@@ -156,3 +156,24 @@ def test_a_lora_on_a_checkpoint_holds_its_base_while_it_is_merged(
     assert merged == checkpoint_dir(lora, worker_dir)
     assert sorted(disk.settle()) == sorted([base, lora])  # unpinned, 0 budget: none kept
     assert held(worker_dir) == []
+
+
+def test_a_new_worker_sweeps_what_a_killed_one_left(tmp_path: Path) -> None:
+    """A worker killed mid-eviction leaves an ``.evicted-*`` directory, one killed
+    mid-fetch a ``.fetch-*`` one: the next worker on the disk removes both (a fetch only
+    once it is an hour old: another worker on the same disk may be fetching now)."""
+    (kept_dir,) = kept(tmp_path, 1, 2 * KIB)
+    evicted = tmp_path / ".evicted-abc" / "ckpt"
+    stale = tmp_path / ".fetch-ckpt-x-1"
+    fresh = tmp_path / ".fetch-ckpt-y-2"
+    for folder in (evicted, stale, fresh):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(os.urandom(KIB))
+    os.utime(stale, (1000.0, 1000.0))
+
+    CheckpointDisk(tmp_path, 0)
+
+    assert not evicted.parent.exists()
+    assert not stale.exists()
+    assert fresh.exists()
+    assert [d for d, _ in on_disk(tmp_path)] == [kept_dir]  # kept until a settle

@@ -10,7 +10,9 @@ directory's mtime, so a restarted worker keeps the order). See docs/training.md.
 
 It must never remove a checkpoint a running batch uses (``using`` pins it), and never
 leave half a directory under its ``ckpt-`` name: one is renamed away first, so the
-heartbeat's ``held`` list (read from the disk) stops naming it at once.
+heartbeat's ``held`` list (read from the disk) stops naming it at once. What a killed
+worker left behind (a half-removed checkpoint, a half-fetched one an hour old) is swept
+when the next one starts, so preemption does not fill the disk.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +33,8 @@ from flowmesh_worker.weights.checkpoints import on_disk
 __all__ = ["CheckpointDisk"]
 
 log = logging.getLogger(__name__)
+
+_STALE_FETCH_S = 3600.0  # a fetch's staging directory untouched this long is a dead one's
 
 
 class CheckpointDisk:
@@ -43,6 +48,22 @@ class CheckpointDisk:
         self._lock = threading.Lock()
         self._pins: Counter[str] = Counter()
         self._sizes: dict[Path, int] = {}  # a published checkpoint never changes
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove what killed workers left: every ``.evicted-*`` directory (its checkpoint
+        was renamed away to be removed) and ``.fetch-*`` staging untouched for an hour."""
+        now = time.time()
+        for path in self.model_dir.glob(".evicted-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in self.model_dir.glob(".fetch-*"):
+            try:
+                stale = now - path.stat().st_mtime > _STALE_FETCH_S
+            except OSError:
+                continue
+            if stale:
+                log.info("removing %s, a fetch a stopped worker left", path.name)
+                shutil.rmtree(path, ignore_errors=True)
 
     @contextmanager
     def using(self, digest: str | None) -> Iterator[None]:
