@@ -15,12 +15,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from flowmesh_core.models.api import NodeState, NodeStatus, WorkflowStatus
+from flowmesh_core.models.api import NodeStatus, WorkflowStatus
 
 __all__ = ["progress_summary"]
-
-_ENDED = frozenset({NodeState.DONE, NodeState.FAILED, NodeState.CANCELLED})
-
 
 def _reported(progress: Mapping[str, Any] | None, now: float) -> str | None:
     """What the node's worker last reported: a model load, or a training step."""
@@ -62,7 +59,7 @@ def progress_summary(status: WorkflowStatus, now: float | None = None) -> str:
     at = time.time() if now is None else now
     nodes = ", ".join(
         f"{n.node} {n.state} {n.items_done}/{n.items_total}"
-        + ("" if n.state in _ENDED else _waiting_on(n, at))
+        + ("" if n.state.final else _waiting_on(n, at))
         for n in status.nodes
     )
     return f"{status.state}: {nodes}"
