@@ -19,6 +19,7 @@ from flowmesh_core.models.api import NodeStatus, WorkflowStatus
 
 __all__ = ["progress_summary"]
 
+
 def _reported(progress: Mapping[str, Any] | None, now: float) -> str | None:
     """What the node's worker last reported: a model load, or a training step."""
     if not progress:
