@@ -91,3 +91,21 @@ def running(
 def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with running(redis_url, tmp_path_factory.mktemp("live")) as fabric:
         yield fabric
+
+
+@contextlib.contextmanager
+def temporary_prefect_server() -> Iterator[None]:
+    """A temporary Prefect server (SQLite) with analytics off; it takes seconds to start."""
+    from prefect.testing.utilities import prefect_test_harness  # heavy: only where used
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with prefect_test_harness(server_startup_timeout=60):
+            yield
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    """One temporary Prefect server for the module that asks for it."""
+    with temporary_prefect_server():
+        yield

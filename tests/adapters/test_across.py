@@ -7,7 +7,6 @@ each tenant's lineage records its own request and how it was satisfied.
 """
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ import dagster as dg
 import pytest
 from dagster import AssetExecutionContext
 from prefect import flow
-from prefect.testing.utilities import prefect_test_harness
 
 from flowmesh_core.client import Client
 from flowmesh_dagster import FlowMeshResource
@@ -36,14 +34,6 @@ def operator() -> dict[str, Any]:
         "params": {"template": f"[{tag}] {{text}}"},
         "inputs": {"records": ["shared by three", "orchestrators"]},
     }
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
 
 
 def run_airflow(live: Live, token: str, spec: dict[str, Any], tmp: Path) -> dict[str, Any]:

@@ -16,13 +16,11 @@ from __future__ import annotations
 import gc
 import re
 import runpy
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from flowmesh_dagster import FlowMeshIOManager, FlowMeshResource
 from flowmesh_prefect import FlowMeshCredentials
@@ -47,14 +45,6 @@ def settings(live: Live, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the pages tell a reader to export (README, "A local cluster")."""
     monkeypatch.setenv("FLOWMESH_SERVER_URL", live.url)
     monkeypatch.setenv("FLOWMESH_TOKEN", token)
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
 
 
 def test_every_python_block_runs_or_says_why_not() -> None:

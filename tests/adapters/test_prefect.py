@@ -15,7 +15,7 @@ import importlib.util
 import inspect
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from prefect.client.schemas.filters import (
 from prefect.events.clients import AssertingEventsClient
 from prefect.events.worker import EventsWorker
 from prefect.states import State
-from prefect.testing.utilities import prefect_test_harness
 
 import flowmesh_prefect
 from flowmesh_core.client import Client, python_operator
@@ -55,16 +54,7 @@ from tests.adapters.conftest import Live
 from tests.integration.procs import free_port
 from tests.worker import ops
 
-pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module", autouse=True)
-def prefect_server() -> Iterator[None]:
-    """One temporary Prefect server (SQLite) for the module: it takes seconds to start."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60):
-            yield
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("prefect_server")]
 
 
 @pytest.fixture(scope="module")

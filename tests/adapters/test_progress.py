@@ -20,13 +20,12 @@ from typing import Any
 import dagster as dg
 import pytest
 from prefect import flow
-from prefect.testing.utilities import prefect_test_harness
 
 from flowmesh_core.client import _shared
 from flowmesh_dagster import FlowMeshResource
 from flowmesh_prefect import FlowMeshCredentials, computed_on_flowmesh, flowmesh_task
 from tests.adapters.airflow_run import run_across
-from tests.adapters.conftest import Live, running
+from tests.adapters.conftest import Live, running, temporary_prefect_server
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(400)]
 
@@ -65,10 +64,8 @@ def test_prefect_logs_the_model_load(
     def index() -> int:
         return len(embed([f"cold start {uuid.uuid4().hex[:8]}"]))
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        with prefect_test_harness(server_startup_timeout=60), caplog.at_level(logging.INFO):
-            assert index() == 1
+    with temporary_prefect_server(), caplog.at_level(logging.INFO):
+        assert index() == 1
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("prefect.task_runs")]
     # The worker names the model as it resolved it (the name's canonical form).
     assert _loading(lines, "sentence-transformers/all-MiniLM-L6-v2"), "\n".join(lines)
