@@ -214,7 +214,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         lease_ttl_s=LEASE_TTL_S,
         worker_python_modules=["tests.worker.ops"],
         pools={POOL: {"accelerator": "cpu", "usd_per_hour": 0.08, "watts": 35,
-                      "boot_s": 5, "min_replicas": MIN_REPLICAS, "max_replicas": 8}},
+                      "boot_s": 1, "min_replicas": MIN_REPLICAS, "max_replicas": 8}},
         autoscale_drain_s=2.0,
         autoscale_idle_s=1.0,
     )  # fmt: skip
